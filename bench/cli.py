@@ -1,0 +1,173 @@
+"""`bench`: the command line. Each command adapts a library function; no logic lives here.
+
+Exit codes: 0 success, 1 a user or operational error (one line, no traceback unless
+``--debug``), 2 a usage error (bad flag or value), 130 interrupted with Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from bench import console as ui
+from bench.runner import RunRequest, execute_run
+from migrator.errors import MigratorError
+
+app = typer.Typer(
+    name="bench",
+    help="Benchmark and diagnose XML → SQL migrations.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+_state = {"debug": False}
+
+
+@app.callback()
+def _main(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
+) -> None:
+    _state["debug"] = debug
+
+
+@contextmanager
+def user_errors(*also: type[Exception]) -> Iterator[None]:
+    """Turn the errors a user can cause into one line and an exit code.
+
+    ``also`` adds error classes of packages that cannot derive from MigratorError
+    (``datasets`` depends on no other package of ours).
+    """
+    try:
+        yield
+    except KeyboardInterrupt:
+        if _state["debug"]:
+            raise
+        ui.error("interrupted: the batch in progress was rolled back; "
+                 "continue with --resume")
+        raise typer.Exit(130) from None
+    except (MigratorError, *also) as exc:
+        if _state["debug"]:
+            raise
+        ui.error(str(exc))
+        raise typer.Exit(1) from None
+
+
+def _positive(name: str) -> Any:
+    def check(value: int | None) -> int | None:
+        if value is not None and value < 1:
+            raise typer.BadParameter(f"must be at least 1, got {value}", param_hint=name)
+        return value
+    return check
+
+
+# ---- generate -----------------------------------------------------------------------------
+
+@app.command()
+def generate(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the XML files.")],
+    records: Annotated[int, typer.Option("--records", "-n", help="Number of records.",
+                                         callback=_positive("--records"))] = 10_000,
+    files: Annotated[int, typer.Option("--files", help="Split the records over K files.",
+                                       callback=_positive("--files"))] = 1,
+    seed: Annotated[int, typer.Option("--seed", help="Same seed, same bytes.")] = 0,
+    invalid_rate: Annotated[float, typer.Option(
+        "--invalid-rate", min=0.0, max=1.0,
+        help="Share of records that violate the mapping (listed in manifest.json).")] = 0.0,
+    profile: Annotated[str, typer.Option("--profile", help="Dataset profile.")] = "orders",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the manifest as JSON.")] = False,
+) -> None:
+    """Generate a deterministic mock XML dataset (and manifest.json) into --out."""
+    import datasets
+
+    with user_errors(datasets.DatasetError), ui.progress_bar("generating", records, enabled=not as_json) as update:
+        manifest = datasets.generate(out, records, files=files, seed=seed,
+                                     invalid_rate=invalid_rate, profile=profile,
+                                     progress=update)
+    if as_json:
+        typer.echo(json.dumps(manifest.to_dict(), indent=1, ensure_ascii=False))
+        return
+    total = sum(f["bytes"] for f in manifest.to_dict()["files"])
+    typer.echo(f"wrote {records:,} records ({len(manifest.to_dict()['invalid']):,} invalid) in "
+               f"{files} file(s), {total / 1e6:.1f} MB, to {out}/ (manifest.json lists them)")
+
+
+# ---- run ----------------------------------------------------------------------------------
+
+@app.command()
+def run(
+    inputs: Annotated[list[str], typer.Option(
+        "--input", "-i", help="XML file, folder or glob; repeat for more.")],
+    target: Annotated[str | None, typer.Option(
+        "--target", "-t", envvar="BENCH_TARGET",
+        help="sqlite:PATH or odbc:CONNECTION-STRING (default: sqlite in the run folder).")
+    ] = None,
+    mapping: Annotated[Path | None, typer.Option(
+        "--mapping", "-m", help="Mapping TOML file (default: the built-in orders mapping).")
+    ] = None,
+    batch_size: Annotated[int, typer.Option(
+        "--batch-size", "-b", help="Records per transaction.",
+        callback=_positive("--batch-size"))] = 1000,
+    resume: Annotated[bool, typer.Option(
+        "--resume", help="Continue an interrupted run in the same target.")] = False,
+    out: Annotated[Path | None, typer.Option(
+        "--out", "-o", help="Run folder for result files (default: runs/<timestamp>/).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Migrate XML into a database once, measuring every stage."""
+    request = RunRequest(inputs=inputs, target=target, mapping=mapping, batch_size=batch_size,
+                         resume=resume, out=out)
+    with user_errors():
+        with ui.progress_bar("migrating", None, unit="bytes", enabled=not as_json) as update:
+            outcome = execute_run(request, progress=update)
+    summary = outcome.summary()
+    if as_json:
+        typer.echo(json.dumps(summary, indent=1, ensure_ascii=False))
+    else:
+        _print_run(summary)
+    problems = summary["errors"] + summary["reconciliation"]["problems"]
+    if problems:
+        if not as_json:
+            for p in problems:
+                ui.error(p)
+        raise typer.Exit(1)
+
+
+def _print_run(s: dict[str, Any]) -> None:
+    con = ui.console()
+    rec = s["reconciliation"]
+    ok = "[green]reconciled[/]" if not rec["problems"] else "[red]NOT reconciled[/]"
+    con.print(f"[bold]{s['records_read']:,}[/] records read → [bold]{s['inserted']:,}[/] "
+              f"inserted + [bold]{s['quarantined']:,}[/] quarantined ({ok}) "
+              f"in {s['elapsed_s']:.2f} s")
+    rps = s["throughput_rec_per_min"] / 60
+    con.print(f"throughput [bold]{s['throughput_rec_per_min']:,.0f} rec/min[/] "
+              f"({rps:,.0f} rec/s), batch size {s['batch_size']}, target {s['target']}")
+    busy = sum(s["stages"].values()) or 1.0
+    parts = [f"{k} {v:.2f} s ({100 * v / busy:.0f}%)" for k, v in s["stages"].items() if v]
+    con.print("stages: " + " · ".join(parts), markup=False)
+    con.print("tables: " + " · ".join(f"{k} {v:,}" for k, v in s["tables"].items()),
+              markup=False)
+    if s.get("skipped"):
+        con.print(f"resumed: {s['skipped']:,} records were committed by the interrupted run")
+    con.print(f"result: {s['result_file']}", markup=False)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        app()
+    except KeyboardInterrupt:  # Ctrl-C outside a command body (e.g. during imports)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

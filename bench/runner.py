@@ -1,0 +1,132 @@
+"""One measured migration (`bench run`): resolve defaults, migrate, reconcile, store."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench import environment
+from bench.results import build_result, new_run_dir, write_pyperf, write_result
+from migrator import (
+    EngineConfig,
+    MigrationEngine,
+    Reconciliation,
+    RunStats,
+    default_mapping,
+    expand_inputs,
+    load_mapping,
+    open_target,
+    prepare_target,
+    reconcile,
+)
+from migrator.mapping import describe as describe_mapping
+from migrator.reader import WorkUnit
+
+
+@dataclass
+class RunRequest:
+    inputs: list[str]
+    target: str | None = None
+    mapping: Path | None = None
+    batch_size: int = 1000
+    resume: bool = False
+    out: Path | None = None
+
+
+@dataclass
+class RunOutcome:
+    request: RunRequest
+    run_dir: Path
+    target_display: str
+    stats: RunStats
+    reconciliation: Reconciliation
+    result_file: Path
+    pyperf_file: Path | None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def summary(self) -> dict[str, Any]:
+        s = self.stats
+        rec = self.reconciliation
+        return {
+            "records_read": s.records_read,
+            "inserted": s.inserted,
+            "quarantined": s.quarantined,
+            "skipped": sum(u.skipped for u in s.units),
+            "elapsed_s": round(s.elapsed_s, 6),
+            "throughput_rec_per_min": round(s.throughput_rec_per_min, 1),
+            "batch_size": self.request.batch_size,
+            "stages": {k: round(v, 6) for k, v in s.stages.items()},
+            "tables": dict(s.rows),
+            "target": self.target_display,
+            "reconciliation": {"ok": rec.ok, "records_read": rec.records_read,
+                               "inserted": rec.inserted, "quarantined": rec.quarantined,
+                               "rows": rec.rows, "problems": list(rec.problems)},
+            "errors": list(s.errors),
+            "result_file": str(self.result_file),
+            "pyperf_file": str(self.pyperf_file) if self.pyperf_file else None,
+        }
+
+
+def _dataset_facts(units: list[WorkUnit]) -> dict[str, Any]:
+    """The generator's manifest, when the input came from `bench generate`."""
+    folders = {Path(u.path).parent for u in units}
+    facts: dict[str, Any] = {"files": len(units), "bytes": sum(u.size for u in units)}
+    for folder in sorted(folders):
+        manifest = folder / "manifest.json"
+        if manifest.is_file():
+            try:
+                m = json.loads(manifest.read_text(encoding="utf-8"))
+            except (OSError, json.JSONDecodeError):
+                continue
+            facts.update({k: m.get(k) for k in ("profile", "seed", "records", "invalid_rate")})
+            break
+    return facts
+
+
+def execute_run(request: RunRequest,
+                progress: Callable[..., None] | None = None) -> RunOutcome:
+    run_dir = request.out or new_run_dir()
+    mapping = load_mapping(request.mapping) if request.mapping else default_mapping()
+    units = expand_inputs(request.inputs)
+    target = open_target(request.target or f"sqlite:{run_dir / 'mig.db'}")
+    checkpoints = prepare_target(target, mapping, units, resume=request.resume)
+    total_bytes = sum(u.size for u in units)
+    config = EngineConfig(batch_size=request.batch_size)
+
+    def on_batch(stats: RunStats, done_bytes: int) -> None:
+        if progress is not None:
+            progress(done_bytes, total=total_bytes,
+                     info=f"{stats.records_read:,} records")
+
+    engine = MigrationEngine(target, mapping, config, on_batch=on_batch)
+    stats = engine.run(units, checkpoints)
+    rec = reconcile(target, mapping)
+    info = target.info()
+    run_doc = {
+        "config": {"batch_size": request.batch_size, "workers": 1, "pipeline": "off",
+                   "pooling": "off", "insert_method": config.insert_method
+                   or target.dialect.default_insert_method, "resume": request.resume},
+        "metrics": stats.to_dict(),
+        "reconciliation": {"ok": rec.ok, "records_read": rec.records_read,
+                           "inserted": rec.inserted, "quarantined": rec.quarantined,
+                           "rows": rec.rows, "problems": list(rec.problems)},
+        "samples": None,
+    }
+    doc = build_result(
+        "run",
+        config={"inputs": [u.path for u in units], "target": info.display,
+                "mapping": describe_mapping(mapping), "batch_size": request.batch_size,
+                "resume": request.resume},
+        environment=environment.collect(info, _dataset_facts(units)),
+        runs=[run_doc],
+    )
+    result_file = write_result(run_dir, doc)
+    pyperf_file = None
+    if stats.records_read:
+        pyperf_file = write_pyperf(run_dir / "pyperf.json",
+                                   {f"batch_size={request.batch_size}":
+                                    [stats.elapsed_s / stats.records_read]})
+    return RunOutcome(request, run_dir, info.display, stats, rec, result_file, pyperf_file)

@@ -1,0 +1,50 @@
+"""migrator: stream XML records into SQL tables, in batches, exactly once.
+
+The public API is the names below; everything else is an implementation detail.
+
+    >>> from migrator import default_mapping, expand_inputs, open_target, migrate
+    >>> stats = migrate(expand_inputs(["data/"]), open_target("sqlite:work/mig.db"),
+    ...                 default_mapping())                                   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from migrator.engine import (
+    STAGES,
+    BatchStat,
+    Checkpoint,
+    EngineConfig,
+    MigrationEngine,
+    Reconciliation,
+    RunStats,
+    prepare_target,
+    reconcile,
+)
+from migrator.errors import (
+    InputError,
+    MalformedXMLError,
+    MappingError,
+    MigratorError,
+    ResumeError,
+    TargetError,
+)
+from migrator.mapping import Mapping, default_mapping, load_mapping, parse_mapping
+from migrator.reader import WorkUnit, expand_inputs
+from migrator.rowmap import RecordMapper, RecordRejected
+from migrator.targets import Target, open_target
+
+
+def migrate(units: list[WorkUnit], target: Target, mapping: Mapping,
+            config: EngineConfig | None = None, *, resume: bool = False) -> RunStats:
+    """Prepare the target (fresh schema, or resume) and run one engine over ``units``."""
+    checkpoints = prepare_target(target, mapping, units, resume=resume)
+    return MigrationEngine(target, mapping, config).run(units, checkpoints)
+
+
+__all__ = [
+    "STAGES", "BatchStat", "Checkpoint", "EngineConfig", "InputError", "MalformedXMLError",
+    "Mapping", "MappingError", "MigrationEngine", "MigratorError", "Reconciliation",
+    "RecordMapper", "RecordRejected", "ResumeError", "RunStats", "Target", "TargetError",
+    "WorkUnit", "default_mapping", "expand_inputs", "load_mapping", "migrate", "open_target",
+    "parse_mapping", "prepare_target", "reconcile",
+]

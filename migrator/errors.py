@@ -1,0 +1,38 @@
+"""User-facing errors.
+
+Every error a user can cause (bad input, bad mapping, unreachable target) derives from
+:class:`MigratorError`. The CLI catches that one class in one place and prints its message
+as a single line; anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+
+class MigratorError(Exception):
+    """An error caused by input or environment, reported to the user as one line."""
+
+
+class MappingError(MigratorError):
+    """The mapping file is invalid. The message names the file, the key and the fix."""
+
+
+class TargetError(MigratorError):
+    """The target cannot be parsed, reached or used."""
+
+
+class InputError(MigratorError):
+    """An input path is missing or unreadable."""
+
+
+class MalformedXMLError(MigratorError):
+    """An input file is not well-formed XML; ``str()`` is ``file:line: message``."""
+
+    def __init__(self, path: str, line: int, message: str) -> None:
+        super().__init__(f"{path}:{line}: {message}")
+        self.path = path
+        self.line = line
+        self.message = message
+
+
+class ResumeError(MigratorError):
+    """``--resume`` cannot continue: the checkpoints do not match the input or mapping."""

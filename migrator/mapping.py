@@ -1,0 +1,320 @@
+"""The declarative mapping: which XML element is a record and which tables it becomes.
+
+A mapping is a TOML file::
+
+    version = 1
+
+    [record]
+    element = "order"                              # one record per <order> element
+    key = { path = "@id", type = "bigint" }        # identifies the record everywhere
+
+    [[tables]]
+    name = "orders"                                # the root table: one row per record
+    key_column = "order_id"                        # receives the record key (primary key)
+    [tables.columns]
+    status = { path = "@status", type = "str(20)", required = true }
+    email = { path = "customer/email", type = "str(120)" }
+
+    [[tables]]
+    name = "order_lines"                           # a child table: one row per <line>
+    rows = "lines/line"                            # path of the repeated element
+    key_column = "order_id"                        # the parent record's key
+    position_column = "line_no"                    # 1-based position within the record
+    [tables.columns]
+    quantity = { path = "quantity", type = "int", required = true }
+
+Paths are relative to the record element (or, for a child table's columns, to the repeated
+element): ``a/b`` is the text of the first ``<b>`` inside the first ``<a>``, ``a/@x`` is an
+attribute, ``.`` is the element's own text. Types: ``int``, ``bigint``, ``decimal(p,s)``,
+``str(n)``, ``text``, ``date``, ``datetime``, ``bool``.
+
+This module only parses and validates; :mod:`migrator.rowmap` compiles a mapping into the
+fast per-record mapper.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import tomllib
+from collections.abc import Mapping as AnyMapping
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from migrator.errors import MappingError
+
+TYPE_FORMS = "int, bigint, decimal(p,s), str(n), text, date, datetime, bool"
+_TYPE_RE = re.compile(
+    r"^\s*(?P<kind>int|bigint|text|date|datetime|bool)\s*$"
+    r"|^\s*decimal\s*\(\s*(?P<p>\d+)\s*,\s*(?P<s>\d+)\s*\)\s*$"
+    r"|^\s*str\s*\(\s*(?P<n>\d+)\s*\)\s*$"
+)
+_NAME = r"[A-Za-z_][\w.\-]*"
+_PATH_RE = re.compile(rf"^(?:\.|@{_NAME}|{_NAME}(?:/{_NAME})*(?:/@{_NAME})?)$")
+_ROWS_RE = re.compile(rf"^{_NAME}(?:/{_NAME})*$")
+
+
+@dataclass(frozen=True)
+class ColumnType:
+    """A column type of the mapping language, independent of any database dialect."""
+
+    kind: str  # int | bigint | decimal | str | text | date | datetime | bool
+    length: int | None = None  # str(n)
+    precision: int | None = None  # decimal(p,s)
+    scale: int | None = None
+
+    def __str__(self) -> str:
+        if self.kind == "str":
+            return f"str({self.length})"
+        if self.kind == "decimal":
+            return f"decimal({self.precision},{self.scale})"
+        return self.kind
+
+    @classmethod
+    def parse(cls, text: str) -> ColumnType:
+        """Parse ``decimal(12,2)``, ``str(40)``, ``bigint`` …; raise ValueError with the forms."""
+        m = _TYPE_RE.match(text) if isinstance(text, str) else None
+        if m is None:
+            raise ValueError(f"unknown type {text!r}; use one of {TYPE_FORMS}")
+        if m.group("kind"):
+            return cls(m.group("kind"))
+        if m.group("n") is not None:
+            n = int(m.group("n"))
+            if not 1 <= n <= 1_000_000:
+                raise ValueError(f"str({n}): length must be 1..1000000 (use text for longer)")
+            return cls("str", length=n)
+        p, s = int(m.group("p")), int(m.group("s"))
+        if not (1 <= p <= 38 and 0 <= s <= p):
+            raise ValueError(f"decimal({p},{s}): need 1 <= p <= 38 and 0 <= s <= p")
+        return cls("decimal", precision=p, scale=s)
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    path: str
+    type: ColumnType
+    required: bool = False
+    default: str | None = None  # raw text, coerced like an XML value when the path is absent
+
+
+@dataclass(frozen=True)
+class Table:
+    name: str
+    key_column: str
+    columns: tuple[Column, ...]
+    rows: str | None = None  # None: the root table (one row per record)
+    position_column: str | None = None
+
+    @property
+    def is_root(self) -> bool:
+        return self.rows is None
+
+    @property
+    def column_names(self) -> tuple[str, ...]:
+        """Every column in insert order: the key, the position (child tables), the mapped ones."""
+        names = [self.key_column]
+        if self.position_column:
+            names.append(self.position_column)
+        names.extend(c.name for c in self.columns)
+        return tuple(names)
+
+    @property
+    def primary_key(self) -> tuple[str, ...]:
+        if self.position_column:
+            return (self.key_column, self.position_column)
+        return (self.key_column,)
+
+
+@dataclass(frozen=True)
+class Mapping:
+    record_element: str
+    key_path: str
+    key_type: ColumnType
+    tables: tuple[Table, ...]
+    source: str = "<memory>"
+    raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def root(self) -> Table:
+        return self.tables[0]
+
+    def table(self, name: str) -> Table:
+        for t in self.tables:
+            if t.name == name:
+                return t
+        raise KeyError(name)
+
+    def fingerprint(self) -> str:
+        """A stable hash of the mapping's meaning, stored with checkpoints for --resume."""
+        blob = json.dumps(self.raw, sort_keys=True, default=str).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def load_mapping(path: str | Path) -> Mapping:
+    """Load and validate a mapping TOML file; errors name the file, the key and the fix."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise MappingError(f"{p}: mapping file not found; pass an existing file to --mapping") \
+            from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise MappingError(f"{p}: cannot read mapping: {exc}") from None
+    return parse_mapping(text, source=str(p))
+
+
+def default_mapping() -> Mapping:
+    """The mapping shipped for the default ``orders`` profile of ``bench generate``."""
+    res = resources.files("migrator").joinpath("mappings/orders.toml")
+    return parse_mapping(res.read_text(encoding="utf-8"), source="<builtin orders mapping>")
+
+
+def parse_mapping(text: str, source: str = "<memory>") -> Mapping:
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise MappingError(f"{source}: not valid TOML: {exc}") from None
+    return _Validator(source).mapping(doc)
+
+
+class _Validator:
+    def __init__(self, source: str) -> None:
+        self.source = source
+
+    def fail(self, key: str, problem: str) -> MappingError:
+        return MappingError(f"{self.source}: {key}: {problem}")
+
+    def mapping(self, doc: dict[str, Any]) -> Mapping:
+        version = doc.get("version", 1)
+        if version != 1:
+            raise self.fail("version", f"unsupported mapping version {version!r}; use 1")
+        unknown = set(doc) - {"version", "record", "tables"}
+        if unknown:
+            raise self.fail(sorted(unknown)[0], "unknown key; expected version, record, tables")
+        record = doc.get("record")
+        if not isinstance(record, dict):
+            raise self.fail("record", 'missing [record] table; add element = "..." and key = {...}')
+        element = record.get("element")
+        if not isinstance(element, str) or not re.fullmatch(_NAME, element):
+            raise self.fail("record.element", "must be the record element's name, e.g. \"order\"")
+        key = record.get("key")
+        if not isinstance(key, dict):
+            raise self.fail("record.key", 'must be a table like { path = "@id", type = "bigint" }')
+        key_path = self.path(key.get("path"), "record.key.path")
+        key_type = self.ctype(key.get("type", "str(100)"), "record.key.type")
+        if key_type.kind in ("text", "bool"):
+            raise self.fail("record.key.type", f"{key_type} cannot be a key; use bigint or str(n)")
+
+        tables_doc = doc.get("tables")
+        if not isinstance(tables_doc, list) or not tables_doc:
+            raise self.fail("tables", "need at least one [[tables]] entry (the root table)")
+        tables = tuple(self.table(t, i) for i, t in enumerate(tables_doc))
+        if not tables[0].is_root:
+            raise self.fail("tables[0].rows", "the first table is the root table: remove rows")
+        for i, t in enumerate(tables[1:], start=1):
+            if t.is_root:
+                raise self.fail(f"tables[{i}].rows", "child tables need rows = \"path/of/element\"")
+        names = [t.name.lower() for t in tables]
+        for i, n in enumerate(names):
+            if n in names[:i] or n.startswith("mb_"):
+                raise self.fail(f"tables[{i}].name",
+                                f"table name {tables[i].name!r} is duplicated or reserved (mb_*)")
+        return Mapping(element, key_path, key_type, tables, self.source, doc)
+
+    def table(self, doc: Any, i: int) -> Table:
+        where = f"tables[{i}]"
+        if not isinstance(doc, dict):
+            raise self.fail(where, "must be a table")
+        unknown = set(doc) - {"name", "key_column", "rows", "position_column", "columns"}
+        if unknown:
+            raise self.fail(f"{where}.{sorted(unknown)[0]}", "unknown key; expected name, "
+                            "key_column, rows, position_column, columns")
+        name = self.ident(doc.get("name"), f"{where}.name")
+        key_column = self.ident(doc.get("key_column"), f"{where}.key_column")
+        rows = doc.get("rows")
+        if rows is not None and (not isinstance(rows, str) or not _ROWS_RE.match(rows)):
+            raise self.fail(f"{where}.rows", "must be an element path such as \"lines/line\"")
+        position = doc.get("position_column")
+        if position is not None:
+            position = self.ident(position, f"{where}.position_column")
+        if rows is None and position is not None:
+            raise self.fail(f"{where}.position_column", "only child tables (with rows) have one")
+        if rows is not None and position is None:
+            raise self.fail(f"{where}.position_column",
+                            "child tables need one, e.g. position_column = \"line_no\"")
+        cols_doc = doc.get("columns")
+        if not isinstance(cols_doc, dict) or not cols_doc:
+            raise self.fail(f"{where}.columns", "need at least one column")
+        columns = tuple(self.column(n, c, f"{where}.columns.{n}") for n, c in cols_doc.items())
+        seen = {key_column.lower()} | ({position.lower()} if position else set())
+        for c in columns:
+            if c.name.lower() in seen:
+                raise self.fail(f"{where}.columns.{c.name}", "duplicate column name")
+            seen.add(c.name.lower())
+        return Table(name, key_column, columns, rows, position)
+
+    def column(self, name: str, doc: Any, where: str) -> Column:
+        self.ident(name, where)
+        if isinstance(doc, str):  # shorthand: column = "path"
+            doc = {"path": doc, "type": "text"}
+        if not isinstance(doc, dict):
+            raise self.fail(where, 'must be { path = "...", type = "..." }')
+        unknown = set(doc) - {"path", "type", "required", "default"}
+        if unknown:
+            raise self.fail(f"{where}.{sorted(unknown)[0]}",
+                            "unknown key; expected path, type, required, default")
+        path = self.path(doc.get("path"), f"{where}.path")
+        ctype = self.ctype(doc.get("type"), f"{where}.type")
+        required = doc.get("required", False)
+        if not isinstance(required, bool):
+            raise self.fail(f"{where}.required", "must be true or false")
+        default = doc.get("default")
+        if default is not None:
+            if isinstance(default, bool):
+                default = "true" if default else "false"
+            elif isinstance(default, int | float):
+                default = str(default)
+            elif not isinstance(default, str):
+                raise self.fail(f"{where}.default", "must be a string, number or boolean")
+            from migrator.coerce import coercer  # the same rules as XML values
+
+            try:
+                coercer(ctype)(default)
+            except ValueError as exc:
+                raise self.fail(f"{where}.default", f"{exc}; give a valid {ctype} value") \
+                    from None
+        return Column(name, path, ctype, required, default)
+
+    def ident(self, value: Any, where: str) -> str:
+        if not isinstance(value, str) or not value.strip():
+            raise self.fail(where, "must be a non-empty name")
+        if "\x00" in value or len(value) > 63:
+            raise self.fail(where, "names must be at most 63 characters, without NUL")
+        return value
+
+    def path(self, value: Any, where: str) -> str:
+        if not isinstance(value, str) or not _PATH_RE.match(value):
+            raise self.fail(where, f"bad path {value!r}; use forms like a/b, a/@attr, @attr or .")
+        return value
+
+    def ctype(self, value: Any, where: str) -> ColumnType:
+        if value is None:
+            raise self.fail(where, f"missing type; use one of {TYPE_FORMS}")
+        try:
+            return ColumnType.parse(value)
+        except ValueError as exc:
+            raise self.fail(where, str(exc)) from None
+
+
+def describe(mapping: Mapping) -> AnyMapping[str, Any]:
+    """A JSON-ready summary of the mapping for result files."""
+    return {
+        "source": mapping.source,
+        "record_element": mapping.record_element,
+        "fingerprint": mapping.fingerprint(),
+        "tables": {t.name: list(t.column_names) for t in mapping.tables},
+    }

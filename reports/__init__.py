@@ -1,0 +1,1 @@
+"""Statistics, charts and the single-file HTML report."""
