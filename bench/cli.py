@@ -53,7 +53,7 @@ def user_errors(*also: type[Exception]) -> Iterator[None]:
         ui.error("interrupted: the batch in progress was rolled back; "
                  "continue with --resume")
         raise typer.Exit(130) from None
-    except (MigratorError, *also) as exc:
+    except (MigratorError, *also) as exc:  # type: ignore[misc]  # (mypy: star in except)
         if _state["debug"]:
             raise
         ui.error(str(exc))
@@ -87,7 +87,8 @@ def generate(
     """Generate a deterministic mock XML dataset (and manifest.json) into --out."""
     import datasets
 
-    with user_errors(datasets.DatasetError), ui.progress_bar("generating", records, enabled=not as_json) as update:
+    progress = ui.progress_bar("generating", records, enabled=not as_json)
+    with user_errors(datasets.DatasetError), progress as update:
         manifest = datasets.generate(out, records, files=files, seed=seed,
                                      invalid_rate=invalid_rate, profile=profile,
                                      progress=update)
@@ -125,9 +126,9 @@ def run(
     """Migrate XML into a database once, measuring every stage."""
     request = RunRequest(inputs=inputs, target=target, mapping=mapping, batch_size=batch_size,
                          resume=resume, out=out)
-    with user_errors():
-        with ui.progress_bar("migrating", None, unit="bytes", enabled=not as_json) as update:
-            outcome = execute_run(request, progress=update)
+    progress = ui.progress_bar("migrating", None, unit="bytes", enabled=not as_json)
+    with user_errors(), progress as update:
+        outcome = execute_run(request, progress=update)
     summary = outcome.summary()
     if as_json:
         typer.echo(json.dumps(summary, indent=1, ensure_ascii=False))

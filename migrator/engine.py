@@ -415,9 +415,10 @@ class MigrationEngine:
         st["map"] += batch.map
         st["insert"] += t1 - t0
         st["commit"] += t2 - t1
-        stats.batches.append(BatchStat(
-            len(stats.batches), batch.count, inserted, quarantined, started, t2 - self._t0,
-            batch.parse, batch.map, t1 - t0, t2 - t1, connect_s))
+        if batch.count:  # (an empty flush only marks units finished)
+            stats.batches.append(BatchStat(
+                len(stats.batches), batch.count, inserted, quarantined, started,
+                t2 - self._t0, batch.parse, batch.map, t1 - t0, t2 - t1, connect_s))
         batch.reset()
         if self.on_batch is not None:
             position = self._stream.position if self._stream is not None else 0

@@ -21,7 +21,7 @@ import os
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -64,14 +64,14 @@ def system_paths() -> OdbcIniPaths:
             if sep:
                 found[key.strip(". ").upper()] = value.strip()
         if "DRIVERS" in found and "SYSTEM DATA SOURCES" in found:
-            version = found.get("", "")
             first = out.splitlines()[0] if out else ""
-            if first.startswith("unixODBC"):
-                version = first.split()[-1]
-            return OdbcIniPaths(Path(found["DRIVERS"]), Path(found["SYSTEM DATA SOURCES"]),
-                                version)
+            version = first.split()[-1] if first.startswith("unixODBC") else ""
+            drivers = found["DRIVERS"]
+            if drivers.endswith("/"):  # printed so when ODBCINSTINI is set
+                drivers += os.environ.get("ODBCINSTINI", "odbcinst.ini")
+            return OdbcIniPaths(Path(drivers), Path(found["SYSTEM DATA SOURCES"]), version)
     base = Path(os.environ.get("ODBCSYSINI") or "/etc")
-    return OdbcIniPaths(base / os.environ.get("ODBCINSTINI", "odbcinst.ini"), base / "odbc.ini")
+    return OdbcIniPaths(base / "odbcinst.ini", base / "odbc.ini")
 
 
 def read_ini(path: Path) -> configparser.RawConfigParser:
@@ -174,8 +174,19 @@ def build_odbcsysini(folder: str | Path, pooling: bool, *,
 
 
 def worker_environ(folder: str | Path) -> dict[str, str]:
-    """The variables that point unixODBC at ``folder`` (merge into a worker's env)."""
-    return {"ODBCSYSINI": str(folder), "ODBCINSTINI": "odbcinst.ini"}
+    """The variables that point unixODBC at ``folder`` (merge into a worker's env, and
+    drop any ``ODBCINSTINI`` there: the file is always ``odbcinst.ini``)."""
+    return {"ODBCSYSINI": str(folder)}
+
+
+def apply_environ(folder: str | Path, environ: MutableMapping[str, str] | None = None) -> None:
+    """Point ``environ`` (``os.environ`` by default) at ``folder``.
+
+    unixODBC caches the ini location in static variables on first use, so in a process
+    this works only before the first ODBC call (connect, ``pyodbc.drivers()``)."""
+    env = os.environ if environ is None else environ
+    env.update(worker_environ(folder))
+    env.pop("ODBCINSTINI", None)
 
 
 # ---- process state -------------------------------------------------------------------------
@@ -221,10 +232,10 @@ def activate(pooling: bool, *, cp_timeout: int = DEFAULT_CP_TIMEOUT,
     target = Path(folder) if folder is not None else Path(
         tempfile.mkdtemp(prefix=f"mb-odbc-pool-{'on' if pooling else 'off'}-"))
     build_odbcsysini(target, pooling, cp_timeout=cp_timeout)
-    os.environ.update(worker_environ(target))
+    apply_environ(target)
     _active, _folder = pooling, target
     try:
-        import pyodbc  # noqa: PLC0415 — optional: absent unixODBC is reported at connect
+        import pyodbc
 
         # Harmless with unixODBC (the ini decides) and required by Windows' driver manager.
         pyodbc.pooling = pooling

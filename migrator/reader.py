@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,8 @@ from typing import IO, Any
 from lxml import etree
 
 from migrator.errors import InputError, MalformedXMLError
+
+_POSITION = re.compile(r",? line \d+, column \d+\s*$")
 
 
 @dataclass(frozen=True)
@@ -115,8 +118,8 @@ class RecordStream:
                             del parent[0]
             except etree.XMLSyntaxError as exc:
                 line = exc.lineno or 0
-                msg = (exc.msg or str(exc)).strip()
-                # lxml appends ", line N, column M" to some messages; the prefix has the line.
+                # lxml appends ", line N, column M"; our prefix already names the line.
+                msg = _POSITION.sub("", (exc.msg or str(exc)).strip())
                 raise MalformedXMLError(self.path, line, f"malformed XML: {msg}") from None
             except OSError as exc:
                 raise InputError(f"{self.path}: read failed: {exc}") from None

@@ -82,7 +82,8 @@ _ColumnPlan = tuple[Converter, bool, bool, Any, str]
 def _plan(table: Table, column: Column, adapters: AnyMapping[str, Adapter]) -> _ColumnPlan:
     conv = _adapted(column.type, adapters)
     default = None if column.default is None else conv(column.default)
-    empty_is_missing = column.type.kind not in ("str", "text")
+    # An empty element is "no value" for every type but optional strings, where "" is data.
+    empty_is_missing = column.required or column.type.kind not in ("str", "text")
     label = f"{table.name}.{column.name} ({column.path})"
     return conv, column.required, empty_is_missing, default, label
 

@@ -1,0 +1,122 @@
+"""SQL Server through Microsoft's ODBC Driver 17/18 (or FreeTDS).
+
+SQL Server cannot run on the development machines: every statement this module emits is
+parsed with sqlglot's ``tsql`` dialect in ``tests/test_mssql_tsql.py``, and the live suite
+runs whenever ``BENCH_MSSQL`` holds a connection string.
+
+Decisions:
+
+* Identifiers are quoted ``[name]`` with ``]`` doubled — valid whatever the session's
+  ``QUOTED_IDENTIFIER`` setting is.
+* ``str(n)`` counts code points (Python ``len``), but ``NVARCHAR(n)`` counts UTF-16 code
+  units: an emoji is two. So ``str(n)`` becomes ``NVARCHAR(2n)`` — every value the mapping
+  accepts fits — and ``NVARCHAR(MAX)`` when ``2n`` exceeds 4000 (the largest sized
+  NVARCHAR). NVARCHAR is variable-length: the wider declaration costs no storage.
+* ``datetime`` is ``DATETIME2(6)``: microseconds, exactly what Python's datetime holds.
+* ``fast`` (``fast_executemany``) sets input sizes from each batch (``setinputsizes``):
+  left to SQLDescribeParam, pyodbc sizes an ``NVARCHAR(MAX)`` parameter at 2 GB per row
+  (pyodbc #547, MemoryError). Strings longer than 4000 code units are bound as
+  ``(SQL_WVARCHAR, 0, 0)``, which pyodbc streams instead.
+* At most 2100 parameters per request; the budget keeps one free for the driver's RPC, and
+  a VALUES list holds at most 1000 rows (the table value constructor's limit).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import ClassVar
+
+from migrator.errors import TargetError
+from migrator.mapping import ColumnType
+from migrator.targets.base import InsertMethod
+from migrator.targets.odbc import OdbcDialect
+
+NVARCHAR_MAX_SIZED = 4000
+# An index key is at most 900 bytes (clustered): NVARCHAR(450).
+CHECKPOINT_UNIT_CHARS = 450
+
+
+def nvarchar_units(length: int) -> int | None:
+    """UTF-16 code units needed for ``length`` code points; None → NVARCHAR(MAX)."""
+    units = 2 * length
+    return units if units <= NVARCHAR_MAX_SIZED else None
+
+
+class MSSQLDialect(OdbcDialect):
+    name: ClassVar[str] = "mssql"
+    max_params: ClassVar[int] = 2100
+    session_id_sql: ClassVar[str] = "SELECT @@SPID"
+    values_max_rows: ClassVar[int] = 1000
+    values_rows: ClassVar[int] = 100
+    # Not measured here (no SQL Server on these machines): fast_executemany with parameter
+    # arrays is Microsoft's documented bulk path for ODBC Driver 17/18; `bench sweep
+    # --insert-method fast,values` on a real server settles it.
+    auto_methods: ClassVar[tuple[str, ...]] = ("fast", "values", "executemany")
+    max_sized_string: ClassVar[int] = NVARCHAR_MAX_SIZED
+
+    def quote(self, ident: str) -> str:
+        if "\x00" in ident:
+            raise TargetError(f"identifier {ident!r} contains NUL")
+        return "[" + ident.replace("]", "]]") + "]"
+
+    def column_sql_type(self, ctype: ColumnType) -> str:
+        kind = ctype.kind
+        if kind == "int":
+            return "INT"
+        if kind == "decimal":
+            return f"DECIMAL({ctype.precision},{ctype.scale})"
+        if kind == "str":
+            assert ctype.length is not None
+            units = nvarchar_units(ctype.length)
+            return f"NVARCHAR({units})" if units is not None else "NVARCHAR(MAX)"
+        if kind == "text":
+            return "NVARCHAR(MAX)"
+        if kind == "datetime":
+            return "DATETIME2(6)"
+        if kind == "bool":
+            return "BIT"
+        return super().column_sql_type(ctype)  # BIGINT, DATE
+
+    def bookkeeping_sql(self) -> list[str]:
+        """The engine's tables, translated: NVARCHAR (Unicode file names and reasons), INT,
+        a checkpoint key within SQL Server's 900-byte index limit, and ``[file]`` quoted
+        (FILE is a reserved word in T-SQL)."""
+        out = []
+        for sql in super().bookkeeping_sql():
+            sql = re.sub(r"\bVARCHAR\(", "NVARCHAR(", sql)
+            sql = re.sub(r"\bINTEGER\b", "INT", sql)
+            sql = re.sub(r"\bunit NVARCHAR\(\d+\) NOT NULL PRIMARY KEY",
+                         f"unit NVARCHAR({CHECKPOINT_UNIT_CHARS}) NOT NULL PRIMARY KEY", sql)
+            sql = re.sub(r"([(,]\s*)file\b", r"\1[file]", sql)
+            out.append(sql)
+        return out
+
+    # SQL Server's savepoints: SAVE TRANSACTION / ROLLBACK TRANSACTION; nothing to release.
+    def savepoint_sql(self, name: str) -> str:
+        return f"SAVE TRANSACTION {self.quote(name)}"
+
+    def rollback_to_sql(self, name: str) -> str:
+        return f"ROLLBACK TRANSACTION {self.quote(name)}"
+
+    def release_savepoint_sql(self, name: str) -> str | None:
+        return None
+
+    def table_exists_sql(self) -> str:
+        return ("SELECT 1 FROM INFORMATION_SCHEMA.TABLES "
+                "WHERE TABLE_SCHEMA = SCHEMA_NAME() AND TABLE_NAME = ?")
+
+    def param_budget(self) -> int:
+        return self.max_params - 1
+
+    def insert_methods(self) -> list[InsertMethod]:
+        driver = (self.facts.driver_name if self.facts else "").lower()
+        fast = InsertMethod("fast")
+        if "tdsodbc" in driver or "freetds" in driver:
+            fast = InsertMethod("fast", True, "FreeTDS: parameter arrays are emulated row by "
+                                              "row in older versions; measure before trusting")
+        return [InsertMethod("executemany"), fast, InsertMethod("values"),
+                InsertMethod("copy", False, "SQL Server has no COPY; use fast "
+                                            "(fast_executemany parameter arrays) or values")]
+
+    def advice(self) -> list[str]:
+        return ["SQL Server: session facts (waits, file stats) need VIEW SERVER STATE"]

@@ -1,0 +1,104 @@
+"""MariaDB and MySQL through MariaDB Connector/ODBC (or MySQL Connector/ODBC).
+
+Decisions:
+
+* Identifiers are quoted with backticks (``` `` ``` doubles an embedded one), whatever
+  ``sql_mode`` says about ``ANSI_QUOTES``.
+* Tables are ``ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin``: utf8mb4 stores
+  every code point (emoji included; MySQL's "utf8" does not) and the binary collation
+  compares keys exactly, as the other dialects do. ``VARCHAR(n)`` counts characters.
+* ``str(n)`` above 4000 becomes ``LONGTEXT`` (a row holds at most 65,535 bytes of VARCHAR,
+  4 bytes a character in utf8mb4); ``text`` is ``LONGTEXT``; ``datetime`` is
+  ``DATETIME(6)`` (microseconds); ``bool`` is ``BOOLEAN`` (``TINYINT(1)``: reads back 0/1).
+* An InnoDB index key is at most 3,072 bytes: the checkpoint unit is ``VARCHAR(768)``.
+* Prepared statements take at most 65,535 placeholders; ``max_allowed_packet`` bounds a
+  statement's size, so VALUES lists stay well under it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Callable, Mapping as AnyMapping
+from typing import Any, ClassVar
+
+from migrator.errors import TargetError
+from migrator.mapping import ColumnType, Mapping, Table
+from migrator.targets.base import InsertMethod
+from migrator.targets.odbc import OdbcDialect
+
+TABLE_OPTIONS = "ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"
+VARCHAR_MAX_CHARS = 4000
+CHECKPOINT_UNIT_CHARS = 768  # 768 × 4 bytes = InnoDB's 3,072-byte key limit
+
+
+class MySQLDialect(OdbcDialect):
+    name: ClassVar[str] = "mysql"
+    max_params: ClassVar[int] = 65535
+    session_id_sql: ClassVar[str] = "SELECT CONNECTION_ID()"
+    values_rows: ClassVar[int] = 100
+    # benchmarks/insert_methods.py: values > fast > executemany on MariaDB 10.11
+    auto_methods: ClassVar[tuple[str, ...]] = ("values", "fast", "executemany")
+
+    @property
+    def is_mariadb(self) -> bool:
+        return bool(self.facts and "mariadb" in self.facts.dbms_name.lower())
+
+    def quote(self, ident: str) -> str:
+        if "\x00" in ident:
+            raise TargetError(f"identifier {ident!r} contains NUL")
+        return "`" + ident.replace("`", "``") + "`"
+
+    def column_sql_type(self, ctype: ColumnType) -> str:
+        kind = ctype.kind
+        if kind == "int":
+            return "INT"
+        if kind == "str":
+            assert ctype.length is not None
+            if ctype.length > VARCHAR_MAX_CHARS:
+                return "LONGTEXT"
+            return f"VARCHAR({ctype.length})"
+        if kind == "text":
+            return "LONGTEXT"
+        if kind == "datetime":
+            return "DATETIME(6)"
+        if kind == "bool":
+            return "BOOLEAN"
+        return super().column_sql_type(ctype)  # BIGINT, DECIMAL(p,s), DATE
+
+    def create_table_sql(self, mapping: Mapping, table: Table) -> list[str]:
+        return [sql + " " + TABLE_OPTIONS for sql in super().create_table_sql(mapping, table)]
+
+    def bookkeeping_sql(self) -> list[str]:
+        """The engine's tables in utf8mb4, with a checkpoint key InnoDB can index."""
+        out = []
+        for sql in super().bookkeeping_sql():
+            sql = re.sub(r"\bunit VARCHAR\(\d+\) NOT NULL PRIMARY KEY",
+                         f"unit VARCHAR({CHECKPOINT_UNIT_CHARS}) NOT NULL PRIMARY KEY", sql)
+            out.append(f"{sql} {TABLE_OPTIONS}")
+        return out
+
+    def table_exists_sql(self) -> str:
+        return ("SELECT 1 FROM information_schema.tables "
+                "WHERE table_schema = DATABASE() AND table_name = ?")
+
+    def insert_methods(self) -> list[InsertMethod]:
+        return [InsertMethod("executemany"), InsertMethod("fast"), InsertMethod("values"),
+                InsertMethod("copy", False, "MariaDB/MySQL has no COPY (LOAD DATA is not "
+                                            "wired); use values or fast")]
+
+    def value_adapters(self) -> AnyMapping[str, Callable[[Any], Any]]:
+        # pyodbc binds a datetime with the precision the driver reports for TIMESTAMP (19:
+        # whole seconds) and MariaDB Connector/ODBC drops the microseconds; as text they
+        # arrive exactly in DATETIME(6).
+        return {"datetime": _datetime_text}
+
+    def configure(self, cnxn: Any, pyodbc: Any) -> None:
+        # Strings longer than pyodbc's `maxwrite` (the driver's reported VARCHAR size) go
+        # through SQLPutData, which MariaDB Connector/ODBC 3.1 garbles for UTF-16 text
+        # ("Memory allocation error" or mojibake, measured). Bind every string whole.
+        cnxn.maxwrite = 1 << 30
+
+
+def _datetime_text(v: dt.datetime) -> str:
+    return v.isoformat(sep=" ")
