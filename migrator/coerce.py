@@ -8,6 +8,7 @@ silently rounded or truncated: a value that does not fit is a quarantine reason.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Callable
 from decimal import Context, Decimal, InvalidOperation
 from typing import Any
@@ -128,9 +129,72 @@ def _bool(text: str) -> bool:
     return v
 
 
-def coercer(ctype: ColumnType) -> Converter:
-    """The strict converter for one mapping type."""
+_PLAIN_DECIMAL = re.compile(r"(-?)([0-9]+)(?:\.([0-9]*))?")
+
+
+def _decimal_text(precision: int, scale: int) -> Converter:
+    """Like :func:`_decimal` but returns canonical text ("12.50"), skipping Decimal for the
+    plain forms XML exports use; anything else (exponents, "+1", ".5") takes the exact path."""
+    exact = _decimal(precision, scale)
+    max_int_digits = precision - scale
+    match = _PLAIN_DECIMAL.fullmatch
+
+    def convert(text: str) -> str:
+        m = match(text) or match(text.strip())
+        if m is None:
+            return format(exact(text), "f")
+        sign, whole, frac = m.groups()
+        whole = whole.lstrip("0") or "0"
+        frac = frac or ""
+        if len(frac) > scale:
+            if frac[scale:].strip("0"):
+                raise InvalidValue("out_of_range", f"{text.strip()} has more than {scale} "
+                                   f"decimal places")
+            frac = frac[:scale]
+        if len(whole) > max_int_digits and whole != "0":
+            raise InvalidValue("out_of_range",
+                               f"{text.strip()} does not fit decimal({precision},{scale})")
+        out = f"{whole}.{frac.ljust(scale, '0')}" if scale else whole
+        if sign and out.strip("0.") and (whole != "0" or frac.strip("0")):
+            out = "-" + out
+        return out
+
+    return convert
+
+
+def _date_text(text: str) -> str:
+    _date(text)
+    return text.strip()
+
+
+def _datetime_text(text: str) -> str:
+    s = text.strip()
+    if len(s) == 19 and s[10] in "T ":  # no offset, no fraction: already canonical
+        _datetime(s)
+        return f"{s[:10]} {s[11:]}"
+    return _datetime(s).isoformat(sep=" ")
+
+
+def _bool_int(text: str) -> int:
+    return 1 if _bool(text) else 0
+
+
+TEXT = "text"
+"""Marker a dialect's ``value_adapters()`` can give for decimal, date and datetime: use the
+canonical text converter directly (what SQLite stores) instead of a Python value."""
+
+_TEXT_CONVERTERS: dict[str, Converter] = {"date": _date_text, "datetime": _datetime_text}
+
+
+def coercer(ctype: ColumnType, *, as_text: bool = False) -> Converter:
+    """The strict converter for one mapping type (``as_text``: canonical text output)."""
     kind = ctype.kind
+    if as_text:
+        if kind == "decimal":
+            assert ctype.precision is not None and ctype.scale is not None
+            return _decimal_text(ctype.precision, ctype.scale)
+        if kind in _TEXT_CONVERTERS:
+            return _TEXT_CONVERTERS[kind]
     if kind in INT_RANGE:
         return _integer(kind)
     if kind == "decimal":

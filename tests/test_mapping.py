@@ -6,6 +6,7 @@ import datetime as dt
 from decimal import Decimal
 
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from migrator.coerce import InvalidValue, coercer
 from migrator.errors import MappingError
@@ -145,3 +146,41 @@ def test_booleans() -> None:
 def test_unknown_types_list_the_forms(text: str) -> None:
     with pytest.raises(ValueError, match=r"int|decimal|str|length|need"):
         ColumnType.parse(text)
+
+
+# ---- the canonical-text converters must agree with the exact ones ------------------------
+
+_decimal_text = st.one_of(
+    st.from_regex(r"\A[ ]?-?[0-9]{1,7}(\.[0-9]{0,4})?[ ]?\Z"),
+    st.from_regex(r"\A[+-]?[0-9]{0,3}\.?[0-9]{0,3}([eE][+-]?[0-9]{1,2})?\Z"),
+    st.text(max_size=8),
+)
+
+
+def _outcome(conv, text: str) -> tuple[str, str]:  # type: ignore[no-untyped-def]
+    try:
+        return ("ok", str(conv(text)))
+    except InvalidValue as exc:
+        return ("error", exc.code)
+
+
+@settings(max_examples=400, deadline=None)
+@given(text=_decimal_text, p=st.integers(1, 12), s=st.integers(0, 4))
+def test_decimal_text_agrees_with_exact_decimal(text: str, p: int, s: int) -> None:
+    if s > p:
+        s = p
+    ctype = ColumnType.parse(f"decimal({p},{s})")
+    exact = _outcome(lambda t: format(coercer(ctype)(t), "f"), text)
+    fast = _outcome(coercer(ctype, as_text=True), text)
+    assert fast == exact
+
+
+@pytest.mark.parametrize(("kind", "text", "expected"), [
+    ("date", " 2024-02-29 ", "2024-02-29"),
+    ("datetime", "2024-03-05T14:22:31", "2024-03-05 14:22:31"),
+    ("datetime", "2024-03-05T14:22:31.250+01:00", "2024-03-05 13:22:31.250000"),
+])
+def test_date_text_converters(kind: str, text: str, expected: str) -> None:
+    assert coercer(ColumnType.parse(kind), as_text=True)(text) == expected
+    with pytest.raises(InvalidValue):
+        coercer(ColumnType.parse(kind), as_text=True)("2023-02-29T00:00:00"[:len(text)])

@@ -70,8 +70,9 @@ class Dialect:
             return "BOOLEAN"
         raise AssertionError(kind)
 
-    def value_adapters(self) -> AnyMapping[str, Callable[[Any], Any]]:
-        """Per type kind, a function from the canonical Python value to the bound value."""
+    def value_adapters(self) -> AnyMapping[str, Callable[[Any], Any] | str]:
+        """Per type kind, a function from the canonical Python value to the bound value, or
+        ``migrator.coerce.TEXT`` for canonical text (decimal, date, datetime)."""
         return {}
 
     # ---- DDL -------------------------------------------------------------------------

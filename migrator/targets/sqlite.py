@@ -7,15 +7,14 @@ needs), not a power cut.
 
 from __future__ import annotations
 
-import datetime as dt
 import re
 import sqlite3
 from collections.abc import Callable, Mapping as AnyMapping, Sequence
-from decimal import Decimal
 from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import parse_qsl
 
+from migrator.coerce import TEXT
 from migrator.errors import TargetError
 from migrator.mapping import ColumnType
 from migrator.targets.base import (
@@ -49,29 +48,18 @@ class SQLiteDialect(Dialect):
             return "INTEGER /* bool */"
         return super().column_sql_type(ctype)
 
-    def value_adapters(self) -> AnyMapping[str, Callable[[Any], Any]]:
+    def value_adapters(self) -> AnyMapping[str, Callable[[Any], Any] | str]:
         # Converting here is deliberate: sqlite3's default Decimal adapter path costs ~30%
         # of insert time, and its date/datetime adapters are deprecated since Python 3.12.
-        return {
-            "decimal": _decimal_text,
-            "date": dt.date.isoformat,
-            "datetime": _datetime_text,
-            "bool": int,
-        }
+        # TEXT: the mapper's converters produce canonical text directly (no Decimal/date
+        # object is built only to be formatted again).
+        return {"decimal": TEXT, "date": TEXT, "datetime": TEXT, "bool": int}
 
     def table_exists_sql(self) -> str:
         return "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?"
 
     def insert_methods(self) -> list[InsertMethod]:
         return [InsertMethod("executemany"), InsertMethod("values")]
-
-
-def _decimal_text(v: Decimal) -> str:
-    return format(v, "f")
-
-
-def _datetime_text(v: dt.datetime) -> str:
-    return v.isoformat(sep=" ")
 
 
 class SQLiteConnection(Connection):
