@@ -110,3 +110,31 @@ def test_console_script_end_to_end(tmp_path: Path) -> None:
                          text=True, timeout=60, env=env)
     assert bad.returncode == 1
     assert bad.stderr.strip().count("\n") == 0 and "Traceback" not in bad.stderr
+
+
+def test_ctrl_c_exits_130_and_resume_finishes(data: Path, tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    from migrator.targets.sqlite import SQLiteConnection
+
+    real = SQLiteConnection.insert_rows
+    calls = {"n": 0}
+
+    def interrupted(self, table, columns, rows, method=None):  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise KeyboardInterrupt
+        return real(self, table, columns, rows, method)
+
+    monkeypatch.setattr(SQLiteConnection, "insert_rows", interrupted)
+    db = f"sqlite:{tmp_path / 'c.db'}"
+    args = ["run", "-i", str(data), "-t", db, "-b", "50", "--out", str(tmp_path / "r1")]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 130
+    assert "continue with --resume" in result.output and "Traceback" not in result.output
+    monkeypatch.setattr(SQLiteConnection, "insert_rows", real)
+    args[-1] = str(tmp_path / "r2")
+    result = runner.invoke(app, [*args, "--resume", "--json"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert doc["reconciliation"]["ok"] and doc["reconciliation"]["records_read"] == 400
+    assert doc["skipped"] > 0
