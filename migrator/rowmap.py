@@ -70,8 +70,9 @@ def _build_trie(paths: list[tuple[str, str]],
     return root
 
 
-# converter, required, empty text counts as missing, default value, label for reasons
-_ColumnPlan = tuple[Converter, bool, bool, Any, str]
+# converter, required, empty text counts as missing, default value, label for reasons,
+# maximum length of a str(n) column (checked inline: no call)
+_ColumnPlan = tuple[Converter, bool, bool, Any, str, int | None]
 
 
 def _plan(table: Table, column: Column, adapters: Adapters) -> _ColumnPlan:
@@ -80,7 +81,8 @@ def _plan(table: Table, column: Column, adapters: Adapters) -> _ColumnPlan:
     # An empty element is "no value" for every type but optional strings, where "" is data.
     empty_is_missing = column.required or column.type.kind not in ("str", "text")
     label = f"{table.name}.{column.name} ({column.path})"
-    return conv, column.required, empty_is_missing, default, label
+    max_len = column.type.length if column.type.kind == "str" else None
+    return conv, column.required, empty_is_missing, default, label, max_len
 
 
 def _adapted(ctype: ColumnType, adapters: AnyMapping[str, Adapter | str]) -> Converter:
@@ -163,20 +165,36 @@ class _CodeGen:
     def convert(self, plans: list[_ColumnPlan], raws: list[str], depth: int) -> list[str]:
         """Emit the conversion of ``raws``; returns the names of the converted values."""
         outs = []
-        for (conv, required, empty_is_missing, default, label), raw in zip(plans, raws,
-                                                                            strict=True):
+        for plan, raw in zip(plans, raws, strict=True):
+            conv, required, empty_is_missing, default, label, max_len = plan
             out = self.var("_x")
             outs.append(out)
             self.labels.append(label)
             self.emit(depth, f"_i = {len(self.labels) - 1}")
             missing = f"{raw} is None" + (f" or not {raw}.strip()" if empty_is_missing else "")
+            fallback = "None" if default is None else self.const("_D", default)
+            if max_len is not None:  # str(n): the same check as coerce._string, inline
+                if required:
+                    self.emit(depth, f"if {missing}:")
+                    self.emit(depth + 1, "raise _Missing")
+                else:
+                    self.emit(depth, f"if {missing}:")
+                    self.emit(depth + 1, f"{out} = {fallback}")
+                    self.emit(depth, "else:")
+                    depth += 1
+                self.emit(depth, f"if len({raw}) > {max_len}:")
+                self.emit(depth + 1, f"raise _Invalid('too_long', 'too long: ' + "
+                                     f"str(len({raw})) + ' characters > {max_len}')")
+                self.emit(depth, f"{out} = {raw}")
+                if not required:
+                    depth -= 1
+                continue
             value = raw if conv is str else f"{self.const('_C', conv)}({raw})"
             if required:
                 self.emit(depth, f"if {missing}:")
                 self.emit(depth + 1, "raise _Missing")
                 self.emit(depth, f"{out} = {value}")
             else:
-                fallback = "None" if default is None else self.const("_D", default)
                 self.emit(depth, f"{out} = {fallback} if {missing} else {value}")
         return outs
 
