@@ -16,6 +16,7 @@ too: ``odbc:DSN=name`` keeps working. User DSNs (``~/.odbc.ini``) are unaffected
 
 from __future__ import annotations
 
+import atexit
 import configparser
 import os
 import shutil
@@ -229,8 +230,12 @@ def activate(pooling: bool, *, cp_timeout: int = DEFAULT_CP_TIMEOUT,
     if _env_allocated and _active is None:
         raise TargetError("an ODBC connection was opened before --pooling was applied; "
                           "unixODBC reads the pooling setting only once per process")
-    target = Path(folder) if folder is not None else Path(
-        tempfile.mkdtemp(prefix=f"mb-odbc-pool-{'on' if pooling else 'off'}-"))
+    if folder is not None:
+        target = Path(folder)
+    else:
+        target = Path(tempfile.mkdtemp(prefix=f"mb-odbc-pool-{'on' if pooling else 'off'}-"))
+        # Removed when this process exits; workers started from it end before it does.
+        atexit.register(shutil.rmtree, target, True)
     build_odbcsysini(target, pooling, cp_timeout=cp_timeout)
     apply_environ(target)
     _active, _folder = pooling, target

@@ -92,11 +92,12 @@ class MSSQLDialect(OdbcDialect):
         return out
 
     # SQL Server's savepoints: SAVE TRANSACTION / ROLLBACK TRANSACTION; nothing to release.
+    # Savepoint names are plain identifiers (at most 32 characters), never quoted.
     def savepoint_sql(self, name: str) -> str:
-        return f"SAVE TRANSACTION {self.quote(name)}"
+        return f"SAVE TRANSACTION {_savepoint_name(name)}"
 
     def rollback_to_sql(self, name: str) -> str:
-        return f"ROLLBACK TRANSACTION {self.quote(name)}"
+        return f"ROLLBACK TRANSACTION {_savepoint_name(name)}"
 
     def release_savepoint_sql(self, name: str) -> str | None:
         return None
@@ -120,3 +121,10 @@ class MSSQLDialect(OdbcDialect):
 
     def advice(self) -> list[str]:
         return ["SQL Server: session facts (waits, file stats) need VIEW SERVER STATE"]
+
+
+def _savepoint_name(name: str) -> str:
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,31}", name):
+        raise TargetError(f"savepoint name {name!r} must be a plain identifier of at most "
+                          f"32 characters")
+    return name

@@ -91,7 +91,7 @@ def _state_and_text(exc: BaseException) -> tuple[str, str]:
     args: tuple[Any, ...] = tuple(getattr(exc, "args", ()))
     if len(args) >= 2:
         a, b = str(args[0]), str(args[1])
-        if len(a) == 5 and a.isalnum() and a.isupper() or a.isdigit():
+        if len(a) == 5 and a.isalnum() and a == a.upper():
             return a, b
         return b, a
     return "", str(exc)

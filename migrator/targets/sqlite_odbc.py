@@ -37,7 +37,7 @@ class SQLiteOdbcDialect(OdbcDialect):
     def column_sql_type(self, ctype: ColumnType) -> str:
         return self._native.column_sql_type(ctype)
 
-    def value_adapters(self) -> AnyMapping[str, Callable[[Any], Any]]:
+    def value_adapters(self) -> AnyMapping[str, Callable[[Any], Any] | str]:
         return self._native.value_adapters()
 
     def table_exists_sql(self) -> str:
