@@ -1,0 +1,118 @@
+"""`bench baseline`: one configuration run N times — the seed's ``establish_baseline.py``.
+
+A baseline is a sweep of a single configuration (same plan, store, schedule, warm-up and
+resume), summarised differently: not "which configuration is best" but "how fast is this
+one, and how far can the number be trusted" — mean, median, stdev, CV, the median's
+confidence interval, drift across the iterations, and how many iterations the observed
+noise calls for. The result file has kind ``baseline``; ``bench compare`` takes it like
+any other result file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench.results import build_result, write_result
+from bench.store import StoreContents
+from bench.sweep import (
+    SweepError,
+    SweepPlan,
+    busy_host_warning,
+    majority_bottleneck,
+    samples_by_config,
+    seconds_per_record,
+    throughput,
+    write_pyperf_file,
+)
+from reports.stats import (
+    Drift,
+    Stats,
+    describe,
+    drift,
+    instability_warnings,
+    repeats_needed,
+)
+from reports.summary import format_config
+
+DEFAULT_ITERATIONS = 10
+DEFAULT_BATCH_SIZE = 1000
+
+
+@dataclass(frozen=True)
+class BaselineSummary:
+    """The statistics of one configuration's iterations (throughput in rec/min)."""
+
+    name: str | None
+    config: dict[str, Any]
+    label: str
+    stats: Stats
+    seconds_per_record: Stats
+    drift: Drift
+    repeats_needed: int | None
+    warnings: tuple[str, ...]
+    bottleneck: dict[str, Any] | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "config": dict(self.config),
+            "label": self.label,
+            "unit": "rec/min",
+            "stats": self.stats.to_dict(),
+            "seconds_per_record": self.seconds_per_record.to_dict(),
+            "drift": self.drift.to_dict(),
+            "repeats_needed": self.repeats_needed,
+            "warnings": list(self.warnings),
+            "bottleneck": self.bottleneck,
+        }
+
+
+def summarize_baseline(name: str | None, config: Mapping[str, Any],
+                       runs: Sequence[Mapping[str, Any]]) -> BaselineSummary:
+    """Statistics of ``runs`` (measured runs of one configuration, in run order)."""
+    if not runs:
+        raise SweepError("the baseline has no measured run yet; resume it")
+    values = [throughput(r) for r in runs]
+    per_record = [v for v in (seconds_per_record(r) for r in runs) if v]
+    stats = describe(values)
+    trend = drift(values)
+    busy = busy_host_warning(runs)
+    return BaselineSummary(
+        name=name,
+        config=dict(config),
+        label=format_config(config),
+        stats=stats,
+        seconds_per_record=describe(per_record or [0.0]),
+        drift=trend,
+        repeats_needed=repeats_needed(values),
+        warnings=(*([busy] if busy else []), *instability_warnings(stats, trend)),
+        bottleneck=majority_bottleneck(runs),
+    )
+
+
+def finish_baseline(plan: SweepPlan, contents: StoreContents, run_dir: Path
+                    ) -> tuple[dict[str, Any], BaselineSummary, Path, Path | None]:
+    """Write result.json (kind ``baseline``) and pyperf.json from the store."""
+    if len(plan.configurations) != 1:
+        raise SweepError("a baseline has exactly one configuration")
+    groups = samples_by_config(plan, contents.runs)
+    config, runs = groups[0]
+    summary = summarize_baseline(plan.name, config, runs)
+    ordered = sorted(contents.runs, key=lambda r: int(r.get("sequence", 0)))
+    doc = build_result(
+        "baseline",
+        config={**plan.to_dict(), "order": [[s.round, s.config_index] for s in plan.slots()]},
+        environment=contents.environment or {},
+        runs=ordered,
+        verdicts=[{"kind": "bottleneck", "scope": "baseline", **summary.bottleneck}]
+        if summary.bottleneck else [],
+        extra={"summary": summary.to_dict(), "measured_runs": len(runs)},
+    )
+    result_file = write_result(run_dir, doc)
+    pyperf_file = write_pyperf_file(run_dir / "pyperf.json", groups,
+                                    {"description": "migration-bench baseline, seconds per "
+                                                    "record"})
+    return doc, summary, result_file, pyperf_file

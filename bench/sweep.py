@@ -1,0 +1,635 @@
+"""Sweeps: the grid of configurations, the interleaved run order, and running it.
+
+The pieces, each a pure function or a small object, so they test in milliseconds:
+
+* :data:`DIMENSIONS` — the sweepable settings, the CLI option of each and the
+  :class:`bench.runner.RunRequest` field it sets.
+* :func:`expand_grid` — the Cartesian product of the dimensions, in option order (the first
+  dimension varies slowest), which is also the order of the final table.
+* :func:`schedule` — randomised interleaving: every round runs each configuration once, in
+  an order shuffled by a seeded RNG; rounds repeat ``--repeat`` times. Interleaving turns
+  slow changes of the machine (a neighbour's backup, thermal throttling, a filling page
+  cache) into noise spread over all configurations instead of a bias against whichever ran
+  last; the shuffle stops a fixed order from aliasing with periodic noise. Rounds are drawn
+  one after another from one RNG stream, so raising ``--repeat`` on ``--resume`` keeps the
+  rounds already run.
+* :func:`execute_point` — one configuration → one :class:`RunRequest` → one measured run
+  on a fresh schema (and, for the embedded default target, a fresh database file).
+* :func:`run_plan` — walks the schedule, skipping slots the store already holds, appending
+  each finished run to the store at once.
+* :func:`ensure_dataset` — the default input: generated once per (profile, records, seed)
+  into the user's cache folder and reused while its manifest and file hashes match.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import hashlib
+import itertools
+import os
+import random
+import resource
+import shutil
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench import runner
+from bench.ranges import parse_choices, parse_range
+from bench.results import build_result, load_result, write_pyperf, write_result
+from bench.store import RunStore, StoreContents
+from migrator.errors import MigratorError
+from reports.summary import ConfigValue, SweepSummary, format_config, summarize_sweep
+
+# ---- defaults -------------------------------------------------------------------------------
+# Why these (measured on the 2-vCPU reference VM; numbers in the issue-6 report):
+# * 6 repeats: the smallest count for which the median's order-statistic interval reaches 95%
+#   (5 runs: 93.8%), and at which Mann-Whitney U can call a difference at p = 0.002 — so a
+#   real difference survives an unlucky run. Fewer repeats make every default sweep warn.
+# * 1 warm-up run: absorbs what the first run of a process pays once (imports, a cold page
+#   cache of the input, the first database file) instead of charging it to one configuration.
+# * 5 000 records: about 0.8 s per run into the embedded SQLite default, so the default
+#   `bench sweep --batch-sizes 50..2000` (6 configurations × 6 runs + 1 warm-up) took 42 s
+#   with one busy neighbour and 60 s with the machine saturated — far inside 5 minutes.
+#   Longer runs (10 000, 20 000 records) did not lower the CV measurably there: the noise
+#   came in bursts from other processes, which more repeats and the median handle better.
+DEFAULT_RECORDS = 5000
+DEFAULT_REPEAT = 6
+DEFAULT_WARMUP = 1
+DEFAULT_BATCH_SIZES = "50..2000"
+DATASET_PROFILE = "orders"
+DATASET_SEED = 0
+
+INSERT_METHODS = ("executemany", "fast", "values", "copy")
+
+
+class SweepError(MigratorError):
+    """A sweep that cannot run as asked; the message is for the user as-is."""
+
+
+class UnsupportedDimension(SweepError):
+    """A dimension the installed runner cannot set yet (a usage error: exit 2)."""
+
+
+# ---- dimensions and the grid ----------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Dimension:
+    """One sweepable setting: its name in configurations and ``--baseline``, its CLI
+    option, the :class:`RunRequest` field it sets, and its choices (None: numeric, parsed
+    with the range grammar)."""
+
+    name: str
+    option: str
+    field: str
+    choices: tuple[str, ...] | None = None
+
+
+DIMENSIONS: tuple[Dimension, ...] = (
+    Dimension("batch_size", "--batch-sizes", "batch_size"),
+    Dimension("workers", "--workers", "workers"),
+    Dimension("pooling", "--pooling", "pooling", ("on", "off")),
+    Dimension("pipeline", "--pipeline", "pipeline", ("off", "thread", "process")),
+    Dimension("insert_method", "--insert-method", "insert_method", INSERT_METHODS),
+)
+DIMENSION_BY_NAME = {d.name: d for d in DIMENSIONS}
+
+Config = dict[str, ConfigValue]
+
+
+def parse_dimensions(given: Mapping[str, str | None]) -> dict[str, list[ConfigValue]]:
+    """``{"batch_size": "50..2000", "pooling": "on,off"}`` → typed value lists, in
+    :data:`DIMENSIONS` order; None values (option not given) are left out. Raises
+    :class:`bench.ranges.RangeError` (a usage error) for malformed values."""
+    unknown = set(given) - set(DIMENSION_BY_NAME)
+    if unknown:
+        raise ValueError(f"unknown dimension(s): {', '.join(sorted(unknown))}")
+    parsed: dict[str, list[ConfigValue]] = {}
+    for dim in DIMENSIONS:
+        text = given.get(dim.name)
+        if text is None:
+            continue
+        if dim.choices is None:
+            parsed[dim.name] = list(parse_range(text, name=dim.option))
+        else:
+            parsed[dim.name] = list(parse_choices(text, dim.choices, dim.option))
+    return parsed
+
+
+def expand_grid(dimensions: Mapping[str, Sequence[ConfigValue]]) -> list[Config]:
+    """The Cartesian product, first dimension slowest: ``{"a": [1, 2], "b": ["x", "y"]}``
+    → a=1,b=x; a=1,b=y; a=2,b=x; a=2,b=y. No dimension → one empty configuration."""
+    names = list(dimensions)
+    return [dict(zip(names, values, strict=True))
+            for values in itertools.product(*(dimensions[n] for n in names))]
+
+
+@dataclass(frozen=True)
+class Slot:
+    """One measured run of the schedule."""
+
+    order_index: int
+    round: int
+    config_index: int
+
+
+def schedule(n_configs: int, repeat: int, seed: int) -> list[Slot]:
+    """Rounds of all configurations, each round in its own seeded shuffle."""
+    if n_configs < 1 or repeat < 1:
+        raise ValueError("a schedule needs at least one configuration and one repeat")
+    rng = random.Random(seed)
+    slots: list[Slot] = []
+    for round_ in range(repeat):
+        order = list(range(n_configs))
+        rng.shuffle(order)
+        slots.extend(Slot(len(slots), round_, i) for i in order)
+    return slots
+
+
+def warmup_configs(slots: Sequence[Slot], n_configs: int, warmup: int) -> list[int]:
+    """Configurations of the ``warmup`` unmeasured runs: the first round's order, cycled."""
+    first_round = [s.config_index for s in slots[:n_configs]]
+    return [first_round[k % len(first_round)] for k in range(warmup)] if first_round else []
+
+
+# ---- the plan ---------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class SweepPlan:
+    """Everything that decides what a sweep runs; stored first in the run store, so
+    ``--resume`` continues exactly this sweep."""
+
+    kind: str                                   # "sweep" or "baseline"
+    dimensions: dict[str, list[ConfigValue]]
+    repeat: int
+    warmup: int
+    seed: int
+    inputs: list[str]
+    target: str | None = None
+    mapping: str | None = None
+    baseline: str | None = None
+    dataset: dict[str, Any] | None = None       # the cached default dataset, if used
+    name: str | None = None                     # a named baseline
+    configurations: list[Config] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not self.configurations:
+            object.__setattr__(self, "configurations", expand_grid(self.dimensions))
+
+    def slots(self) -> list[Slot]:
+        return schedule(len(self.configurations), self.repeat, self.seed)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, doc: Mapping[str, Any]) -> SweepPlan:
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in doc.items() if k in known})
+
+
+def resume_conflicts(stored: SweepPlan, requested: Mapping[str, Any]) -> list[str]:
+    """Options given on ``--resume`` that contradict the stored plan (``repeat`` may grow)."""
+    problems = []
+    for key, value in requested.items():
+        if value is None:
+            continue
+        have = getattr(stored, key)
+        if key == "repeat":
+            if value < have:
+                problems.append(f"--repeat {value} is less than the {have} repeats already "
+                                "planned (a resumed sweep can only grow)")
+            continue
+        if value != have:
+            problems.append(f"{key}: stored {have!r}, given {value!r}")
+    return problems
+
+
+# ---- one run ------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class RunSettings:
+    """What every run of a sweep shares."""
+
+    inputs: list[str]
+    target: str | None
+    mapping: Path | None
+    work_dir: Path  # scratch folder: the run's own result files, the default SQLite file
+
+
+def _request_fields() -> dict[str, dataclasses.Field[Any]]:
+    return {f.name: f for f in dataclasses.fields(runner.RunRequest)}
+
+
+def check_supported(names: Sequence[str]) -> None:
+    """Fail before the first run when the installed runner cannot set a dimension."""
+    fields = _request_fields()
+    for name in names:
+        dim = DIMENSION_BY_NAME[name]
+        if dim.field not in fields:
+            raise UnsupportedDimension(
+                f"{dim.option}: this version of `bench run` cannot set {dim.name} yet "
+                f"(bench.runner.RunRequest has no {dim.field!r} field); sweep the other "
+                "dimensions, or upgrade migration-bench")
+
+
+def _coerce(value: ConfigValue, request_field: dataclasses.Field[Any]) -> Any:
+    """``on``/``off`` become True/False when the request field is a bool."""
+    annotation = request_field.type
+    name = annotation if isinstance(annotation, str) else getattr(annotation, "__name__", "")
+    if name.strip() == "bool" and isinstance(value, str):
+        return value == "on"
+    return value
+
+
+def build_request(config: Mapping[str, ConfigValue], settings: RunSettings) -> runner.RunRequest:
+    """The :class:`RunRequest` of one configuration; dimensions absent from ``config``
+    keep the runner's defaults."""
+    check_supported(list(config))
+    fields = _request_fields()
+    kwargs: dict[str, Any] = {"inputs": list(settings.inputs), "target": settings.target,
+                              "mapping": settings.mapping, "resume": False,
+                              "out": settings.work_dir}
+    for name, value in config.items():
+        dim = DIMENSION_BY_NAME[name]
+        kwargs[dim.field] = _coerce(value, fields[dim.field])
+    return runner.RunRequest(**kwargs)
+
+
+def _fresh_default_database(work_dir: Path) -> None:
+    # The embedded default is a file in the scratch folder: delete it so every run starts
+    # from an empty file (a dropped-and-recreated schema would reuse freed pages).
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        (work_dir / f"mig.db{suffix}").unlink(missing_ok=True)
+
+
+def execute_point(config: Mapping[str, ConfigValue],
+                  settings: RunSettings) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Run one configuration once on a fresh schema.
+
+    Returns the run's document (effective config, metrics, reconciliation, samples, and the
+    verdicts of its result file) and the environment metadata the run collected.
+    """
+    request = build_request(config, settings)
+    if settings.target is None:
+        _fresh_default_database(settings.work_dir)
+    started = dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
+    cpu0, machine0 = _cpu_seconds(), _machine_cpu_seconds()
+    t0 = time.perf_counter()
+    outcome = runner.execute_run(request)
+    wall = time.perf_counter() - t0
+    cpu, machine1 = _cpu_seconds() - cpu0, _machine_cpu_seconds()
+    machine = None if machine0 is None or machine1 is None else machine1 - machine0
+    doc = load_result(outcome.result_file)
+    run = dict(doc["runs"][0])
+    run["config"] = {**run.get("config", {}), **config}
+    run["verdicts"] = doc.get("verdicts", [])
+    run["started"] = started
+    run["wall_s"] = round(wall, 6)
+    run["host"] = {"loadavg_1m": _loadavg(), "cpu_s": round(cpu, 6), "cpus": os.cpu_count(),
+                   "machine_cpu_s": None if machine is None else round(machine, 3)}
+    problems = list(run.get("metrics", {}).get("errors", [])) + \
+        list(run.get("reconciliation", {}).get("problems", []))
+    if problems:
+        raise SweepError(f"{format_config(config) or 'the run'}: the migration did not "
+                         f"complete cleanly, so its time is not a measurement: {problems[0]}")
+    return run, doc.get("environment", {})
+
+
+def _cpu_seconds() -> float:
+    """CPU time of this process and its finished children (the workers of a run)."""
+    self_, children = resource.getrusage(resource.RUSAGE_SELF), \
+        resource.getrusage(resource.RUSAGE_CHILDREN)
+    return self_.ru_utime + self_.ru_stime + children.ru_utime + children.ru_stime
+
+
+def _machine_cpu_seconds() -> float | None:
+    """Busy CPU time of the whole machine so far (Linux /proc/stat), None elsewhere."""
+    try:
+        with open("/proc/stat", encoding="ascii") as f:
+            fields = [int(x) for x in f.readline().split()[1:]]
+        ticks = os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError):
+        return None
+    # user nice system idle iowait irq softirq steal …: busy = all but idle and iowait
+    busy = sum(fields[:3]) + sum(fields[5:8])
+    return busy / ticks
+
+
+def _loadavg() -> float | None:
+    try:
+        return round(os.getloadavg()[0], 2)
+    except OSError:  # not available on this platform
+        return None
+
+
+#: Share of the machine's CPU time used by other processes during a run above which the
+#: results are called disturbed: on the 2-vCPU reference VM one busy neighbour (≈ 40%)
+#: already spread single-process throughput by 15–30% (CV), through the shared core and caches.
+BUSY_SHARE_WARN = 0.20
+
+
+def busy_host_warning(runs: Sequence[Mapping[str, Any]]) -> str | None:
+    """A warning when other processes competed for the machine during the measured runs.
+
+    Preferred evidence: the machine's busy CPU time over each run (``/proc/stat``) minus
+    this process's and its workers' own, as a share of the machine (wall time × CPUs).
+    Elsewhere, the 1-minute load average at the end of each run, less one runnable process
+    per worker of that run. High CVs on a busy machine are the machine's doing, not the
+    configuration's, and the user should know.
+    """
+    shares: list[float] = []
+    loads: list[float] = []
+    others: list[float] = []
+    cpus = 0
+    for run in runs:
+        host = run.get("host")
+        if not isinstance(host, dict):
+            continue
+        cpus = cpus or int(host.get("cpus") or 0)
+        wall = float(run.get("wall_s") or 0)
+        if host.get("machine_cpu_s") is not None and wall > 0 and cpus:
+            foreign = max(0.0, float(host["machine_cpu_s"]) - float(host.get("cpu_s") or 0))
+            shares.append(foreign / (wall * cpus))
+        if host.get("loadavg_1m") is not None:
+            workers = (run.get("config") or {}).get("workers") or 1
+            loads.append(float(host["loadavg_1m"]))
+            others.append(float(host["loadavg_1m"]) - float(workers))
+    if shares:
+        shares.sort()
+        median = shares[len(shares) // 2]
+        if median <= BUSY_SHARE_WARN:
+            return None
+        return (f"the machine was busy: other processes used {100 * median:.0f}% of its CPU "
+                f"time during the median run (up to {100 * shares[-1]:.0f}%, {cpus} CPUs); "
+                "they compete for cores and caches, so expect noisy results — rerun on a "
+                "quiet machine")
+    if not loads or not cpus:
+        return None
+    loads.sort()
+    others.sort()
+    median, median_others = loads[len(loads) // 2], others[len(others) // 2]
+    if median <= cpus or median_others < 1.0:
+        return None
+    return (f"the machine was busy: load average {median:.1f} (median over the runs, up to "
+            f"{loads[-1]:.1f}) on {cpus} CPUs, about {median_others:.1f} of it not this "
+            "sweep's; other processes competed for the CPU, so expect noisy results — rerun "
+            "on a quiet machine")
+
+
+# ---- the sweep loop --------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Progress:
+    """Where a sweep is, for the progress bar."""
+
+    completed: int
+    total: int
+    label: str
+    round: int
+    warmup: bool
+
+
+ProgressCallback = Callable[[Progress], None]
+
+
+def run_plan(plan: SweepPlan, store: RunStore, settings: RunSettings,
+             on_progress: ProgressCallback | None = None) -> StoreContents:
+    """Run every slot of ``plan`` the store does not hold yet, appending each as it ends.
+
+    Warm-up runs (``plan.warmup``) come first on every start, resumed or not, because what
+    they absorb — imports, a cold page cache, the first database file — belongs to the
+    process. They are stored with ``warmup: true`` and never enter the statistics.
+    """
+    slots = plan.slots()
+    done = store.contents.done_slots()
+    todo = [s for s in slots if (s.round, s.config_index) not in done]
+    completed = len(slots) - len(todo)
+    n = len(plan.configurations)
+
+    def report(label: str, round_: int, warmup: bool) -> None:
+        if on_progress is not None:
+            on_progress(Progress(completed, len(slots), label, round_, warmup))
+
+    settings.work_dir.mkdir(parents=True, exist_ok=True)
+    if todo:
+        for k, index in enumerate(warmup_configs(slots, n, plan.warmup)):
+            config = plan.configurations[index]
+            report(f"warm-up {k + 1}/{plan.warmup}: {format_config(config)}", 0, True)
+            run, environment = execute_point(config, settings)
+            _record(store, run, environment, order_index=None, round_=None,
+                    config_index=index, warmup=True)
+    for slot in todo:
+        config = plan.configurations[slot.config_index]
+        report(format_config(config), slot.round, False)
+        run, environment = execute_point(config, settings)
+        _record(store, run, environment, order_index=slot.order_index, round_=slot.round,
+                config_index=slot.config_index, warmup=False)
+        completed += 1
+        report(format_config(config), slot.round, False)
+    return store.contents
+
+
+def _record(store: RunStore, run: dict[str, Any], environment: dict[str, Any], *,
+            order_index: int | None, round_: int | None, config_index: int,
+            warmup: bool) -> None:
+    if store.contents.environment is None and environment:
+        store.write_environment(environment)
+    entry = {"order_index": order_index, "round": round_, "config_index": config_index,
+             "warmup": warmup, "sequence": len(store.contents.runs), **run}
+    store.append_run(entry)
+
+
+# ---- results ---------------------------------------------------------------------------------
+
+def throughput(run: Mapping[str, Any]) -> float:
+    return float(run["metrics"]["throughput_rec_per_min"])
+
+
+def seconds_per_record(run: Mapping[str, Any]) -> float | None:
+    metrics = run["metrics"]
+    records = metrics.get("records_read") or 0
+    return float(metrics["elapsed_s"]) / records if records else None
+
+
+def samples_by_config(plan: SweepPlan, runs: Sequence[Mapping[str, Any]]
+                      ) -> list[tuple[Config, list[Mapping[str, Any]]]]:
+    """Measured runs of each configuration in grid order, each list in run order."""
+    grouped: list[list[Mapping[str, Any]]] = [[] for _ in plan.configurations]
+    for run in sorted((r for r in runs if not r.get("warmup")),
+                      key=lambda r: int(r["order_index"])):
+        grouped[int(run["config_index"])].append(run)
+    return list(zip(plan.configurations, grouped, strict=True))
+
+
+def bottleneck_of(run: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The bottleneck verdict of a run, when the samplers produced one (any of the shapes
+    a result document may carry it in); None otherwise."""
+    for key in ("bottleneck", "verdict"):
+        value = run.get(key)
+        if isinstance(value, dict) and "label" in value:
+            return value
+    for verdict in run.get("verdicts") or []:
+        if not isinstance(verdict, dict):
+            continue
+        inner = verdict.get("verdict")
+        if verdict.get("kind") == "bottleneck" and isinstance(inner, dict) and "label" in inner:
+            return inner
+        if "label" in verdict and ("confidence" in verdict or
+                                   verdict.get("kind") == "bottleneck"):
+            return verdict
+    return None
+
+
+def majority_bottleneck(runs: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
+    """The label most of ``runs`` were attributed to, with how many agreed."""
+    verdicts = [v for v in (bottleneck_of(r) for r in runs) if v is not None]
+    if not verdicts:
+        return None
+    label, count = Counter(str(v["label"]) for v in verdicts).most_common(1)[0]
+    example = next(v for v in verdicts if str(v["label"]) == label)
+    return {"label": label, "description": example.get("description", label),
+            "runs": count, "of": len(runs)}
+
+
+def pyperf_name(config: Mapping[str, ConfigValue]) -> str:
+    return format_config(config) or "migration"
+
+
+def write_pyperf_file(path: Path, groups: Sequence[tuple[Config, Sequence[Mapping[str, Any]]]],
+                      metadata: Mapping[str, Any] | None = None) -> Path | None:
+    """One pyperf benchmark per configuration, values in seconds per record."""
+    benchmarks: dict[str, Sequence[float]] = {}
+    for config, runs in groups:
+        values = [v for v in (seconds_per_record(r) for r in runs) if v]
+        if values:
+            benchmarks[pyperf_name(config)] = values
+    if not benchmarks:
+        return None
+    return write_pyperf(path, benchmarks, dict(metadata or {}))
+
+
+def summarize(plan: SweepPlan, runs: Sequence[Mapping[str, Any]]) -> SweepSummary:
+    groups = samples_by_config(plan, runs)
+    missing = [format_config(c) for c, rs in groups if not rs]
+    if missing:
+        raise SweepError(f"no measured run of {', '.join(missing)}; resume the sweep")
+    return summarize_sweep([(config, [throughput(r) for r in rs]) for config, rs in groups],
+                           baseline=plan.baseline)
+
+
+def finish_sweep(plan: SweepPlan, contents: StoreContents, run_dir: Path
+                 ) -> tuple[dict[str, Any], Path, Path | None]:
+    """Write result.json (kind ``sweep``) and pyperf.json from the store; return the
+    document and both paths."""
+    summary = summarize(plan, contents.runs)
+    groups = samples_by_config(plan, contents.runs)
+    best_runs = groups[summary.best.index][1]
+    bottleneck = majority_bottleneck(best_runs)
+    summary_doc = summary.to_dict()
+    summary_doc["best_bottleneck"] = bottleneck
+    measured = [r for r in contents.runs if not r.get("warmup")]
+    busy = busy_host_warning(measured)
+    if busy:
+        summary_doc["warnings"] = [busy, *summary_doc["warnings"]]
+    ordered = sorted(contents.runs, key=lambda r: int(r.get("sequence", 0)))
+    doc = build_result(
+        plan.kind,
+        config={**plan.to_dict(),
+                "order": [[s.round, s.config_index] for s in plan.slots()],
+                "interleaving": "rounds of all configurations, each round shuffled "
+                                "(random.Random(seed))"},
+        environment=contents.environment or {},
+        runs=ordered,
+        verdicts=[{"kind": "bottleneck", "scope": "best configuration", **bottleneck}]
+        if bottleneck else [],
+        extra={"summary": summary_doc, "measured_runs": len(measured)},
+    )
+    result_file = write_result(run_dir, doc)
+    pyperf_file = write_pyperf_file(run_dir / "pyperf.json", groups,
+                                    {"description": f"migration-bench {plan.kind}, seconds "
+                                                    "per record"})
+    return doc, result_file, pyperf_file
+
+
+# ---- the default dataset ---------------------------------------------------------------------
+
+def cache_root() -> Path:
+    """``$BENCH_CACHE_DIR``, else ``$XDG_CACHE_HOME/migration-bench``, else
+    ``~/.cache/migration-bench``."""
+    explicit = os.environ.get("BENCH_CACHE_DIR")
+    if explicit:
+        return Path(explicit)
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg) if xdg else Path.home() / ".cache"
+    return base / "migration-bench"
+
+
+def _dataset_matches(folder: Path, records: int, seed: int, profile: str) -> bool:
+    import datasets
+
+    try:
+        manifest = datasets.Manifest.load(folder)
+    except datasets.DatasetError:
+        return False
+    if (manifest.records, manifest.seed, manifest.profile, manifest.invalid_rate) != \
+            (records, seed, profile, 0.0):
+        return False
+    for entry in manifest.files:
+        path = folder / entry.name
+        try:
+            if path.stat().st_size != entry.bytes:
+                return False
+            digest = hashlib.sha256()
+            with open(path, "rb") as f:
+                for chunk in iter(lambda: f.read(1 << 20), b""):
+                    digest.update(chunk)
+        except OSError:
+            return False
+        if digest.hexdigest() != entry.sha256:
+            return False
+    return True
+
+
+def _alive(pid_text: str) -> bool:
+    try:
+        os.kill(int(pid_text), 0)
+    except (ValueError, ProcessLookupError):
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def ensure_dataset(records: int, *, seed: int = DATASET_SEED, profile: str = DATASET_PROFILE,
+                   root: Path | None = None,
+                   progress: Callable[[int], None] | None = None) -> tuple[Path, bool]:
+    """The cached default dataset folder, generating it if absent or damaged.
+
+    Returns ``(folder, generated)``. Generation goes to a private temporary folder renamed
+    into place, so two sweeps starting together never read a half-written dataset.
+    """
+    import datasets
+
+    folder = (root or cache_root()) / "datasets" / f"{profile}-{records}-{seed}"
+    if _dataset_matches(folder, records, seed, profile):
+        return folder, False
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    for stale in folder.parent.glob(f"{folder.name}.tmp-*"):
+        if not _alive(stale.name.rpartition("-")[2]):  # left by a generator that died
+            shutil.rmtree(stale, ignore_errors=True)
+    tmp = folder.with_name(f"{folder.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    datasets.generate(tmp, records, seed=seed, profile=profile, progress=progress)
+    shutil.rmtree(folder, ignore_errors=True)
+    try:
+        os.rename(tmp, folder)
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not _dataset_matches(folder, records, seed, profile):  # not a concurrent twin
+            raise
+    return folder, True

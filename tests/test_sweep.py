@@ -1,0 +1,228 @@
+"""Sweep planning: dimensions, the grid, the interleaved schedule, requests, the dataset cache."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from bench import runner, sweep
+from bench.ranges import RangeError
+from bench.sweep import (
+    RunSettings,
+    SweepPlan,
+    UnsupportedDimension,
+    bottleneck_of,
+    build_request,
+    check_supported,
+    ensure_dataset,
+    expand_grid,
+    majority_bottleneck,
+    parse_dimensions,
+    resume_conflicts,
+    schedule,
+    warmup_configs,
+)
+
+
+def test_parse_dimensions_types_and_orders_them() -> None:
+    dims = parse_dimensions({"pooling": "OFF,on", "batch_size": "50..2000", "workers": None,
+                             "pipeline": "process,off"})
+    assert list(dims) == ["batch_size", "pooling", "pipeline"]  # DIMENSIONS order
+    assert dims["batch_size"] == [50, 100, 200, 500, 1000, 2000]
+    assert dims["pooling"] == ["off", "on"]
+    assert dims["pipeline"] == ["process", "off"]
+
+
+@pytest.mark.parametrize(("given", "words"), [
+    ({"batch_size": "2000..50"}, "--batch-sizes: '2000..50': empty range"),
+    ({"workers": "0..4:0"}, "--workers"),
+    ({"batch_size": "lots"}, "accepted forms: 50..2000 (1-2-5 series)"),
+    ({"pooling": "maybe"}, "allowed: on, off"),
+    ({"pipeline": "thread,"}, "allowed: off, thread, process"),
+    ({"insert_method": "bulk"}, "allowed: executemany, fast, values, copy"),
+])
+def test_dimension_errors_name_the_option_and_the_accepted_forms(
+        given: dict[str, str], words: str) -> None:
+    with pytest.raises(RangeError) as info:
+        parse_dimensions(given)
+    assert words in str(info.value)
+
+
+def test_grid_is_the_cartesian_product_first_dimension_slowest() -> None:
+    grid = expand_grid({"batch_size": [50, 100], "pooling": ["on", "off"], "workers": [1]})
+    assert grid == [
+        {"batch_size": 50, "pooling": "on", "workers": 1},
+        {"batch_size": 50, "pooling": "off", "workers": 1},
+        {"batch_size": 100, "pooling": "on", "workers": 1},
+        {"batch_size": 100, "pooling": "off", "workers": 1},
+    ]
+    assert expand_grid({}) == [{}]
+    assert len(expand_grid({"a": [1, 2, 3], "b": [1, 2], "c": ["x", "y"]})) == 12
+
+
+def test_schedule_interleaves_every_configuration_once_per_round() -> None:
+    slots = schedule(6, 5, seed=42)
+    assert [s.order_index for s in slots] == list(range(30))
+    for r in range(5):
+        in_round = [s.config_index for s in slots if s.round == r]
+        assert sorted(in_round) == list(range(6))
+        # a round occupies one contiguous stretch of the run order
+        assert [s.round for s in slots[6 * r: 6 * r + 6]] == [r] * 6
+    orders = {tuple(s.config_index for s in slots if s.round == r) for r in range(5)}
+    assert len(orders) > 1  # shuffled per round, not one order repeated
+
+
+def test_schedule_is_reproducible_from_its_seed_and_extends_as_a_prefix() -> None:
+    assert schedule(6, 3, seed=7) == schedule(6, 3, seed=7)
+    assert schedule(6, 3, seed=7) != schedule(6, 3, seed=8)
+    assert schedule(6, 5, seed=7)[:18] == schedule(6, 3, seed=7)  # --resume --repeat 5
+    with pytest.raises(ValueError):
+        schedule(0, 3, seed=1)
+
+
+def test_warmups_follow_the_first_round_cycled() -> None:
+    slots = schedule(3, 2, seed=1)
+    first = [s.config_index for s in slots[:3]]
+    assert warmup_configs(slots, 3, 0) == []
+    assert warmup_configs(slots, 3, 1) == first[:1]
+    assert warmup_configs(slots, 3, 4) == [*first, first[0]]
+
+
+def test_plan_round_trips_and_expands_its_grid() -> None:
+    plan = SweepPlan(kind="sweep", dimensions={"batch_size": [50, 100]}, repeat=3, warmup=1,
+                     seed=5, inputs=["d"])
+    assert plan.configurations == [{"batch_size": 50}, {"batch_size": 100}]
+    again = SweepPlan.from_dict({**plan.to_dict(), "added_by_a_newer_tool": 1})
+    assert again == plan and again.slots() == plan.slots()
+
+
+def test_resume_conflicts_allow_only_a_growing_repeat() -> None:
+    plan = SweepPlan(kind="sweep", dimensions={"batch_size": [50, 100]}, repeat=3, warmup=1,
+                     seed=5, inputs=["d"])
+    assert resume_conflicts(plan, {"repeat": 5, "seed": None, "dimensions": None}) == []
+    assert resume_conflicts(plan, {"repeat": 3, "seed": 5}) == []
+    problems = resume_conflicts(plan, {"repeat": 2, "seed": 6,
+                                       "dimensions": {"batch_size": [50]}})
+    assert len(problems) == 3 and "can only grow" in problems[0]
+
+
+# ---- requests: dimensions are passed through to whatever RunRequest accepts ---------------------
+
+@dataclasses.dataclass
+class _FullRequest:
+    inputs: list[str]
+    target: str | None = None
+    mapping: Path | None = None
+    batch_size: int = 1000
+    resume: bool = False
+    out: Path | None = None
+    workers: int = 1
+    pipeline: str = "off"
+    pooling: bool = False
+    insert_method: str | None = None
+
+
+def _settings(tmp_path: Path) -> RunSettings:
+    return RunSettings(inputs=["data/"], target=None, mapping=None, work_dir=tmp_path)
+
+
+def test_build_request_sets_each_dimension_and_converts_on_off_for_bool_fields(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(runner, "RunRequest", _FullRequest)
+    request = build_request({"batch_size": 200, "workers": 4, "pooling": "on",
+                             "pipeline": "thread", "insert_method": "values"},
+                            _settings(tmp_path))
+    assert isinstance(request, _FullRequest)
+    assert (request.batch_size, request.workers, request.pooling, request.pipeline,
+            request.insert_method) == (200, 4, True, "thread", "values")
+    assert request.out == tmp_path and request.resume is False
+    assert build_request({}, _settings(tmp_path)).batch_size == 1000  # runner's default
+
+
+def test_a_dimension_the_runner_cannot_set_fails_before_any_run(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    @dataclasses.dataclass
+    class OldRequest:
+        inputs: list[str]
+        target: str | None = None
+        mapping: Path | None = None
+        batch_size: int = 1000
+        resume: bool = False
+        out: Path | None = None
+
+    monkeypatch.setattr(runner, "RunRequest", OldRequest)
+    check_supported(["batch_size"])
+    with pytest.raises(UnsupportedDimension, match=r"--workers: .*cannot set workers yet"):
+        check_supported(["batch_size", "workers"])
+    with pytest.raises(UnsupportedDimension, match="--pipeline"):
+        build_request({"pipeline": "thread"}, _settings(tmp_path))
+
+
+def test_bottleneck_is_found_in_any_shape_and_summarised_by_majority() -> None:
+    verdict = {"label": "log-io", "description": "log/commit I/O", "confidence": 0.7}
+    assert bottleneck_of({"bottleneck": verdict}) == verdict
+    assert bottleneck_of({"verdicts": [{"kind": "bottleneck", "verdict": verdict}]}) == verdict
+    assert bottleneck_of({"verdicts": [{"kind": "other"}, verdict]}) == verdict
+    assert bottleneck_of({"verdicts": [], "samples": None}) is None
+    runs = [{"bottleneck": verdict}, {"bottleneck": verdict},
+            {"bottleneck": {**verdict, "label": "client-cpu"}}, {}]
+    assert majority_bottleneck(runs) == {"label": "log-io", "description": "log/commit I/O",
+                                         "runs": 2, "of": 4}
+    assert majority_bottleneck([{}, {}]) is None
+
+
+# ---- the default dataset cache -------------------------------------------------------------
+
+def test_default_dataset_is_generated_once_and_reused_while_it_matches(tmp_path: Path) -> None:
+    folder, generated = ensure_dataset(50, root=tmp_path)
+    assert generated and folder == tmp_path / "datasets" / "orders-50-0"
+    assert (folder / "manifest.json").exists()
+    stamp = (folder / "manifest.json").stat().st_mtime_ns
+    assert ensure_dataset(50, root=tmp_path) == (folder, False)
+    assert (folder / "manifest.json").stat().st_mtime_ns == stamp
+    # a damaged file (same size, other bytes) is noticed by its hash and regenerated
+    xml = next(folder.glob("*.xml"))
+    data = bytearray(xml.read_bytes())
+    data[-20] ^= 1
+    xml.write_bytes(bytes(data))
+    assert ensure_dataset(50, root=tmp_path) == (folder, True)
+    assert not list(tmp_path.glob("datasets/*.tmp-*"))
+    # another size or seed is another folder
+    assert ensure_dataset(60, root=tmp_path)[0].name == "orders-60-0"
+
+
+def test_cache_root_follows_the_environment(monkeypatch: pytest.MonkeyPatch,
+                                            tmp_path: Path) -> None:
+    monkeypatch.setenv("BENCH_CACHE_DIR", str(tmp_path / "explicit"))
+    assert sweep.cache_root() == tmp_path / "explicit"
+    monkeypatch.delenv("BENCH_CACHE_DIR")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert sweep.cache_root() == tmp_path / "xdg" / "migration-bench"
+
+
+def test_a_busy_machine_is_named_in_a_warning() -> None:
+    def runs(*loads: float, workers: int = 1) -> list[dict[str, object]]:
+        return [{"host": {"loadavg_1m": x, "cpus": 2, "cpu_s": 1.0},
+                 "config": {"workers": workers}} for x in loads]
+
+    assert sweep.busy_host_warning(runs(0.9, 1.1, 1.5)) is None
+    warning = sweep.busy_host_warning(runs(3.0, 4.6, 5.1))
+    assert warning is not None
+    assert "load average 4.6" in warning and "up to 5.1" in warning and "2 CPUs" in warning
+    assert "about 3.6 of it not this sweep's" in warning
+    # four workers on two CPUs oversubscribe the machine by themselves: not "busy"
+    assert sweep.busy_host_warning(runs(4.2, 4.5, 4.4, workers=4)) is None
+    assert sweep.busy_host_warning([{}, {"host": None}]) is None
+
+
+def test_cpu_time_of_other_processes_is_the_preferred_evidence() -> None:
+    def runs(*machine: float) -> list[dict[str, object]]:
+        return [{"wall_s": 1.0, "host": {"loadavg_1m": 0.5, "cpus": 2, "cpu_s": 0.98,
+                                         "machine_cpu_s": m}} for m in machine]
+
+    assert sweep.busy_host_warning(runs(1.0, 1.1, 1.2)) is None  # 1–11% of 2 CPUs: quiet
+    warning = sweep.busy_host_warning(runs(1.7, 1.8, 1.9))
+    assert warning is not None and "other processes used 41% of its CPU time" in warning
+    assert "up to 46%" in warning

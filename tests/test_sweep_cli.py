@@ -1,0 +1,218 @@
+"""`bench sweep` end to end on the embedded SQLite default: result files, pyperf, resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pyperf
+import pytest
+from typer.testing import CliRunner
+
+from bench import runner as bench_runner
+from bench.cli import app
+from bench.store import STORE_NAME, read_store
+
+cli = CliRunner(env={"COLUMNS": "120", "NO_COLOR": "1"})
+
+
+def _flat(output: str) -> str:
+    """The output as one line, without the frame rich draws around usage errors."""
+    return " ".join(re.sub(r"[│╭╮╰╯─]", " ", output).split())
+REAL_EXECUTE_RUN: Callable[..., Any] = bench_runner.execute_run
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("dataset-cache")
+
+
+@pytest.fixture(autouse=True)
+def _private_cache(cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BENCH_CACHE_DIR", str(cache))
+
+
+def _slots(doc: dict[str, Any]) -> list[tuple[int, int]]:
+    return sorted((r["round"], r["config_index"]) for r in doc["runs"] if not r["warmup"])
+
+
+def test_tiny_sweep_writes_result_pyperf_and_summary(tmp_path: Path) -> None:
+    out = tmp_path / "sweep"
+    result = cli.invoke(app, ["sweep", "--batch-sizes", "50,200", "--records", "300",
+                              "--repeat", "2", "--seed", "3", "--out", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    printed = json.loads(result.stdout)
+    assert printed["measured_runs"] == 4 and printed["configurations"] == 2
+    summary = printed["summary"]
+    for key in ("rows", "best", "knees", "warnings", "baseline_label", "best_bottleneck"):
+        assert key in summary
+    assert [r["label"] for r in summary["rows"]] == ["batch_size=50", "batch_size=200"]
+    assert summary["baseline_label"] == "batch_size=50"  # default: the first grid point
+    assert all(r["stats"]["n"] == 2 for r in summary["rows"])
+    assert any("no difference can be significant" in w for w in summary["warnings"])
+
+    doc = json.loads((out / "result.json").read_text())
+    assert doc["kind"] == "sweep" and doc["schema_version"] == 1
+    assert doc["config"]["configurations"] == [{"batch_size": 50}, {"batch_size": 200}]
+    assert doc["config"]["seed"] == 3 and len(doc["config"]["order"]) == 4
+    assert doc["environment"]["dataset"]["records"] == 300
+    measured = [r for r in doc["runs"] if not r["warmup"]]
+    assert len(doc["runs"]) == 5 and doc["runs"][0]["warmup"]  # 1 warm-up by default
+    assert _slots(doc) == [(0, 0), (0, 1), (1, 0), (1, 1)]
+    assert sorted(r["order_index"] for r in measured) == [0, 1, 2, 3]
+    # the run order recorded is the order the runs happened in
+    assert [[r["round"], r["config_index"]] for r in measured] == doc["config"]["order"]
+    for run in measured:
+        assert run["config"]["batch_size"] == [50, 200][run["config_index"]]
+        assert run["metrics"]["records_read"] == 300 and run["reconciliation"]["ok"]
+        assert run["metrics"]["throughput_rec_per_min"] > 0
+    assert not (out / "work").exists()  # scratch databases are removed
+
+    suite = pyperf.BenchmarkSuite.load(str(out / "pyperf.json"))
+    assert sorted(suite.get_benchmark_names()) == ["batch_size=200", "batch_size=50"]
+    bench50 = suite.get_benchmark("batch_size=50")
+    expected = sorted(r["metrics"]["elapsed_s"] / 300 for r in measured
+                      if r["config_index"] == 0)
+    assert sorted(bench50.get_values()) == pytest.approx(expected)
+    assert bench50.get_unit() == "second"
+
+
+def test_human_output_shows_table_best_knee_and_baseline(tmp_path: Path) -> None:
+    result = cli.invoke(app, ["sweep", "-b", "50,200", "-n", "300", "-r", "2", "--warmup", "0",
+                              "--baseline", "batch=200", "--out", str(tmp_path / "s")])
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    assert "2 configuration(s) × 2 runs, interleaved" in out
+    assert "median" in out and "CI of median" in out and "CV" in out
+    assert "best: batch_size=" in out
+    assert "vs batch_size=200" in out  # the chosen baseline
+    assert "baseline" in out and "result: " in out
+
+
+@pytest.mark.parametrize(("args", "words"), [
+    (["--batch-sizes", "2000..50"], "empty range"),
+    (["--batch-sizes", "fifty"], "accepted forms"),
+    (["--workers", "1..4:0"], "step must be > 0"),
+    (["--pooling", "maybe"], "allowed: on, off"),
+    (["--pipeline", "async"], "allowed: off, thread, process"),
+    (["--baseline", "wrkers=2"], "unknown dimension 'wrkers'"),
+    (["--baseline", "batch=999"], "no configuration has"),
+    (["--records", "10", "--input", "x.xml"], "exclude each other"),
+    (["--repeat", "0"], "--repeat"),
+])
+def test_usage_errors_exit_2(tmp_path: Path, args: list[str], words: str) -> None:
+    result = cli.invoke(app, ["sweep", "-b", "50,100", *args, "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2, result.output
+    assert words in _flat(result.output)  # rich may wrap the panel
+    assert not (tmp_path / "o").exists()
+
+
+def test_operational_errors_exit_1_naming_the_folder(tmp_path: Path) -> None:
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / STORE_NAME).write_text("")
+    result = cli.invoke(app, ["sweep", "-b", "50", "-n", "50", "--out", str(out)])
+    assert result.exit_code == 1 and "already holds a sweep" in result.output
+    result = cli.invoke(app, ["sweep", "--resume", "--out", str(tmp_path / "none")])
+    assert result.exit_code == 1 and "no such sweep store" in result.output
+    result = cli.invoke(app, ["sweep", "-b", "50", "-i", str(tmp_path / "missing.xml"),
+                              "--out", str(tmp_path / "p")])
+    assert result.exit_code == 1 and "missing.xml" in result.output
+
+
+def _counting(monkeypatch: pytest.MonkeyPatch, fail_after: int | None = None
+              ) -> list[Any]:
+    """Wrap execute_run: count calls; raise KeyboardInterrupt on call ``fail_after + 1``."""
+    real = REAL_EXECUTE_RUN
+    calls: list[Any] = []
+
+    def wrapped(request: Any, *args: Any, **kwargs: Any) -> Any:
+        if fail_after is not None and len(calls) >= fail_after:
+            raise KeyboardInterrupt
+        calls.append(request)
+        return real(request, *args, **kwargs)
+
+    monkeypatch.setattr(bench_runner, "execute_run", wrapped)
+    return calls
+
+
+def test_interrupted_sweep_resumes_with_only_the_missing_runs(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    out = tmp_path / "s"
+    argv = ["sweep", "-b", "50,100,200", "-n", "200", "-r", "2", "--seed", "11",
+            "--out", str(out)]
+    _counting(monkeypatch, fail_after=4)  # the warm-up and 3 measured runs, then Ctrl-C
+    result = cli.invoke(app, argv)
+    assert result.exit_code == 130, result.output
+    assert "interrupted after 3 of 6 runs" in result.output
+    assert "bench sweep --resume --out" in result.output
+    before = read_store(out / STORE_NAME)
+    assert len(before.measured_runs()) == 3 and not (out / "result.json").exists()
+
+    # a crash mid-write leaves a partial line: it is reported and its run is redone
+    with open(out / STORE_NAME, "ab") as f:
+        f.write(b'{"type":"run","run":{"order_index":3,')
+    calls = _counting(monkeypatch)
+    result = cli.invoke(app, ["sweep", "--resume", "--out", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    assert "incomplete" in result.output and STORE_NAME in result.output
+    assert len(calls) == 1 + 3  # one warm-up for the new process, then the 3 missing runs
+    doc = json.loads((out / "result.json").read_text())
+    assert _slots(doc) == [(r, c) for r in range(2) for c in range(3)]  # none lost or repeated
+    kept = {(r["round"], r["config_index"]): r["started"] for r in before.measured_runs()}
+    for run in doc["runs"]:
+        if not run["warmup"] and (run["round"], run["config_index"]) in kept:
+            assert run["started"] == kept[(run["round"], run["config_index"])]
+
+
+def test_resume_can_add_repeats_but_not_change_the_grid(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    out = tmp_path / "s"
+    assert cli.invoke(app, ["sweep", "-b", "50,100", "-n", "100", "-r", "1", "--warmup", "0",
+                            "--out", str(out)]).exit_code == 0
+    (out / "result.json").unlink()
+    result = cli.invoke(app, ["sweep", "--resume", "-b", "50,200", "-n", "99", "--out", str(out)])
+    text = _flat(result.output)
+    assert result.exit_code == 2 and "options differ" in text and "--records 99" in text
+    calls = _counting(monkeypatch)
+    result = cli.invoke(app, ["sweep", "--resume", "--repeat", "2", "--warmup", "0",
+                              "--out", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    assert len(calls) == 2  # only round 2
+    doc = json.loads((out / "result.json").read_text())
+    assert doc["config"]["repeat"] == 2 and _slots(doc) == [(0, 0), (0, 1), (1, 0), (1, 1)]
+
+
+def test_resume_after_sigkill_loses_and_repeats_nothing(tmp_path: Path, cache: Path) -> None:
+    out = tmp_path / "killed"
+    env = {**os.environ, "BENCH_CACHE_DIR": str(cache)}
+    proc = subprocess.Popen(
+        # not `-m bench.cli`: that runs cli.py as __main__, apart from the registered app
+        [sys.executable, "-c", "from bench.cli import main; main()", "sweep", "-b", "50,100",
+         "-n", "600", "-r", "3", "--warmup", "0", "--seed", "5", "--out", str(out)],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    store = out / STORE_NAME
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and proc.poll() is None:
+            if store.exists() and store.read_bytes().count(b'"type":"run"') >= 2:
+                break
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait(timeout=30)
+    before = read_store(store)
+    done = before.done_slots()
+    assert 2 <= len(done) < 6, "the sweep finished before it could be killed"
+    result = cli.invoke(app, ["sweep", "--resume", "--out", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads((out / "result.json").read_text())
+    assert _slots(doc) == [(r, c) for r in range(3) for c in range(2)]
