@@ -98,6 +98,15 @@ def _show_value(value: ConfigValue) -> str:
     return str(value)
 
 
+def format_value(value: float) -> str:
+    """Throughputs read as "364,467"; small values (seconds, ratios) keep their digits."""
+    if abs(value) >= 1000:
+        return f"{value:,.0f}"
+    if abs(value) >= 10:
+        return f"{value:,.1f}"
+    return f"{value:.3g}"
+
+
 def format_change(change: float | None) -> str:
     """``+63%`` for large changes, ``+2.1%`` below 10%, where the decimal still matters."""
     if change is None:
@@ -404,11 +413,12 @@ def _best(
     label = format_config(keys[best])
     ci = stats[best]
     ci_text = (
-        f" (CI {ci.ci_low:.1f}–{ci.ci_high:.1f}, {100 * (ci.ci_confidence or 0):.0f}%)"
+        f" (CI {format_value(ci.ci_low)}–{format_value(ci.ci_high)}, "
+        f"{100 * (ci.ci_confidence or 0):.0f}%)"
         if ci.ci_low is not None and ci.ci_high is not None
         else ""
     )
-    head = f"best: {label} at {ci.median:.1f} {unit}{ci_text}"
+    head = f"best: {label} at {format_value(ci.median)} {unit}{ci_text}"
     # Every configuration the best does not significantly beat: "any of these" is the
     # honest answer when the top of the table is within the noise.
     tied = tuple(

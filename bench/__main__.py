@@ -1,0 +1,5 @@
+"""``python -m bench``: the same as the ``bench`` console script."""
+
+from bench.cli import main
+
+main()
