@@ -259,3 +259,30 @@ def test_connection_per_batch_opens_one_connection_per_batch(
     # six batches, then one small transaction marking the last file finished
     assert len(stats.batches) == 6 and opened["n"] == 7
     assert stats.stages["connect"] > 0
+
+
+def test_sqlite_pool_reuses_sessions(tmp_path: Path) -> None:
+    target = open_target(f"sqlite:{tmp_path / 'p.db'}")
+    unpooled = set()
+    kept = []
+    for _ in range(5):
+        conn = target.connect()
+        unpooled.add(conn.session_id())
+        kept.append(conn)  # keep it alive so no id is recycled
+    assert len(unpooled) == 5
+    for conn in kept:
+        conn.close()
+    target.set_pooling(True)  # type: ignore[attr-defined]
+    pooled = set()
+    for _ in range(5):
+        conn = target.connect()
+        conn.execute("CREATE TABLE IF NOT EXISTS t (x INTEGER)")
+        conn.begin()
+        conn.execute("INSERT INTO t VALUES (1)")  # left uncommitted: reset on return
+        pooled.add(conn.session_id())
+        conn.close()
+    assert len(pooled) == 1
+    conn = target.connect()
+    assert conn.query("SELECT COUNT(*) FROM t") == [(0,)]
+    conn.close()
+    target.set_pooling(False)  # type: ignore[attr-defined]

@@ -7,6 +7,7 @@ needs), not a power cut.
 
 from __future__ import annotations
 
+import os
 import re
 import sqlite3
 from collections.abc import Callable, Mapping as AnyMapping, Sequence
@@ -27,6 +28,7 @@ from migrator.targets.base import (
     TargetInfo,
 )
 
+POOL_SIZE = 4  # idle connections kept per process
 DEFAULT_PRAGMAS = {"journal_mode": "WAL", "synchronous": "NORMAL"}
 _PRAGMA_VALUE = re.compile(r"^[A-Za-z0-9_\-]+$")
 _PRAGMAS = {"journal_mode", "synchronous", "cache_size", "temp_store", "locking_mode",
@@ -74,6 +76,7 @@ class SQLiteConnection(Connection):
         except sqlite3.Error as exc:
             raise TargetError(f"sqlite:{path}: cannot open database: {exc}") from None
         self._path = path
+        self._pool: list[SQLiteConnection] | None = None
         self._sql_cache: dict[tuple[str, tuple[str, ...], int], str] = {}
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
@@ -132,10 +135,16 @@ class SQLiteConnection(Connection):
             self._db.execute("ROLLBACK")
 
     def close(self) -> None:
+        pool = self._pool
+        if pool is not None and len(pool) < POOL_SIZE:
+            # Back to the pool, reset like a driver manager resets a pooled session.
+            self.rollback()
+            pool.append(self)
+            return
         self._db.close()
 
     def session_id(self) -> str:
-        return f"sqlite-{id(self._db):x}"
+        return f"sqlite-{os.getpid()}-{id(self._db):x}"
 
 
 class SQLiteTarget(Target):
@@ -155,8 +164,29 @@ class SQLiteTarget(Target):
         self.pragmas = pragmas
         self.dialect: SQLiteDialect = SQLiteDialect()
         self._spec = rest
+        self.pooling: bool | None = None
+        self._idle: list[SQLiteConnection] = []
+
+    def set_pooling(self, enabled: bool) -> None:
+        """A small per-process pool: ``close()`` keeps the connection for the next
+        ``connect()``, so a pooled checkout skips opening the file and the PRAGMAs (the
+        reuse is visible in :meth:`SQLiteConnection.session_id`)."""
+        self.pooling = enabled
+        if not enabled:
+            while self._idle:
+                conn = self._idle.pop()
+                conn._pool = None
+                conn.close()
 
     def connect(self) -> SQLiteConnection:
+        if self.pooling and self._idle:
+            return self._idle.pop()
+        conn = self._open()
+        if self.pooling:
+            conn._pool = self._idle
+        return conn
+
+    def _open(self) -> SQLiteConnection:
         if self.path != ":memory:":
             parent = Path(self.path).parent
             try:
