@@ -17,7 +17,8 @@ import datetime as dt
 import json
 import math
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -77,16 +78,31 @@ def build_result(kind: str, *, config: dict[str, Any], environment: dict[str, An
     return doc
 
 
+@contextmanager
+def _writing(path: Path, tmp: Path | None = None) -> Iterator[None]:
+    """A full disk or a read-only folder is one clear line, and no half-written file."""
+    try:
+        yield
+    except OSError as exc:
+        if tmp is not None:
+            with suppress(OSError):
+                tmp.unlink()
+        raise ResultFileError(f"{path}: cannot write result file: "
+                              f"{exc.strerror or exc} (the migration itself is committed)"
+                              ) from None
+
+
 def write_json_atomic(path: Path, doc: dict[str, Any]) -> None:
     """Write via a temporary file and rename, so a crash never leaves half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(_finite(doc), f, indent=1, ensure_ascii=False, allow_nan=False)
-        f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    with _writing(path, tmp):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(_finite(doc), f, indent=1, ensure_ascii=False, allow_nan=False)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
 
 
 def write_result(run_dir: Path, doc: dict[str, Any]) -> Path:
@@ -148,6 +164,7 @@ def write_pyperf(path: Path, benchmarks: dict[str, Sequence[float]],
             suite.add_benchmark(bench)
     if suite is None:
         raise ValueError("no positive measurement to write")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    suite.dump(str(path), replace=True)
+    with _writing(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        suite.dump(str(path), replace=True)
     return path

@@ -4,6 +4,19 @@ Records are read with lxml ``iterparse`` and discarded as soon as they are mappe
 stays flat however large a file is. The parser never resolves entities, never loads a DTD
 and never touches the network: an XXE payload stays an inert entity reference, and a
 ``<!DOCTYPE … SYSTEM "missing.dtd">`` does not stop a file from loading.
+
+Hostile inputs and what they get (tests/test_hostile.py holds one case for each):
+
+* XXE (``SYSTEM "file:///…"`` or ``"http://…"``) and external DTDs: nothing is read or
+  fetched; an entity reference stays literal text (``a&x;b``), never expanded, never lost.
+* Entity expansion bombs ("billion laughs"), text nodes over 10 MB and nesting deeper than
+  256 levels: refused by libxml2's safety limits, reported as malformed XML naming the file
+  and line. ``huge_tree`` stays off on purpose: it lifts all three limits at once, and a
+  legitimate record holds no 10 MB text value (a larger value belongs in a file reference).
+* Invalid bytes for the (declared or default UTF-8) encoding, NUL bytes, a truncated file,
+  an empty file: malformed XML naming the file and line; the records before it are kept.
+  A wrong *declared* single-byte encoding (``ISO-8859-1`` on UTF-8 bytes) cannot be told
+  from real Latin-1 text: the file is read as it declares itself.
 """
 
 from __future__ import annotations
@@ -21,6 +34,43 @@ from lxml import etree
 from migrator.errors import InputError, MalformedXMLError
 
 _POSITION = re.compile(r",? line \d+, column \d+\s*$")
+_DECLARED = re.compile(rb"""^\s*<\?xml[^>]*?encoding\s*=\s*["']([A-Za-z0-9._\-]+)["']""")
+# libxml2's safety limits speak of parser flags a user cannot set; say what was refused.
+_LIMITS = (
+    (re.compile(r"Text node too long|huge text node", re.I),
+     "a text node is larger than the parser's 10 MB safety limit (refused on purpose)"),
+    (re.compile(r"Excessive depth in document: (\d+)", re.I),
+     "elements are nested deeper than {0} levels (parser safety limit)"),
+    (re.compile(r"amplification|entity reference loop|entities? .*(?:too many|exceed)", re.I),
+     "entity expansion refused (an entity bomb such as \"billion laughs\"?)"),
+)
+
+
+def describe_syntax_error(path: str, raw: str) -> str:
+    """lxml's message as one line, its safety limits in plain words, an encoding hint."""
+    msg = " ".join(_POSITION.sub("", raw.strip()).split())
+    for pattern, text in _LIMITS:
+        m = pattern.search(msg)
+        if m:
+            return f"malformed XML: {text.format(*m.groups())} ({msg})"
+    out = f"malformed XML: {msg}"
+    if "encoding" in msg.lower() or "blank needed" in msg.lower() or \
+            "document is empty" in msg.lower():
+        declared = _declared_encoding(path)
+        if declared and declared.upper().replace("_", "-") not in ("UTF-8", "UTF8"):
+            out += (f"; the file declares encoding \"{declared}\": check that its bytes "
+                    f"really are {declared}")
+    return out
+
+
+def _declared_encoding(path: str) -> str | None:
+    try:
+        with open(path, "rb") as f:
+            head = f.read(256)
+    except OSError:
+        return None
+    m = _DECLARED.match(head.lstrip(b"\xef\xbb\xbf"))
+    return m.group(1).decode("ascii") if m else None
 
 
 @dataclass(frozen=True)
@@ -73,6 +123,27 @@ def expand_inputs(inputs: Sequence[str]) -> list[WorkUnit]:
     return list(seen.values())
 
 
+def inline_entity_references(elem: Any) -> None:
+    """Replace unexpanded entity references by their literal text (``&x;``).
+
+    With entity resolution off, ``a&x;b`` parses as text ``a``, an entity node and a tail
+    ``b``: a mapper reading ``.text`` would silently lose ``b``. Keeping the reference as
+    literal text loses nothing and expands nothing. Only files with a DOCTYPE can hold
+    entity references, so other files never pay for this walk.
+    """
+    for ent in list(elem.iter(etree.Entity)):
+        parent = ent.getparent()
+        if parent is None:
+            continue
+        literal = (ent.text or "") + (ent.tail or "")
+        prev = ent.getprevious()
+        if prev is not None:
+            prev.tail = (prev.tail or "") + literal
+        else:
+            parent.text = (parent.text or "") + literal
+        parent.remove(ent)
+
+
 class RecordStream:
     """Iterates ``(line, element)`` for every record element of one file.
 
@@ -102,13 +173,21 @@ class RecordStream:
         except OSError as exc:
             raise InputError(f"{self.path}: cannot open: {exc.strerror}") from None
         try:
+            if os.fstat(self._file.fileno()).st_size == 0:
+                raise MalformedXMLError(self.path, 1, "malformed XML: the file is empty "
+                                        "(0 bytes), not an XML document")
             events = etree.iterparse(
                 self._file, events=("end",), tag=self.record_element,
                 resolve_entities=False, no_network=True, load_dtd=False, dtd_validation=False,
                 remove_blank_text=False, huge_tree=False,
             )
+            entities: bool | None = None  # does this file declare a DOCTYPE? (first record)
             try:
                 for _, elem in events:
+                    if entities is None:
+                        entities = bool(elem.getroottree().docinfo.doctype)
+                    if entities:
+                        inline_entity_references(elem)
                     yield elem.sourceline or 0, elem
                     # Free what we have read: the record and anything before it.
                     elem.clear(keep_tail=False)
@@ -119,8 +198,8 @@ class RecordStream:
             except etree.XMLSyntaxError as exc:
                 line = exc.lineno or 0
                 # lxml appends ", line N, column M"; our prefix already names the line.
-                msg = _POSITION.sub("", (exc.msg or str(exc)).strip())
-                raise MalformedXMLError(self.path, line, f"malformed XML: {msg}") from None
+                raise MalformedXMLError(self.path, line, describe_syntax_error(
+                    self.path, exc.msg or str(exc))) from None
             except OSError as exc:
                 raise InputError(f"{self.path}: read failed: {exc}") from None
         finally:

@@ -10,7 +10,8 @@ from __future__ import annotations
 import os
 import re
 import sqlite3
-from collections.abc import Callable, Mapping as AnyMapping, Sequence
+from collections.abc import Callable, Iterator, Mapping as AnyMapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import parse_qsl
@@ -79,23 +80,31 @@ class SQLiteConnection(Connection):
         self._pool: list[SQLiteConnection] | None = None
         self._sql_cache: dict[tuple[str, tuple[str, ...], int], str] = {}
 
-    def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
+    @contextmanager
+    def _errors(self, what: str) -> Iterator[None]:
+        """Constraint errors → IntegrityViolation (the engine isolates the record); any other
+        SQLite error (disk full, locked, I/O) → one clear TargetError line."""
         try:
-            self._db.execute(sql, params)
+            yield
         except sqlite3.IntegrityError as exc:
-            raise IntegrityViolation(str(exc)) from exc
+            raise IntegrityViolation(f"{what}: {exc}") from exc
+        except sqlite3.Error as exc:
+            raise TargetError(f"sqlite:{self._path}: {what} failed: {exc}") from exc
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
+        with self._errors(sql.split(None, 1)[0].lower()):
+            self._db.execute(sql, params)
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
-        return list(self._db.execute(sql, params).fetchall())
+        with self._errors("query"):
+            return list(self._db.execute(sql, params).fetchall())
 
     def insert_rows(self, table: str, columns: Sequence[str], rows: Sequence[Row],
                     method: str | None = None) -> None:
         if not rows:
             return
-        try:
+        with self._errors(f"insert into {table}"):
             self._insert(table, columns, rows, method or self.dialect.default_insert_method)
-        except sqlite3.IntegrityError as exc:
-            raise IntegrityViolation(f"{table}: {exc}") from exc
 
     def _insert(self, table: str, columns: Sequence[str], rows: Sequence[Row],
                 method: str) -> None:
@@ -125,14 +134,17 @@ class SQLiteConnection(Connection):
             self._db.execute(sql, [v for row in chunk for v in row])
 
     def begin(self) -> None:
-        self._db.execute("BEGIN")
+        with self._errors("begin"):
+            self._db.execute("BEGIN")
 
     def commit(self) -> None:
-        self._db.execute("COMMIT")
+        with self._errors("commit"):
+            self._db.execute("COMMIT")
 
     def rollback(self) -> None:
         if self._db.in_transaction:
-            self._db.execute("ROLLBACK")
+            with self._errors("rollback"):
+                self._db.execute("ROLLBACK")
 
     def close(self) -> None:
         pool = self._pool
