@@ -68,6 +68,15 @@ def _positive(name: str) -> Any:
     return check
 
 
+def _one_of(name: str, choices: tuple[str, ...]) -> Any:
+    def check(value: str) -> str:
+        if value not in choices:
+            raise typer.BadParameter(f"must be one of {', '.join(choices)}, got {value!r}",
+                                     param_hint=name)
+        return value
+    return check
+
+
 # ---- generate -----------------------------------------------------------------------------
 
 @app.command()
@@ -121,11 +130,21 @@ def run(
     out: Annotated[Path | None, typer.Option(
         "--out", "-o", help="Run folder for result files (default: runs/<timestamp>/).")
     ] = None,
+    workers: Annotated[int, typer.Option(
+        "--workers", "-w", help="Worker processes; a large file is split into record ranges.",
+        callback=_positive("--workers"))] = 1,
+    pipeline: Annotated[str, typer.Option(
+        "--pipeline", help="Overlap reading+mapping with inserting: off, thread or process.",
+        callback=_one_of("--pipeline", ("off", "thread", "process")))] = "off",
+    queue_depth: Annotated[int, typer.Option(
+        "--queue-depth", help="Mapped batches that may wait for the inserter (pipeline).",
+        callback=_positive("--queue-depth"))] = 2,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Migrate XML into a database once, measuring every stage."""
     request = RunRequest(inputs=inputs, target=target, mapping=mapping, batch_size=batch_size,
-                         resume=resume, out=out)
+                         resume=resume, out=out, workers=workers, pipeline=pipeline,
+                         queue_depth=queue_depth)
     progress = ui.progress_bar("migrating", None, unit="bytes", enabled=not as_json)
     with user_errors(), progress as update:
         outcome = execute_run(request, progress=update)
@@ -157,9 +176,21 @@ def _print_run(s: dict[str, Any]) -> None:
     con.print("stages: " + " · ".join(parts), markup=False)
     con.print("tables: " + " · ".join(f"{k} {v:,}" for k, v in s["tables"].items()),
               markup=False)
+    if s.get("workers", 1) > 1 or s.get("pipeline", "off") != "off":
+        busy_s = " · ".join(f"{k} {v:.2f} s" for k, v in s["stage_busy_s"].items())
+        con.print(f"workers {s['workers']} · pipeline {s['pipeline']} · busy {busy_s} · "
+                  f"overlap efficiency {s['overlap_efficiency']:.2f}", markup=False)
+        for w in s["per_worker"]:
+            con.print(f"  worker {w['worker']}: {w['records_read']:,} records in "
+                      f"{w['elapsed_s']:.2f} s ({w['rec_per_s']:,.0f} rec/s)", markup=False)
     if s.get("skipped"):
         con.print(f"resumed: {s['skipped']:,} records were committed by the interrupted run")
     con.print(f"result: {s['result_file']}", markup=False)
+
+
+from bench import commands as _commands  # noqa: E402,F401  registers sweep/baseline/compare
+from bench import diagnose_cmd as _diagnose_cmd  # noqa: E402,F401  registers diagnose
+from bench import report_cmd as _report_cmd  # noqa: E402,F401  registers report
 
 
 def main() -> None:

@@ -12,14 +12,13 @@ from bench import environment
 from bench.results import build_result, new_run_dir, write_pyperf, write_result
 from migrator import (
     EngineConfig,
-    MigrationEngine,
+    ParallelCoordinator,
     Reconciliation,
     RunStats,
     default_mapping,
     expand_inputs,
     load_mapping,
     open_target,
-    prepare_target,
     reconcile,
 )
 from migrator.mapping import describe as describe_mapping
@@ -34,6 +33,9 @@ class RunRequest:
     batch_size: int = 1000
     resume: bool = False
     out: Path | None = None
+    workers: int = 1
+    pipeline: str = "off"
+    queue_depth: int = 2
 
 
 @dataclass
@@ -58,7 +60,15 @@ class RunOutcome:
             "elapsed_s": round(s.elapsed_s, 6),
             "throughput_rec_per_min": round(s.throughput_rec_per_min, 1),
             "batch_size": self.request.batch_size,
+            "workers": self.request.workers,
+            "pipeline": self.request.pipeline,
+            "queue_depth": self.request.queue_depth,
             "stages": {k: round(v, 6) for k, v in s.stages.items()},
+            "stage_busy_s": {k: round(v, 6) for k, v in s.stage_busy.items()},
+            "overlap_efficiency": round(s.overlap_efficiency, 4),
+            "max_in_flight": s.max_in_flight,
+            "per_worker": [{**w.to_dict(), "elapsed_s": round(w.elapsed_s, 6),
+                            "rec_per_s": round(w.rec_per_s, 1)} for w in s.workers],
             "tables": dict(s.rows),
             "target": self.target_display,
             "reconciliation": {"ok": rec.ok, "records_read": rec.records_read,
@@ -92,21 +102,22 @@ def execute_run(request: RunRequest,
     mapping = load_mapping(request.mapping) if request.mapping else default_mapping()
     units = expand_inputs(request.inputs)
     target = open_target(request.target or f"sqlite:{run_dir / 'mig.db'}")
-    checkpoints = prepare_target(target, mapping, units, resume=request.resume)
     total_bytes = sum(u.size for u in units)
-    config = EngineConfig(batch_size=request.batch_size)
+    config = EngineConfig(batch_size=request.batch_size, pipeline=request.pipeline,
+                          queue_depth=request.queue_depth)
 
-    def on_batch(stats: RunStats, done_bytes: int) -> None:
+    def on_progress(records: int, done_bytes: int) -> None:
         if progress is not None:
-            progress(done_bytes, total=total_bytes,
-                     info=f"{stats.records_read:,} records")
+            progress(done_bytes, total=total_bytes, info=f"{records:,} records")
 
-    engine = MigrationEngine(target, mapping, config, on_batch=on_batch)
-    stats = engine.run(units, checkpoints)
+    coordinator = ParallelCoordinator(target, mapping, config, workers=request.workers,
+                                      on_progress=on_progress)
+    stats = coordinator.run(units, resume=request.resume)
     rec = reconcile(target, mapping)
     info = target.info()
     run_doc = {
-        "config": {"batch_size": request.batch_size, "workers": 1, "pipeline": "off",
+        "config": {"batch_size": request.batch_size, "workers": request.workers,
+                   "pipeline": request.pipeline, "queue_depth": request.queue_depth,
                    "pooling": "off", "insert_method": config.insert_method
                    or target.dialect.default_insert_method, "resume": request.resume},
         "metrics": stats.to_dict(),
@@ -119,7 +130,8 @@ def execute_run(request: RunRequest,
         "run",
         config={"inputs": [u.path for u in units], "target": info.display,
                 "mapping": describe_mapping(mapping), "batch_size": request.batch_size,
-                "resume": request.resume},
+                "workers": request.workers, "pipeline": request.pipeline,
+                "queue_depth": request.queue_depth, "resume": request.resume},
         environment=environment.collect(info, _dataset_facts(units)),
         runs=[run_doc],
     )

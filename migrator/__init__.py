@@ -9,7 +9,9 @@ The public API is the names below; everything else is an implementation detail.
 
 from __future__ import annotations
 
+from migrator.coordinator import ParallelCoordinator, WorkerFailed
 from migrator.engine import (
+    PIPELINE_MODES,
     STAGES,
     BatchStat,
     Checkpoint,
@@ -17,6 +19,7 @@ from migrator.engine import (
     MigrationEngine,
     Reconciliation,
     RunStats,
+    WorkerStats,
     prepare_target,
     reconcile,
 )
@@ -29,6 +32,8 @@ from migrator.errors import (
     TargetError,
 )
 from migrator.mapping import Mapping, default_mapping, load_mapping, parse_mapping
+from migrator.partition import RangeUnit
+from migrator.pipeline import PipelineError
 from migrator.reader import WorkUnit, expand_inputs
 from migrator.rowmap import RecordMapper, RecordRejected
 from migrator.targets import Target, open_target
@@ -42,9 +47,10 @@ def migrate(units: list[WorkUnit], target: Target, mapping: Mapping,
 
 
 __all__ = [
-    "STAGES", "BatchStat", "Checkpoint", "EngineConfig", "InputError", "MalformedXMLError",
-    "Mapping", "MappingError", "MigrationEngine", "MigratorError", "Reconciliation",
-    "RecordMapper", "RecordRejected", "ResumeError", "RunStats", "Target", "TargetError",
-    "WorkUnit", "default_mapping", "expand_inputs", "load_mapping", "migrate", "open_target",
-    "parse_mapping", "prepare_target", "reconcile",
+    "PIPELINE_MODES", "STAGES", "BatchStat", "Checkpoint", "EngineConfig", "InputError",
+    "MalformedXMLError", "Mapping", "MappingError", "MigrationEngine", "MigratorError",
+    "ParallelCoordinator", "PipelineError", "RangeUnit", "Reconciliation", "RecordMapper",
+    "RecordRejected", "ResumeError", "RunStats", "Target", "TargetError", "WorkUnit",
+    "WorkerFailed", "WorkerStats", "default_mapping", "expand_inputs", "load_mapping",
+    "migrate", "open_target", "parse_mapping", "prepare_target", "reconcile",
 ]

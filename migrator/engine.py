@@ -7,19 +7,26 @@ killed run resumed later inserts every record once.
 
 Stage times are measured per batch (parse, map, insert, commit, connect) with two clock
 reads per record, so the engine's own overhead can be measured against its stages.
+
+The engine is two halves joined by :mod:`migrator.pipeline`: a :class:`BatchProducer` reads
+and maps records into :class:`MappedBatch` objects (plain rows, no lxml objects, so they
+can cross a process boundary) and a :class:`BatchWriter` inserts each batch with its
+checkpoints in one transaction. ``EngineConfig.pipeline`` chooses whether they take turns
+(``off``), run on two threads (``thread``) or in two processes (``process``).
 """
 
 from __future__ import annotations
 
 import contextlib
-import threading
+import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
-from migrator.errors import InputError, MalformedXMLError, ResumeError
+from migrator.errors import InputError, MalformedXMLError, ResumeError, TargetError
 from migrator.mapping import Mapping
+from migrator.partition import unit_bytes
 from migrator.reader import WorkUnit
 from migrator.rowmap import RecordMapper, RecordRejected, Rows
 from migrator.targets.base import (
@@ -31,7 +38,12 @@ from migrator.targets.base import (
     Target,
 )
 
-STAGES = ("connect", "parse", "map", "insert", "commit", "skip")
+STAGES = ("connect", "parse", "map", "insert", "commit", "skip", "transfer")
+# Which stages each half of the pipeline is busy with (``transfer``, pickling a batch to
+# send it to another process and unpickling it there, is split by who does it).
+READ_STAGES = ("parse", "map", "skip")
+WRITE_STAGES = ("connect", "insert", "commit")
+PIPELINE_MODES = ("off", "thread", "process")
 QUARANTINE_COLUMNS = ("unit", "file", "line", "record_key", "reason_code", "reason")
 
 
@@ -40,10 +52,17 @@ class EngineConfig:
     batch_size: int = 1000
     insert_method: str | None = None  # None: the dialect's default
     connection_per_batch: bool = False  # check a connection out for every batch (pooling)
+    pipeline: str = "off"  # off | thread | process: how reading+mapping overlaps inserting
+    queue_depth: int = 2  # mapped batches waiting for the inserter, at most (backpressure)
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
             raise ValueError("batch_size must be >= 1")
+        if self.pipeline not in PIPELINE_MODES:
+            raise ValueError(f"pipeline must be one of {', '.join(PIPELINE_MODES)}, "
+                             f"got {self.pipeline!r}")
+        if self.queue_depth < 1:
+            raise ValueError("queue_depth must be >= 1")
 
 
 @dataclass(frozen=True)
@@ -71,8 +90,10 @@ class BatchStat:
     commit: float
     connect: float
 
+    worker: int = 0
+
     FIELDS = ("index", "records", "inserted", "quarantined", "started", "ended",
-              "parse", "map", "insert", "commit", "connect")
+              "parse", "map", "insert", "commit", "connect", "worker")
 
     def as_row(self) -> list[float | int]:
         return [getattr(self, f) for f in self.FIELDS]
@@ -87,6 +108,31 @@ class UnitResult:
     error: str | None = None
 
 
+def _zero_busy() -> dict[str, float]:
+    return {"read_map": 0.0, "insert": 0.0}
+
+
+@dataclass
+class WorkerStats:
+    """One worker's share of a run: its partitions, counts and busy seconds per stage."""
+
+    worker: int
+    pid: int
+    partitions: list[str]
+    records_read: int = 0
+    inserted: int = 0
+    quarantined: int = 0
+    elapsed_s: float = 0.0
+    stage_busy: dict[str, float] = field(default_factory=_zero_busy)
+
+    @property
+    def rec_per_s(self) -> float:
+        return self.records_read / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "rec_per_s": self.rec_per_s}
+
+
 @dataclass
 class RunStats:
     records_read: int = 0
@@ -98,10 +144,22 @@ class RunStats:
     batches: list[BatchStat] = field(default_factory=list)
     units: list[UnitResult] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    # Busy seconds of the two pipeline halves: ``read_map`` (parse, map, skip, sending) and
+    # ``insert`` (connect, insert, commit, receiving); summed over workers.
+    stage_busy: dict[str, float] = field(default_factory=_zero_busy)
+    pipeline: str = "off"
+    queue_depth: int = 0
+    max_in_flight: int = 0  # most mapped batches handed to the inserter and not yet taken
+    workers: list[WorkerStats] = field(default_factory=list)
 
     @property
     def throughput_rec_per_min(self) -> float:
         return 60.0 * self.records_read / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+    @property
+    def overlap_efficiency(self) -> float:
+        """(sum of stage busy times) / wall: 1.0 is no overlap, 2.0 two stages fully busy."""
+        return sum(self.stage_busy.values()) / self.elapsed_s if self.elapsed_s > 0 else 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -111,6 +169,12 @@ class RunStats:
             "elapsed_s": self.elapsed_s,
             "throughput_rec_per_min": self.throughput_rec_per_min,
             "stages": dict(self.stages),
+            "stage_busy_s": dict(self.stage_busy),
+            "overlap_efficiency": self.overlap_efficiency,
+            "pipeline": self.pipeline,
+            "queue_depth": self.queue_depth,
+            "max_in_flight": self.max_in_flight,
+            "workers": [w.to_dict() for w in self.workers],
             "tables": dict(self.rows),
             "units": [asdict(u) for u in self.units],
             "errors": list(self.errors),
@@ -236,86 +300,87 @@ def reconcile(target: Target, mapping: Mapping) -> Reconciliation:
 
 # ---- the engine ---------------------------------------------------------------------------
 
-class _Batch:
-    """Records collected for the next transaction, flat per table and per record."""
+class StopFlag(Protocol):
+    """``threading.Event`` or ``multiprocessing.Event``: set it to stop after this batch."""
+
+    def is_set(self) -> bool: ...
+
+
+Record = tuple[str, str, int, str | None, list[Rows]]  # unit, file, line, key, rows per table
+Reject = tuple[str, str, int, str | None, str, str]  # unit, file, line, key, code, reason
+
+
+class MappedBatch:
+    """Records read and mapped for one transaction: plain rows, picklable, no lxml objects.
+
+    ``progress`` maps a unit id to ``[records_done after this batch, Δinserted,
+    Δquarantined, finished]``: the checkpoint rows this batch commits.
+    """
 
     def __init__(self, n_tables: int) -> None:
-        self.n_tables = n_tables
-        self.reset()
-
-    def reset(self) -> None:
-        self.tables: list[Rows] = [[] for _ in range(self.n_tables)]
-        self.records: list[tuple[str, str, int, str | None, list[Rows]]] = []
-        self.rejects: list[tuple[str, str, int, str | None, str, str]] = []
-        # unit id → [records_done after this batch, Δinserted, Δquarantined, finished]
+        self.tables: list[Rows] = [[] for _ in range(n_tables)]
+        self.records: list[Record] = []
+        self.rejects: list[Reject] = []
         self.progress: dict[str, list[Any]] = {}
         self.count = 0
         self.parse = self.map = 0.0
+        self.position = 0  # input bytes the producer had consumed when the batch was cut
 
 
-class MigrationEngine:
-    """Migrates work units into a prepared target, one transaction per batch."""
+@dataclass
+class ProducerReport:
+    """What the reading half learnt that the batches do not carry."""
 
-    def __init__(self, target: Target, mapping: Mapping, config: EngineConfig | None = None,
-                 *, on_batch: Progress | None = None,
-                 stop: threading.Event | None = None) -> None:
-        self.target = target
+    units: list[UnitResult] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    skip: float = 0.0
+    transfer: float = 0.0  # pickling batches for another process
+
+
+class BatchProducer:
+    """Reads units from their checkpoints on and yields a :class:`MappedBatch` per batch."""
+
+    STOP_EVERY = 16  # records between two looks at the stop flag
+
+    def __init__(self, mapping: Mapping, mapper: RecordMapper, batch_size: int,
+                 stop: StopFlag | None = None) -> None:
         self.mapping = mapping
-        self.config = config or EngineConfig()
-        self.mapper = RecordMapper(mapping, target.dialect.value_adapters())
-        self.on_batch = on_batch
+        self.mapper = mapper
+        self.batch_size = batch_size
         self.stop = stop
-        self._columns = [t.column_names for t in mapping.tables]
-        self._conn: Connection | None = None
-
-    # The connection is opened once, or per batch when measuring connection checkout.
-    def _checkout(self, stats: RunStats) -> tuple[Connection, float]:
-        if self._conn is not None:
-            return self._conn, 0.0
-        t0 = time.perf_counter()
-        conn = self.target.connect()
-        dt = time.perf_counter() - t0
-        if not self.config.connection_per_batch:
-            self._conn = conn
-        stats.stages["connect"] += dt
-        return conn, dt
-
-    def _release(self, conn: Connection) -> None:
-        if self.config.connection_per_batch:
-            conn.close()
-
-    def run(self, units: Sequence[WorkUnit],
-            checkpoints: dict[str, Checkpoint] | None = None) -> RunStats:
-        """Read every unit from its checkpoint on; return counts, stage times, batches."""
-        checkpoints = checkpoints or {}
-        stats = RunStats(rows={t.name: 0 for t in self.mapping.tables})
-        self._t0 = time.perf_counter()
+        self.report = ProducerReport()
+        self._n_tables = len(mapping.tables)
+        self._batch = MappedBatch(self._n_tables)
         self._bytes_before = 0
         self._stream: Any = None
-        batch = _Batch(len(self.mapping.tables))
-        try:
-            if not self.config.connection_per_batch:
-                self._checkout(stats)
-            for unit in units:
-                self._run_unit(unit, checkpoints.get(unit.id, Checkpoint()), batch, stats)
-                self._bytes_before += unit.size
-            if batch.count or batch.progress:
-                self._flush(batch, stats)
-        finally:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
-            stats.elapsed_s = time.perf_counter() - self._t0
-        return stats
 
-    def _run_unit(self, unit: WorkUnit, cp: Checkpoint, batch: _Batch, stats: RunStats) -> None:
-        result = UnitResult(unit.id, skipped=cp.records_done, finished=cp.finished)
-        stats.units.append(result)
+    def _take(self) -> MappedBatch:
+        batch = self._batch
+        position = self._stream.position if self._stream is not None else 0
+        batch.position = self._bytes_before + position
+        self._batch = MappedBatch(self._n_tables)
+        return batch
+
+    def batches(self, units: Iterable[WorkUnit],
+                checkpoints: dict[str, Checkpoint]) -> Generator[MappedBatch, None, None]:
+        for unit in units:
+            yield from self._unit(unit, checkpoints.get(unit.id, Checkpoint()))
+            self._bytes_before += unit_bytes(unit)
+            self._stream = None
+        if self._batch.count or self._batch.progress:
+            yield self._take()
+
+    def _unit(self, unit: WorkUnit, cp: Checkpoint) -> Iterator[MappedBatch]:
+        uid, path = unit.id, unit.path  # (one string object each: pickled once per batch)
+        result = UnitResult(uid, skipped=cp.records_done, finished=cp.finished)
+        self.report.units.append(result)
         if cp.finished:
             return
         pc = time.perf_counter
         mapper_map = self.mapper.map
-        batch_size = self.config.batch_size
+        batch_size = self.batch_size
+        stop = self.stop
+        every = self.STOP_EVERY
         stream = unit.open_records(self.mapping.record_element)
         self._stream = stream
         it = iter(stream)
@@ -325,11 +390,12 @@ class MigrationEngine:
                 t0 = pc()
                 for n in range(done):
                     if next(it, None) is None:
-                        raise ResumeError(f"cannot resume: {unit.id} now has only {n} records, "
+                        raise ResumeError(f"cannot resume: {uid} now has only {n} records, "
                                           f"the checkpoint says {done} were done")
-                stats.stages["skip"] += pc() - t0
+                self.report.skip += pc() - t0
+            batch = self._batch
             while True:
-                if self.stop is not None and self.stop.is_set():
+                if stop is not None and done % every == 0 and stop.is_set():
                     raise KeyboardInterrupt
                 t0 = pc()
                 item = next(it, None)
@@ -340,21 +406,19 @@ class MigrationEngine:
                 try:
                     rows = mapper_map(elem)
                 except RecordRejected as rej:
-                    batch.rejects.append((unit.id, unit.path, line, rej.key, rej.code,
-                                          rej.reason))
+                    batch.rejects.append((uid, path, line, rej.key, rej.code, rej.reason))
                     delta_q, delta_i = 1, 0
                 else:
                     for tbl, table_rows in zip(batch.tables, rows, strict=True):
                         tbl.extend(table_rows)
-                    batch.records.append((unit.id, unit.path, line, str(rows[0][0][0]),
-                                          rows))
+                    batch.records.append((uid, path, line, str(rows[0][0][0]), rows))
                     delta_q, delta_i = 0, 1
                 batch.parse += t1 - t0
                 batch.map += pc() - t1
                 done += 1
-                prog = batch.progress.get(unit.id)
+                prog = batch.progress.get(uid)
                 if prog is None:
-                    batch.progress[unit.id] = [done, delta_i, delta_q, False]
+                    batch.progress[uid] = [done, delta_i, delta_q, False]
                 else:
                     prog[0] = done
                     prog[1] += delta_i
@@ -362,24 +426,90 @@ class MigrationEngine:
                 result.records_read += 1
                 batch.count += 1
                 if batch.count >= batch_size:
-                    self._flush(batch, stats)
-            prog = batch.progress.setdefault(unit.id, [done, 0, 0, False])
+                    yield self._take()
+                    batch = self._batch
+            prog = self._batch.progress.setdefault(uid, [done, 0, 0, False])
             prog[3] = True
             result.finished = True
         except MalformedXMLError as exc:
             # Records before the error are complete: they stay in the batch and commit.
             result.error = str(exc)
-            stats.errors.append(str(exc))
+            self.report.errors.append(str(exc))
         except InputError as exc:
             result.error = str(exc)
-            stats.errors.append(str(exc))
-        stats.records_read += result.records_read
+            self.report.errors.append(str(exc))
+        finally:
+            close = getattr(it, "close", None)
+            if close is not None:
+                close()
 
-    def _flush(self, batch: _Batch, stats: RunStats) -> None:
-        conn, connect_s = self._checkout(stats)
+
+class BatchWriter:
+    """Inserts each batch with its quarantine and checkpoint rows in one transaction."""
+
+    def __init__(self, target: Target, mapping: Mapping, config: EngineConfig,
+                 stats: RunStats, t0: float, *, on_batch: Progress | None = None,
+                 worker: int = 0) -> None:
+        self.target = target
+        self.mapping = mapping
+        self.config = config
+        self.stats = stats
+        self.t0 = t0
+        self.on_batch = on_batch
+        self.worker = worker
+        self.transfer = 0.0  # unpickling batches received from another process
+        self._columns = [t.column_names for t in mapping.tables]
+        self._conn: Connection | None = None
+
+    # The connection is opened once, or per batch when measuring connection checkout.
+    def _checkout(self) -> tuple[Connection, float]:
+        if self._conn is not None:
+            return self._conn, 0.0
+        t0 = time.perf_counter()
+        conn = self.target.connect()
+        dt = time.perf_counter() - t0
+        if not self.config.connection_per_batch:
+            self._conn = conn
+        self.stats.stages["connect"] += dt
+        return conn, dt
+
+    def open(self) -> None:
+        if not self.config.connection_per_batch:
+            self._checkout()
+
+    def close(self) -> None:
+        if self._conn is not None:
+            conn, self._conn = self._conn, None
+            conn.close()
+
+    def _release(self, conn: Connection) -> None:
+        if self.config.connection_per_batch:
+            conn.close()
+
+    def write(self, batch: MappedBatch) -> None:
+        """Commit the batch; retry a transient failure (deadlock victim, serialization
+        failure, lost connection) a bounded number of times, never inserting twice."""
+        for attempt in range(1, RETRY_ATTEMPTS + 1):
+            try:
+                timing = self._write_once(batch)
+                break
+            except TargetError as exc:
+                if not is_transient(exc) or attempt == RETRY_ATTEMPTS:
+                    raise
+                self._drop_connection()
+                time.sleep(RETRY_BACKOFF_S * 4 ** (attempt - 1) * random.uniform(0.5, 1.5))
+                # A COMMIT whose acknowledgement was lost may have landed: the checkpoint
+                # rows tell, and a batch that is already in must not go in again.
+                if self._already_committed(batch):
+                    now = time.perf_counter()
+                    timing = (now, now, now, 0.0)
+                    break
+        self._account(batch, *timing)
+
+    def _write_once(self, batch: MappedBatch) -> tuple[float, float, float, float]:
+        conn, connect_s = self._checkout()
         pc = time.perf_counter
         t0 = pc()
-        started = t0 - self._t0
         method = self.config.insert_method
         try:
             conn.begin()
@@ -391,6 +521,8 @@ class MigrationEngine:
             except IntegrityViolation:
                 conn.rollback()
                 conn.begin()
+                # (Moves offending records to the rejects: re-running this batch after a
+                # transient failure gives the same result.)
                 self._insert_one_by_one(conn, batch)
             t1 = pc()
             if batch.rejects:
@@ -404,10 +536,39 @@ class MigrationEngine:
             raise
         finally:
             self._release(conn)
+        return t0, t1, t2, connect_s
+
+    def _drop_connection(self) -> None:
+        """After a transient error the session may be dead: the next attempt reconnects."""
+        if self._conn is not None:
+            conn, self._conn = self._conn, None
+            with contextlib.suppress(Exception):
+                conn.close()
+
+    def _already_committed(self, batch: MappedBatch) -> bool:
+        if not batch.progress:
+            return False
+        conn = self.target.connect()
+        try:
+            d = conn.dialect
+            sql = (f"SELECT records_done, finished FROM {d.quote(CHECKPOINT_TABLE)} "
+                   f"WHERE unit = {d.placeholder}")
+            for unit_id, (done, _, _, finished) in batch.progress.items():
+                row = conn.query(sql, (unit_id,))
+                if not row or (int(row[0][0]), bool(int(row[0][1]))) != (done, finished):
+                    return False
+            return True
+        finally:
+            conn.close()
+
+    def _account(self, batch: MappedBatch, t0: float, t1: float, t2: float,
+                 connect_s: float) -> None:
+        stats = self.stats
         inserted = len(batch.records)
         quarantined = len(batch.rejects)
-        for name, rows in zip(self.mapping.tables, batch.tables, strict=True):
-            stats.rows[name.name] += len(rows)
+        for table, rows in zip(self.mapping.tables, batch.tables, strict=True):
+            stats.rows[table.name] += len(rows)
+        stats.records_read += batch.count
         stats.inserted += inserted
         stats.quarantined += quarantined
         st = stats.stages
@@ -417,21 +578,20 @@ class MigrationEngine:
         st["commit"] += t2 - t1
         if batch.count:  # (an empty flush only marks units finished)
             stats.batches.append(BatchStat(
-                len(stats.batches), batch.count, inserted, quarantined, started,
-                t2 - self._t0, batch.parse, batch.map, t1 - t0, t2 - t1, connect_s))
-        batch.reset()
+                len(stats.batches), batch.count, inserted, quarantined, t0 - self.t0,
+                t2 - self.t0, batch.parse, batch.map, t1 - t0, t2 - t1, connect_s,
+                self.worker))
         if self.on_batch is not None:
-            position = self._stream.position if self._stream is not None else 0
-            self.on_batch(stats, self._bytes_before + position)
+            self.on_batch(stats, batch.position)
 
-    def _insert_one_by_one(self, conn: Connection, batch: _Batch) -> None:
+    def _insert_one_by_one(self, conn: Connection, batch: MappedBatch) -> None:
         """A constraint failed somewhere in the batch: find the records that cause it.
 
         Each record goes in under its own savepoint; one that violates a constraint (a
         duplicate key, say) is rolled back and quarantined, the others stay in the batch.
         """
         kept = []
-        tables = [[] for _ in batch.tables]  # type: list[Rows]
+        tables: list[Rows] = [[] for _ in batch.tables]
         for rec in batch.records:
             unit_id, path, line, key, rows = rec
             conn.savepoint("mb_record")
@@ -456,7 +616,7 @@ class MigrationEngine:
         batch.records = kept
         batch.tables = tables
 
-    def _save_checkpoints(self, conn: Connection, batch: _Batch) -> None:
+    def _save_checkpoints(self, conn: Connection, batch: MappedBatch) -> None:
         d = conn.dialect
         p = d.placeholder
         sql = (f"UPDATE {d.quote(CHECKPOINT_TABLE)} SET records_done = {p}, "
@@ -466,7 +626,74 @@ class MigrationEngine:
             conn.execute(sql, (done, d_ins, d_quar, 1 if finished else 0, unit_id))
 
 
+def finish_stats(stats: RunStats, report: ProducerReport, writer: BatchWriter) -> RunStats:
+    """Fold the reading half's report into the writer's stats; derive stage busy times."""
+    stats.units.extend(report.units)
+    stats.errors.extend(report.errors)
+    st = stats.stages
+    st["skip"] += report.skip
+    st["transfer"] += report.transfer + writer.transfer
+    stats.stage_busy = {
+        "read_map": sum(st[s] for s in READ_STAGES) + report.transfer,
+        "insert": sum(st[s] for s in WRITE_STAGES) + writer.transfer,
+    }
+    return stats
+
+
+class MigrationEngine:
+    """Migrates work units into a prepared target, one transaction per batch."""
+
+    def __init__(self, target: Target, mapping: Mapping, config: EngineConfig | None = None,
+                 *, on_batch: Progress | None = None, stop: StopFlag | None = None,
+                 worker: int = 0) -> None:
+        self.target = target
+        self.mapping = mapping
+        self.config = config or EngineConfig()
+        self.mapper = RecordMapper(mapping, target.dialect.value_adapters())
+        self.on_batch = on_batch
+        self.stop = stop
+        self.worker = worker
+
+    def producer(self, stop: StopFlag | None = None) -> BatchProducer:
+        return BatchProducer(self.mapping, self.mapper, self.config.batch_size,
+                             self.stop if stop is None else stop)
+
+    def writer(self, stats: RunStats, t0: float) -> BatchWriter:
+        return BatchWriter(self.target, self.mapping, self.config, stats, t0,
+                           on_batch=self.on_batch, worker=self.worker)
+
+    def run(self, units: Sequence[WorkUnit],
+            checkpoints: dict[str, Checkpoint] | None = None) -> RunStats:
+        """Read every unit from its checkpoint on; return counts, stage times, batches.
+
+        ``config.pipeline`` decides how reading+mapping overlaps inserting; the result is
+        the same rows whichever it is.
+        """
+        from migrator.pipeline import run_pipeline  # (pipeline builds on this module)
+
+        return run_pipeline(self, units, checkpoints or {})
+
+
+# Transient failures: retried by BatchWriter.write, RETRY_ATTEMPTS tries in all, backing off
+# 0.1 s, 0.4 s, 1.6 s (±50% jitter so that workers that collided do not collide again).
+RETRY_ATTEMPTS = 4
+RETRY_BACKOFF_S = 0.1
+# SQLSTATE 40001 serialization failure (also SQL Server's deadlock victim 1205), 40P01
+# PostgreSQL deadlock, 08xxx connection exceptions, 57P01-57P03 the server ended the session
+# (pg_terminate_backend, shutdown, starting up); SQLite reports a busy database in words.
+_TRANSIENT_STATES = ("40001", "40P01", "57P01", "57P02", "57P03")
+_TRANSIENT_WORDS = ("database is locked", "database is busy")
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Would the same batch probably succeed if tried again on a fresh connection?"""
+    state = str(getattr(exc, "sqlstate", "") or "")
+    if state in _TRANSIENT_STATES or state.startswith("08"):
+        return True
+    text = str(exc).lower()
+    return any(w in text for w in _TRANSIENT_WORDS)
+
+
 def _is_duplicate(message: str) -> bool:
     m = message.lower()
     return any(s in m for s in ("unique", "duplicate", "primary key"))
-

@@ -42,7 +42,6 @@ import bench.cli  # noqa: F401  (registers the commands)
 from bench.cli import app
 from migrator import (
     EngineConfig,
-    TargetError,
     default_mapping,
     expand_inputs,
     migrate,
@@ -282,36 +281,6 @@ TRANSIENT = ["connection_reset", "deadlock", "serialization", "lost_commit_ack"]
 
 @pytest.mark.postgres
 @pytest.mark.parametrize("kind", TRANSIENT)
-def test_transient_error_fails_cleanly_and_never_doubles(
-        src: Source, tmp_path: Path, pg: Any, kind: str,
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    """Today's behaviour: no retry; the run stops with one line, committed batches stay,
-    and ``--resume`` completes exactly-once — including when the COMMIT landed but its
-    acknowledgement was lost (the case a naive retry would double-insert)."""
-    from migrator.targets.odbc import OdbcConnection
-
-    _PG["server"] = pg
-    spec = pg_spec(pg)
-    units = expand_inputs([str(src.dir)])
-    fault = _Transient(kind, at=rng(len(kind)).randint(3, RECORDS // BATCH - 2))
-    monkeypatch.setattr(OdbcConnection, "commit", fault(OdbcConnection.commit))
-    with pytest.raises(TargetError) as err:
-        migrate(units, open_target(spec), default_mapping(),
-                EngineConfig(batch_size=BATCH, insert_method="values"))
-    assert "\n" not in str(err.value)
-    monkeypatch.undo()
-    partial = reconcile(open_target(spec), default_mapping())
-    assert partial.ok, partial.problems
-    migrate(units, open_target(spec), default_mapping(),
-            EngineConfig(batch_size=BATCH, insert_method="values"), resume=True)
-    check_exactly_once(spec, src)
-
-
-@pytest.mark.postgres
-@pytest.mark.parametrize("kind", TRANSIENT)
-@pytest.mark.xfail(strict=True, raises=TargetError, reason=(
-    "BatchWriter.write does not retry transient errors (SQLSTATE 40001/40P01, 08xxx "
-    "connection loss): see the fix described in issue 9's report"))
 def test_transient_error_is_retried_with_bounded_backoff(
         src: Source, tmp_path: Path, pg: Any, kind: str,
         monkeypatch: pytest.MonkeyPatch) -> None:

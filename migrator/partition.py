@@ -1,0 +1,454 @@
+"""Cut input files into record ranges so that N workers get balanced bytes.
+
+All input files are laid end to end as one virtual byte stream, which is cut into ``pieces``
+equal stretches; a cut that falls inside a file moves forward to the next start tag of a
+record element that is a direct child of the root. Each piece of a file is a
+:class:`RangeUnit` with its own checkpoint (id ``PATH#START-END``); a file without a cut
+stays a plain :class:`~migrator.reader.WorkUnit` (id ``PATH``), as in a sequential run.
+
+Finding a record boundary needs the parser state at the cut, so a file is scanned once,
+in chunks (memory stays flat), from the end of its root start tag: comments, CDATA
+sections and processing instructions are skipped as a whole (a ``<order`` inside them is
+not a tag) and element depth is counted from ``<``, ``</`` and self-closing tags between
+them (quoted attribute values respected). A piece is parsed as the file's prolog and root
+start tag followed by the piece's bytes and the root end tag, so namespaces, entity
+declarations and absolute line numbers stay right.
+
+Limits: a file in an encoding that is not ASCII-compatible (UTF-16/32) or with a prolog
+over 1 MiB is not cut; a record element nested in itself is not supported. A wrong cut
+could only come from markup that is not well-formed, and then the piece fails to parse and
+names its line — it never loses or duplicates a record silently.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from lxml import etree
+
+from migrator.errors import InputError, MalformedXMLError
+from migrator.reader import RecordStream, WorkUnit
+
+_CHUNK = 1 << 20
+_POSITION = re.compile(r",? line \d+, column \d+\s*$")
+_NAME_END = b" \t\r\n/>"
+
+
+@dataclass(frozen=True)
+class RangeUnit(WorkUnit):
+    """Records of ``path`` whose start tags lie in ``[start, end)``; ``size`` is the file's.
+
+    ``start`` is 0 or the offset of a record's start tag; ``end`` is the next piece's
+    ``start`` or the file size.
+    """
+
+    start: int = 0
+    end: int = 0
+
+    @property
+    def id(self) -> str:
+        return f"{self.path}#{self.start}-{self.end}"
+
+    @property
+    def nbytes(self) -> int:
+        return self.end - self.start
+
+    def open_records(self, record_element: str) -> RecordStream:
+        return RangeRecordStream(self, record_element)
+
+
+def unit_bytes(unit: WorkUnit) -> int:
+    """Bytes of input a unit covers (a whole file's size, or a range's length)."""
+    return unit.nbytes if isinstance(unit, RangeUnit) else unit.size
+
+
+# ---- prolog ---------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Prolog:
+    """Where the root start tag ends (``body``: first byte after its ``>``), its name, line."""
+
+    body: int
+    root: bytes
+    line: int  # 1-based line of ``body``
+
+
+def read_prolog(path: str, limit: int = 1 << 20) -> Prolog | None:
+    """Locate the root start tag; None for an empty root, odd encodings or a huge prolog."""
+    with open(path, "rb") as f:
+        head = f.read(limit)
+    if head.startswith((b"\xfe\xff", b"\xff\xfe", b"\x00", b"\x4c\x6f\xa7\x94")) or \
+            b"\x00" in head[:4]:
+        return None  # UTF-16/32 or EBCDIC: a byte search for "<order" would not find tags
+    i = 3 if head.startswith(b"\xef\xbb\xbf") else 0
+    n = len(head)
+    while True:
+        while i < n and head[i] in b" \t\r\n":
+            i += 1
+        if head.startswith(b"<?", i):
+            j = head.find(b"?>", i + 2)
+            if j < 0:
+                return None
+            i = j + 2
+        elif head.startswith(b"<!--", i):
+            j = head.find(b"-->", i + 4)
+            if j < 0:
+                return None
+            i = j + 3
+        elif head.startswith(b"<!DOCTYPE", i):
+            i = _skip_doctype(head, i + 9)
+            if i < 0:
+                return None
+        elif head.startswith(b"<", i) and i + 1 < n:
+            j = i + 1
+            while j < n and head[j] not in _NAME_END:
+                j += 1
+            name = head[i + 1:j]
+            end = _tag_end(head, j)
+            if end < 0 or not name or head[end - 2:end] == b"/>":
+                return None
+            return Prolog(end, name, head.count(b"\n", 0, end) + 1)
+        else:
+            return None
+
+
+def _skip_doctype(buf: bytes, i: int) -> int:
+    """Index after the DOCTYPE declaration starting before ``i``, or -1."""
+    depth = 0
+    n = len(buf)
+    while i < n:
+        c = buf[i]
+        if c in b"\"'":
+            j = buf.find(bytes([c]), i + 1)
+            if j < 0:
+                return -1
+            i = j + 1
+            continue
+        if buf.startswith(b"<!--", i):
+            j = buf.find(b"-->", i + 4)
+            if j < 0:
+                return -1
+            i = j + 3
+            continue
+        if buf.startswith(b"<?", i):
+            j = buf.find(b"?>", i + 2)
+            if j < 0:
+                return -1
+            i = j + 2
+            continue
+        if c == ord("["):
+            depth += 1
+        elif c == ord("]"):
+            depth -= 1
+        elif c == ord(">") and depth <= 0:
+            return i + 1
+        i += 1
+    return -1
+
+
+def _tag_end(buf: bytes, i: int) -> int:
+    """Index after the ``>`` closing the tag that continues at ``i`` (quotes respected)."""
+    n = len(buf)
+    while i < n:
+        c = buf[i]
+        if c in b"\"'":
+            j = buf.find(bytes([c]), i + 1)
+            if j < 0:
+                return -1
+            i = j + 1
+        elif c == ord(">"):
+            return i + 1
+        else:
+            i += 1
+    return -1
+
+
+# ---- record boundaries ----------------------------------------------------------------------
+
+def _opener(record_element: str) -> re.Pattern[bytes]:
+    """Comment, CDATA or PI start, or a start tag named like the record element.
+
+    ``order`` (no namespace) is only ever written ``<order``; ``{urn:x}order`` may be
+    ``<order`` under a default namespace or ``<p:order`` (the prefix alternative costs
+    5× the scan time, so it is only used then).
+    """
+    ns, _, local = record_element.rpartition("}")
+    prefix = rb"(?:[A-Za-z_][\w.\-]*:)?" if ns else b""
+    return re.compile(rb"<(?:!--|!\[CDATA\[|\?|" + prefix + re.escape(local.encode())
+                      + rb"[\s/>])")
+
+
+# A whole start tag that closes itself, attribute values (which may hold '>') included.
+_SELF_CLOSING = re.compile(rb"""<[^<>"']*(?:(?:"[^"]*"|'[^']*')[^<>"']*)*/>""")
+
+
+def _depth_change(buf: bytes, a: int, b: int) -> int:
+    """Depth after ``buf[a:b]`` minus depth before; the stretch holds only tags and text
+    (comments, CDATA and PIs are skipped before), and no tag is cut at either end."""
+    change = buf.count(b"<", a, b) - 2 * buf.count(b"</", a, b)
+    i = buf.find(b"/>", a, b)
+    while i >= 0:  # a "/>" closes a tag only if the text from the last "<" is that tag
+        if _SELF_CLOSING.fullmatch(buf, max(a, buf.rfind(b"<", a, i)), i + 2):
+            change -= 1
+        i = buf.find(b"/>", i + 2, b)
+    return change
+
+
+def record_starts(path: str, record_element: str, targets: Sequence[int],
+                  prolog: Prolog | None = None) -> list[int]:
+    """For each target offset (ascending), the offset of the first record start tag at or
+    after it that is a child of the root; targets past the last record get no cut.
+
+    The result is ascending and duplicate-free; a cut never lands on the first record (that
+    would leave an empty first piece).
+    """
+    prolog = prolog or read_prolog(path)
+    if prolog is None or not targets:
+        return []
+    pattern = _opener(record_element)
+    pending = sorted(targets)
+    cuts: list[int] = []
+    first_record = -1
+    depth = 1  # inside the root
+    with open(path, "rb") as f:
+        f.seek(prolog.body)
+        base = prolog.body  # file offset of buf[0]
+        buf = b""
+        pos = 0  # depth is counted up to here
+        scan = 0  # the next construct or record start is searched from here
+        eof = False
+        while pending:
+            if not eof:
+                chunk = f.read(_CHUNK)
+                eof = not chunk
+                buf = buf[pos:] + chunk
+                base += pos
+                scan -= pos
+                pos = 0
+            limit = len(buf) if eof else buf.rfind(b"<")  # no tag straddles the limit
+            if limit <= pos:
+                if eof:
+                    break
+                continue
+            while pending and pos < limit:  # (a construct may end beyond the limit)
+                m = pattern.search(buf, scan, limit)
+                gap_end = m.start() if m else limit
+                depth += _depth_change(buf, pos, gap_end)
+                if m is None:
+                    pos = scan = limit
+                    break
+                s = m.start()
+                opener = buf[s + 1:s + 3]
+                if opener in (b"!-", b"![") or opener.startswith(b"?"):
+                    term = b"-->" if opener == b"!-" else b"]]>" if opener == b"![" else b"?>"
+                    j = buf.find(term, m.end())
+                    if j < 0:
+                        pos = scan = s  # finish the construct with the next chunk
+                        if eof:
+                            pending = []
+                        break
+                    pos = scan = j + len(term)
+                    continue
+                if depth < 1:
+                    pending = []  # past the root's end tag
+                    break
+                if depth == 1:
+                    offset = base + s
+                    if first_record < 0:
+                        first_record = offset
+                    while pending and pending[0] <= offset:
+                        pending.pop(0)
+                        if offset != first_record and (not cuts or cuts[-1] != offset):
+                            cuts.append(offset)
+                pos, scan = s, s + 1  # the record's own tag is counted with the next gap
+            if eof and pos >= limit:
+                break
+    return cuts
+
+
+def count_lines(path: str, end: int) -> int:
+    """Newlines in the first ``end`` bytes of a file (chunked: memory stays flat)."""
+    n = 0
+    left = end
+    with open(path, "rb") as f:
+        while left > 0:
+            chunk = f.read(min(_CHUNK, left))
+            if not chunk:
+                break
+            n += chunk.count(b"\n")
+            left -= len(chunk)
+    return n
+
+
+# ---- planning ---------------------------------------------------------------------------------
+
+def plan_units(files: Sequence[WorkUnit], pieces: int, record_element: str) -> list[WorkUnit]:
+    """Cut the files into about ``pieces`` units of equal bytes, at record boundaries."""
+    total = sum(f.size for f in files)
+    if pieces <= 1 or total == 0:
+        return list(files)
+    step = total / pieces
+    marks = [round(k * step) for k in range(1, pieces)]
+    out: list[WorkUnit] = []
+    offset = 0
+    for f in files:
+        inside = [m - offset for m in marks if offset < m < offset + f.size]
+        cuts = record_starts(f.path, record_element, inside) if inside else []
+        if not cuts:
+            out.append(f)
+        else:
+            bounds = [0, *cuts, f.size]
+            out.extend(RangeUnit(f.path, f.size, a, b)
+                       for a, b in itertools.pairwise(bounds))
+        offset += f.size
+    return out
+
+
+def units_from_ids(ids: Sequence[str], files: Sequence[WorkUnit]) -> list[WorkUnit]:
+    """Rebuild the units of an interrupted run from its checkpoint ids (for ``--resume``).
+
+    Resuming reuses the interrupted run's pieces whatever ``--workers`` is now. Ids that do
+    not parse or name a file that is no longer input are left out, and files no id covers
+    are added whole: :func:`~migrator.engine.prepare_target` then names the difference.
+    """
+    by_path = {f.path: f for f in files}
+    out: list[WorkUnit] = []
+    covered: set[str] = set()
+    for uid in ids:
+        path, sep, rng = uid.rpartition("#")
+        if sep and path in by_path:
+            a, dash, b = rng.partition("-")
+            if dash and a.isdigit() and b.isdigit():
+                out.append(RangeUnit(path, by_path[path].size, int(a), int(b)))
+                covered.add(path)
+                continue
+        if uid in by_path:
+            out.append(by_path[uid])
+            covered.add(uid)
+    out.extend(f for f in files if f.path not in covered)
+    return out
+
+
+def assign(units: Sequence[WorkUnit], workers: int) -> list[list[WorkUnit]]:
+    """Largest unit first to the least-loaded worker; each list keeps the input order."""
+    loads = [0] * workers
+    picks: list[list[int]] = [[] for _ in range(workers)]
+    order = sorted(range(len(units)), key=lambda i: -unit_bytes(units[i]))
+    for i in order:
+        w = loads.index(min(loads))
+        loads[w] += unit_bytes(units[i])
+        picks[w].append(i)
+    return [[units[i] for i in sorted(p)] for p in picks if p]
+
+
+# ---- reading a range ------------------------------------------------------------------------
+
+class _RangeFile:
+    """A read-only file object: prolog bytes + ``path[start:end]`` + the root end tag."""
+
+    def __init__(self, f: IO[bytes], head: bytes, start: int, end: int, tail: bytes) -> None:
+        self._f = f
+        self._parts: list[bytes] = [head] if head else []
+        self._tail = tail
+        self._left = end - start
+        f.seek(start)
+        self.consumed = 0  # bytes of the range read so far
+
+    def read(self, size: int = -1) -> bytes:
+        if size is None or size < 0:
+            size = 1 << 30
+        if self._parts:
+            part = self._parts[0]
+            out, rest = part[:size], part[size:]
+            if rest:
+                self._parts[0] = rest
+            else:
+                self._parts.pop(0)
+            return out
+        if self._left > 0:
+            data = self._f.read(min(size, self._left))
+            if data:
+                self._left -= len(data)
+                self.consumed += len(data)
+                return data
+            self._left = 0
+        if self._tail:
+            out, self._tail = self._tail[:size], self._tail[size:]
+            return out
+        return b""
+
+    def close(self) -> None:
+        self._f.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._f.closed
+
+
+class RangeRecordStream(RecordStream):
+    """Records of one :class:`RangeUnit`, with the file's absolute line numbers."""
+
+    def __init__(self, unit: RangeUnit, record_element: str) -> None:
+        super().__init__(unit.path, record_element)
+        self.unit = unit
+        self._range: _RangeFile | None = None
+
+    @property
+    def position(self) -> int:
+        return self._range.consumed if self._range is not None else 0
+
+    def _open(self) -> tuple[_RangeFile, int]:
+        u = self.unit
+        prolog = read_prolog(u.path)
+        if prolog is None:
+            raise InputError(f"{u.id}: cannot read the file's prolog to parse this record "
+                             f"range; run it with --workers 1")
+        f = open(u.path, "rb")  # noqa: SIM115 - closed by the stream's finally
+        tail = b"" if u.end >= u.size else b"</" + prolog.root + b">"
+        if u.start == 0:
+            return _RangeFile(f, b"", 0, u.end, tail), 0
+        f.seek(0)
+        head = f.read(prolog.body)
+        # The range's first byte lands on the root tag's line: shift lines by the difference.
+        shift = count_lines(u.path, u.start) + 1 - prolog.line
+        return _RangeFile(f, head, u.start, u.end, tail), shift
+
+    def __iter__(self) -> Iterator[tuple[int, Any]]:
+        try:
+            src, shift = self._open()
+        except OSError as exc:
+            raise InputError(f"{self.path}: cannot open: {exc.strerror}") from None
+        self._range = src
+        self._file = None
+        try:
+            events = etree.iterparse(
+                src, events=("end",), tag=self.record_element,
+                resolve_entities=False, no_network=True, load_dtd=False, dtd_validation=False,
+                remove_blank_text=False, huge_tree=False,
+            )
+            try:
+                for _, elem in events:
+                    yield (elem.sourceline or 0) + shift, elem
+                    elem.clear(keep_tail=False)
+                    parent = elem.getparent()
+                    if parent is not None:
+                        while elem.getprevious() is not None:
+                            del parent[0]
+            except etree.XMLSyntaxError as exc:
+                line = (exc.lineno or 0) + shift
+                msg = _POSITION.sub("", (exc.msg or str(exc)).strip())
+                raise MalformedXMLError(self.path, line, f"malformed XML: {msg}") from None
+            except OSError as exc:
+                raise InputError(f"{self.path}: read failed: {exc}") from None
+        finally:
+            src.close()
+
+
+def describe(units: Sequence[WorkUnit]) -> str:
+    """``a.xml#0-100, b.xml`` with file names only (for messages)."""
+    return ", ".join(Path(u.path).name + u.id[len(u.path):] for u in units)

@@ -1,0 +1,382 @@
+"""Pipeline modes: how reading+mapping the next batch overlaps inserting the previous one.
+
+``off``      the two halves take turns on one thread (the sequential engine);
+``thread``   reading+mapping on a second thread, inserting on the caller's. It overlaps as
+             far as the GIL lets it: sqlite3 and pyodbc release it while the database works,
+             lxml and the mapper hold it;
+``process``  reading+mapping in a child process (spawned, never forked) that sends mapped
+             batches — pickled rows, never lxml elements — to the inserter. Both halves get a
+             core; the price is pickling each batch once each way (stage ``transfer``).
+
+Between the halves is a bounded queue of ``queue_depth`` batches: a producer that gets
+ahead blocks (backpressure), so at most ``queue_depth + 1`` mapped batches wait for the
+inserter (``max_in_flight`` counts them), whatever the input size.
+
+Stage times are wall time spent in each stage. In ``thread`` mode that includes waiting for
+the GIL, so busy times (and the overlap efficiency derived from them) overstate the useful
+overlap; in ``process`` mode each half has its own interpreter and the figures are real.
+
+Either half failing stops the other: an inserter error stops the producer; a producer error
+or death (even SIGKILL) is raised in the inserter as one line naming the cause. The batch in
+flight is never committed half-way: it is one transaction with its checkpoints.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import multiprocessing as mp
+import os
+import pickle
+import queue
+import signal
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+from migrator.engine import (
+    BatchProducer,
+    BatchWriter,
+    Checkpoint,
+    MigrationEngine,
+    ProducerReport,
+    RunStats,
+    StopFlag,
+    finish_stats,
+)
+from migrator.errors import MigratorError
+from migrator.mapping import Mapping
+from migrator.reader import WorkUnit
+from migrator.rowmap import RecordMapper
+
+POLL_S = 0.1  # how often a blocked half looks whether the other one is still there
+
+
+class PipelineError(MigratorError):
+    """The reading+mapping half of a pipeline failed or died."""
+
+
+def spawn_context() -> Any:
+    """Worker and producer processes are spawned: forking a process with threads (the
+    thread pipeline, pyodbc, the progress bar) can copy a held lock into the child."""
+    return mp.get_context("spawn")
+
+
+@contextlib.contextmanager
+def main_not_reimported() -> Iterator[None]:
+    """Start spawned children without re-running a console script's ``__main__``.
+
+    A spawned child first runs the parent's ``__main__`` file (as ``__mp_main__``). For a
+    console-script shim such as ``bench`` that imports the whole CLI (scipy included) in
+    every worker — seconds of CPU per process. Our entry points live in importable modules,
+    so while starting a child the shim's path is hidden; ``*.py`` scripts (which may define
+    things the child unpickles) are left alone.
+    """
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    if main is None or not isinstance(path, str) or path.endswith(".py") or \
+            getattr(main, "__spec__", None) is not None:
+        yield
+        return
+    del main.__file__
+    try:
+        yield
+    finally:
+        main.__file__ = path
+
+
+def die_with_parent() -> None:
+    """Ask Linux to SIGKILL this process when its parent dies, so that no child outlives a
+    killed coordinator (best effort elsewhere)."""
+    with contextlib.suppress(Exception):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+
+
+def describe_exit(exitcode: int | None) -> str:
+    if exitcode is None:
+        return "still running"
+    if exitcode < 0:
+        try:
+            return f"killed by {signal.Signals(-exitcode).name}"
+        except ValueError:
+            return f"killed by signal {-exitcode}"
+    return f"exited with status {exitcode}"
+
+
+def describe_error(exc: BaseException) -> str:
+    """One line: the message of a user-facing error, else ``Type: message``."""
+    if isinstance(exc, MigratorError):
+        return str(exc)
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+class _Either:
+    """Set when any of its flags is set."""
+
+    def __init__(self, *flags: StopFlag | None) -> None:
+        self.flags = [f for f in flags if f is not None]
+
+    def is_set(self) -> bool:
+        return any(f.is_set() for f in self.flags)
+
+
+def run_pipeline(engine: MigrationEngine, units: Sequence[WorkUnit],
+                 checkpoints: dict[str, Checkpoint]) -> RunStats:
+    """Run ``engine`` over ``units`` in its configured pipeline mode."""
+    cfg = engine.config
+    stats = RunStats(rows={t.name: 0 for t in engine.mapping.tables}, pipeline=cfg.pipeline,
+                     queue_depth=cfg.queue_depth if cfg.pipeline != "off" else 0)
+    t0 = time.perf_counter()
+    writer = engine.writer(stats, t0)
+    try:
+        writer.open()
+        if cfg.pipeline == "off":
+            report = _sequential(engine, writer, units, checkpoints)
+        elif cfg.pipeline == "thread":
+            report = _threaded(engine, writer, units, checkpoints)
+        else:
+            report = _in_process(engine, writer, units, checkpoints)
+    finally:
+        writer.close()
+        stats.elapsed_s = time.perf_counter() - t0
+    return finish_stats(stats, report, writer)
+
+
+def _sequential(engine: MigrationEngine, writer: BatchWriter, units: Sequence[WorkUnit],
+                checkpoints: dict[str, Checkpoint]) -> ProducerReport:
+    producer = engine.producer()
+    batches = producer.batches(units, checkpoints)
+    try:
+        for batch in batches:
+            writer.write(batch)
+    finally:
+        batches.close()
+    return producer.report
+
+
+class _Depth:
+    """High-water mark of batches handed over and not yet taken by the inserter."""
+
+    def __init__(self) -> None:
+        self.taken = 0
+        self.high = 0
+
+    def took(self, handed: int) -> None:
+        self.high = max(self.high, handed - self.taken)
+        self.taken += 1
+
+
+# ---- thread -------------------------------------------------------------------------------
+
+def _threaded(engine: MigrationEngine, writer: BatchWriter, units: Sequence[WorkUnit],
+              checkpoints: dict[str, Checkpoint]) -> ProducerReport:
+    q: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=engine.config.queue_depth)
+    abort = threading.Event()
+    producer = engine.producer(_Either(engine.stop, abort))
+    handed = [0]
+
+    def put(item: tuple[str, Any]) -> bool:
+        while not abort.is_set():
+            try:
+                q.put(item, timeout=POLL_S)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        batches = producer.batches(units, checkpoints)
+        try:
+            for batch in batches:
+                handed[0] += 1  # counted before the put: a blocked put is in flight too
+                if not put(("batch", batch)):
+                    return
+            put(("end", producer.report))
+        except KeyboardInterrupt:
+            put(("stopped", None))
+        except BaseException as exc:  # handed to the inserter's thread, raised there
+            put(("error", exc))
+        finally:
+            batches.close()
+
+    thread = threading.Thread(target=produce, name="mb-read-map", daemon=True)
+    depth = _Depth()
+    thread.start()
+    try:
+        while True:
+            kind, payload = q.get()
+            if kind == "batch":
+                depth.took(handed[0])
+                writer.write(payload)
+            elif kind == "end":
+                return payload
+            elif kind == "stopped":
+                raise KeyboardInterrupt
+            else:
+                raise payload
+    finally:
+        abort.set()
+        thread.join()
+        writer.stats.max_in_flight = depth.high
+
+
+# ---- process ------------------------------------------------------------------------------
+# One socket pair, no multiprocessing.Queue and no named semaphores: batches go to the
+# inserter, credits ("take one more") and "stop" come back. The parent holds no copy of the
+# child's end, so a producer that dies — even in the middle of a message — ends in EOF
+# instead of a reader blocked forever, and a killed process leaks nothing. The producer
+# starts with ``queue_depth`` credits and gets one back per batch the inserter takes.
+
+_CREDIT, _STOP = b"c", b"s"
+
+
+def _in_process(engine: MigrationEngine, writer: BatchWriter, units: Sequence[WorkUnit],
+                checkpoints: dict[str, Checkpoint]) -> ProducerReport:
+    try:
+        spec = engine.target.picklable_spec()
+    except NotImplementedError:
+        raise PipelineError(f"--pipeline process needs a target that can be rebuilt in "
+                            f"another process; {type(engine.target).__name__} cannot") from None
+    ctx = spawn_context()
+    here, there = ctx.Pipe(duplex=True)
+    handed = ctx.Value("q", 0, lock=False)
+    proc = ctx.Process(
+        target=produce_in_child, name="mb-read-map", daemon=True,
+        args=(spec, engine.mapping, engine.config.batch_size, list(units), checkpoints,
+              there, engine.config.queue_depth, handed, os.getpid()))
+    with main_not_reimported():
+        proc.start()
+    there.close()
+    depth = _Depth()
+    outer = engine.stop
+    try:
+        while True:
+            if outer is not None and outer.is_set():
+                raise KeyboardInterrupt
+            try:
+                if not here.poll(POLL_S):
+                    continue
+                data = here.recv_bytes()
+            except (EOFError, OSError):
+                proc.join(timeout=5)
+                raise PipelineError(
+                    f"the read/map process (pid {proc.pid}) died "
+                    f"({describe_exit(proc.exitcode)}); the batch in flight was not "
+                    f"committed — continue with --resume") from None
+            t = time.perf_counter()
+            kind, payload = pickle.loads(data)
+            dt = time.perf_counter() - t
+            if kind == "batch":
+                depth.took(handed.value)
+                with contextlib.suppress(OSError):  # (a finished producer has gone)
+                    here.send_bytes(_CREDIT)
+                writer.transfer += dt
+                writer.write(payload)
+            elif kind == "end":
+                return payload
+            elif kind == "stopped":
+                raise KeyboardInterrupt
+            else:
+                raise _rebuild_error(*payload)
+    finally:
+        with contextlib.suppress(OSError):
+            here.send_bytes(_STOP)
+        here.close()  # a producer blocked sending gets EPIPE
+        writer.stats.max_in_flight = depth.high
+        proc.join(timeout=5)
+        if proc.is_alive():
+            proc.kill()
+            proc.join()
+
+
+class _Inserter:
+    """The producer's view of the inserter: credits to send batches, and a stop flag."""
+
+    def __init__(self, conn: Any, credits: int, parent: int) -> None:
+        self.conn = conn
+        self.credits = credits
+        self.parent = parent
+        self.stopped = False
+
+    def _drain(self, timeout: float) -> None:
+        conn = self.conn
+        while not self.stopped and conn.poll(timeout):
+            if conn.recv_bytes() == _CREDIT:
+                self.credits += 1
+            else:
+                self.stopped = True
+            timeout = 0
+
+    def is_set(self) -> bool:  # StopFlag: looked at every few records
+        self._drain(0)
+        return self.stopped
+
+    def wait_for_credit(self) -> bool:
+        """Block until the inserter takes a batch; False if it stopped or went away."""
+        while not self.stopped and self.credits == 0:
+            self._drain(POLL_S)
+            if os.getppid() != self.parent:
+                self.stopped = True
+        self.credits -= 1
+        return not self.stopped
+
+
+def _rebuild_error(module: str, name: str, message: str, detail: str) -> BaseException:
+    """A user-facing error keeps its class; anything else becomes a PipelineError."""
+    import importlib
+
+    with contextlib.suppress(Exception):
+        cls = getattr(importlib.import_module(module), name)
+        if isinstance(cls, type) and issubclass(cls, MigratorError):
+            exc: BaseException = cls(message)
+            return exc
+    err = PipelineError(f"the read/map process failed: {message}")
+    err.detail = detail  # type: ignore[attr-defined]
+    return err
+
+
+def produce_in_child(spec: str, mapping: Mapping, batch_size: int, units: list[WorkUnit],
+                     checkpoints: dict[str, Checkpoint], conn: Any, credits: int,
+                     handed: Any, parent: int) -> None:
+    """Entry point of the read/map process: each batch is pickled once and sent."""
+    die_with_parent()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the inserter decides when to stop
+    dumps: Callable[..., bytes] = pickle.dumps
+    inserter = _Inserter(conn, credits, parent)
+
+    def send(item: tuple[str, Any]) -> None:
+        conn.send_bytes(dumps(item, pickle.HIGHEST_PROTOCOL))
+
+    try:
+        from migrator.targets import open_target
+
+        adapters = open_target(spec).dialect.value_adapters()
+        producer = BatchProducer(mapping, RecordMapper(mapping, adapters), batch_size,
+                                 inserter)
+        batches = producer.batches(units, checkpoints)
+        for batch in batches:
+            handed.value += 1  # counted before the wait: a blocked batch is in flight too
+            if not inserter.wait_for_credit():
+                batches.close()
+                return
+            t = time.perf_counter()
+            data = dumps(("batch", batch), pickle.HIGHEST_PROTOCOL)
+            producer.report.transfer += time.perf_counter() - t
+            conn.send_bytes(data)
+        send(("end", producer.report))
+    except KeyboardInterrupt:
+        with contextlib.suppress(OSError):
+            send(("stopped", None))
+    except (OSError, EOFError):
+        return  # the inserter closed the pipe: it has stopped and knows why
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            send(("error", (type(exc).__module__, type(exc).__qualname__,
+                            describe_error(exc), traceback.format_exc())))
+    finally:
+        conn.close()
