@@ -7,6 +7,7 @@ Exit codes: 0 success, 1 a user or operational error (one line, no traceback unl
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -66,6 +67,17 @@ def _positive(name: str) -> Any:
             raise typer.BadParameter(f"must be at least 1, got {value}", param_hint=name)
         return value
     return check
+
+
+INSERT_METHODS = ("auto", "executemany", "fast", "values", "copy")
+MAX_WORKERS = max(64, 4 * (os.cpu_count() or 1))
+
+
+def _worker_count(value: int) -> int:
+    if not 1 <= value <= MAX_WORKERS:
+        raise typer.BadParameter(f"must be 1..{MAX_WORKERS} (4 per CPU, at least 64), "
+                                 f"got {value}", param_hint="--workers")
+    return value
 
 
 def _one_of(name: str, choices: tuple[str, ...]) -> Any:
@@ -132,23 +144,44 @@ def run(
     ] = None,
     workers: Annotated[int, typer.Option(
         "--workers", "-w", help="Worker processes; a large file is split into record ranges.",
-        callback=_positive("--workers"))] = 1,
+        callback=_worker_count)] = 1,
     pipeline: Annotated[str, typer.Option(
         "--pipeline", help="Overlap reading+mapping with inserting: off, thread or process.",
         callback=_one_of("--pipeline", ("off", "thread", "process")))] = "off",
     queue_depth: Annotated[int, typer.Option(
         "--queue-depth", help="Mapped batches that may wait for the inserter (pipeline).",
         callback=_positive("--queue-depth"))] = 2,
+    pooling: Annotated[str, typer.Option(
+        "--pooling", help="off: each batch opens a new connection; on: each batch takes one "
+        "from a pool (unixODBC driver-manager pooling, made real via a private ODBCSYSINI).",
+        callback=_one_of("--pooling", ("on", "off")))] = "off",
+    insert_method: Annotated[str, typer.Option(
+        "--insert-method", help="executemany, fast, values, copy, or auto (the dialect's "
+        "fastest correct method, measured).",
+        callback=_one_of("--insert-method", INSERT_METHODS))] = "auto",
+    sample_interval: Annotated[float, typer.Option(
+        "--sample-interval", min=0.05, help="Seconds between host and server samples.")] = 0.5,
+    no_sample: Annotated[bool, typer.Option(
+        "--no-sample", help="Do not sample host and server during the run.")] = False,
+    report: Annotated[bool, typer.Option(
+        "--report", help="Also write report.html next to the result file.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Migrate XML into a database once, measuring every stage."""
     request = RunRequest(inputs=inputs, target=target, mapping=mapping, batch_size=batch_size,
                          resume=resume, out=out, workers=workers, pipeline=pipeline,
-                         queue_depth=queue_depth)
+                         queue_depth=queue_depth, pooling=pooling, insert_method=insert_method,
+                         sample_interval=None if no_sample else sample_interval)
     progress = ui.progress_bar("migrating", None, unit="bytes", enabled=not as_json)
     with user_errors(), progress as update:
         outcome = execute_run(request, progress=update)
     summary = outcome.summary()
+    if report:
+        from reports.report import write_report
+
+        with user_errors():
+            summary["report_file"] = str(write_report([outcome.result_file],
+                                                      outcome.run_dir / "report.html"))
     if as_json:
         typer.echo(json.dumps(summary, indent=1, ensure_ascii=False))
     else:
@@ -188,9 +221,13 @@ def _print_run(s: dict[str, Any]) -> None:
     con.print(f"result: {s['result_file']}", markup=False)
 
 
-from bench import commands as _commands  # noqa: E402,F401  registers sweep/baseline/compare
-from bench import diagnose_cmd as _diagnose_cmd  # noqa: E402,F401  registers diagnose
-from bench import report_cmd as _report_cmd  # noqa: E402,F401  registers report
+# The other commands live in their own modules and register themselves on ``app``.
+from bench import (  # noqa: E402,F401
+    commands as _commands,  # sweep, baseline, compare
+    diagnose_cmd as _diagnose_cmd,  # diagnose pooling
+    doctor_cmd as _doctor_cmd,  # doctor
+    report_cmd as _report_cmd,  # report
+)
 
 
 def main() -> None:
@@ -200,6 +237,3 @@ def main() -> None:
     except KeyboardInterrupt:  # Ctrl-C outside a command body (e.g. during imports)
         sys.exit(130)
 
-
-if __name__ == "__main__":
-    main()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import Any
 
 from bench import environment
 from bench.results import build_result, new_run_dir, write_pyperf, write_result
+from bench.sampling import attribute_run, start_sampling
 from migrator import (
     EngineConfig,
     ParallelCoordinator,
@@ -21,6 +23,7 @@ from migrator import (
     open_target,
     reconcile,
 )
+from migrator.engine import apply_pooling
 from migrator.mapping import describe as describe_mapping
 from migrator.reader import WorkUnit
 
@@ -36,6 +39,11 @@ class RunRequest:
     workers: int = 1
     pipeline: str = "off"
     queue_depth: int = 2
+    # "off": every batch opens a new physical connection; "on": every batch takes one from a
+    # pool (unixODBC driver-manager pooling, or the SQLite target's small pool) — SPEC §4.
+    pooling: str = "off"
+    insert_method: str = "auto"  # auto: the dialect's fastest correct method
+    sample_interval: float | None = 0.5  # None: no sampling
 
 
 @dataclass
@@ -75,6 +83,9 @@ class RunOutcome:
                                "inserted": rec.inserted, "quarantined": rec.quarantined,
                                "rows": rec.rows, "problems": list(rec.problems)},
             "errors": list(s.errors),
+            "pooling": self.request.pooling,
+            "insert_method": self.request.insert_method,
+            "bottleneck": self.extra.get("bottleneck"),
             "result_file": str(self.result_file),
             "pyperf_file": str(self.pyperf_file) if self.pyperf_file else None,
         }
@@ -101,10 +112,18 @@ def execute_run(request: RunRequest,
     run_dir = request.out or new_run_dir()
     mapping = load_mapping(request.mapping) if request.mapping else default_mapping()
     units = expand_inputs(request.inputs)
-    target = open_target(request.target or f"sqlite:{run_dir / 'mig.db'}")
+    target_spec = request.target or f"sqlite:{run_dir / 'mig.db'}"
+    target = open_target(target_spec)
+    pooling = request.pooling == "on"
+    if target.can_apply_pooling(pooling):
+        apply_pooling(target, pooling)  # before the first connect of this process
+    # (otherwise the coordinator migrates in a fresh worker process, where it applies)
     total_bytes = sum(u.size for u in units)
     config = EngineConfig(batch_size=request.batch_size, pipeline=request.pipeline,
-                          queue_depth=request.queue_depth)
+                          queue_depth=request.queue_depth, pooling=pooling,
+                          connection_per_batch=True,
+                          insert_method=None if request.insert_method == "auto"
+                          else request.insert_method)
 
     def on_progress(records: int, done_bytes: int) -> None:
         if progress is not None:
@@ -112,26 +131,36 @@ def execute_run(request: RunRequest,
 
     coordinator = ParallelCoordinator(target, mapping, config, workers=request.workers,
                                       on_progress=on_progress)
-    stats = coordinator.run(units, resume=request.resume)
+    session = None
+    if request.sample_interval:
+        session = start_sampling(target, target_spec, request.sample_interval,
+                                 t0=time.monotonic())
+    try:
+        stats = coordinator.run(units, resume=request.resume)
+    finally:
+        series = session.stop() if session is not None else None
     rec = reconcile(target, mapping)
     info = target.info()
     run_doc = {
         "config": {"batch_size": request.batch_size, "workers": request.workers,
                    "pipeline": request.pipeline, "queue_depth": request.queue_depth,
-                   "pooling": "off", "insert_method": config.insert_method
+                   "pooling": request.pooling, "insert_method": config.insert_method
                    or target.dialect.default_insert_method, "resume": request.resume},
         "metrics": stats.to_dict(),
         "reconciliation": {"ok": rec.ok, "records_read": rec.records_read,
                            "inserted": rec.inserted, "quarantined": rec.quarantined,
                            "rows": rec.rows, "problems": list(rec.problems)},
-        "samples": None,
+        "samples": series.to_dict() if series is not None else None,
+        "bottleneck": attribute_run(stats, series, request.workers) if series is not None
+        else None,
     }
     doc = build_result(
         "run",
         config={"inputs": [u.path for u in units], "target": info.display,
                 "mapping": describe_mapping(mapping), "batch_size": request.batch_size,
                 "workers": request.workers, "pipeline": request.pipeline,
-                "queue_depth": request.queue_depth, "resume": request.resume},
+                "queue_depth": request.queue_depth, "pooling": request.pooling,
+                "insert_method": request.insert_method, "resume": request.resume},
         environment=environment.collect(info, _dataset_facts(units)),
         runs=[run_doc],
     )
@@ -141,4 +170,5 @@ def execute_run(request: RunRequest,
         pyperf_file = write_pyperf(run_dir / "pyperf.json",
                                    {f"batch_size={request.batch_size}":
                                     [stats.elapsed_s / stats.records_read]})
-    return RunOutcome(request, run_dir, info.display, stats, rec, result_file, pyperf_file)
+    return RunOutcome(request, run_dir, info.display, stats, rec, result_file, pyperf_file,
+                      {"bottleneck": run_doc["bottleneck"]})

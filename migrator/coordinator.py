@@ -159,7 +159,8 @@ class ParallelCoordinator:
         preparing the schema.
         """
         t0 = time.perf_counter()
-        if self.workers == 1:
+        pooling = self.config.pooling
+        if self.workers == 1 and (pooling is None or self.target.can_apply_pooling(pooling)):
             units, checkpoints, prepare_s = self._plan_and_prepare(files, resume)
             stats = self._run_here(units, checkpoints)
         else:

@@ -54,6 +54,9 @@ class EngineConfig:
     connection_per_batch: bool = False  # check a connection out for every batch (pooling)
     pipeline: str = "off"  # off | thread | process: how reading+mapping overlaps inserting
     queue_depth: int = 2  # mapped batches waiting for the inserter, at most (backpressure)
+    # None: the target's default. True/False: pool connections or not, applied in every
+    # process (workers too) before its first connect, as unixODBC decides once per process.
+    pooling: bool | None = None
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -649,6 +652,8 @@ class MigrationEngine:
         self.target = target
         self.mapping = mapping
         self.config = config or EngineConfig()
+        if self.config.pooling is not None:  # before anything connects (dialect probe too)
+            apply_pooling(target, self.config.pooling)
         self.mapper = RecordMapper(mapping, target.dialect.value_adapters())
         self.on_batch = on_batch
         self.stop = stop
@@ -672,6 +677,15 @@ class MigrationEngine:
         from migrator.pipeline import run_pipeline  # (pipeline builds on this module)
 
         return run_pipeline(self, units, checkpoints or {})
+
+
+def apply_pooling(target: Target, enabled: bool) -> None:
+    """Turn the target's connection pooling on or off for this process."""
+    setter = getattr(target, "set_pooling", None)
+    if setter is None:
+        raise TargetError(f"{target.info().display}: this target cannot pool connections; "
+                          f"drop --pooling")
+    setter(enabled)
 
 
 # Transient failures: retried by BatchWriter.write, RETRY_ATTEMPTS tries in all, backing off

@@ -204,6 +204,11 @@ def mark_env_allocated() -> None:
     _env_allocated = True
 
 
+def env_allocated() -> bool:
+    """Has this process opened an ODBC connection (so unixODBC has read its ini)?"""
+    return _env_allocated
+
+
 def active_pooling() -> bool | None:
     """True/False once :func:`activate` ran in this process, None when never chosen."""
     return _active

@@ -29,9 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from lxml import etree
-
-from migrator.errors import InputError, MalformedXMLError
+from migrator.errors import InputError
 from migrator.reader import RecordStream, WorkUnit
 
 _CHUNK = 1 << 20
@@ -426,25 +424,7 @@ class RangeRecordStream(RecordStream):
         self._range = src
         self._file = None
         try:
-            events = etree.iterparse(
-                src, events=("end",), tag=self.record_element,
-                resolve_entities=False, no_network=True, load_dtd=False, dtd_validation=False,
-                remove_blank_text=False, huge_tree=False,
-            )
-            try:
-                for _, elem in events:
-                    yield (elem.sourceline or 0) + shift, elem
-                    elem.clear(keep_tail=False)
-                    parent = elem.getparent()
-                    if parent is not None:
-                        while elem.getprevious() is not None:
-                            del parent[0]
-            except etree.XMLSyntaxError as exc:
-                line = (exc.lineno or 0) + shift
-                msg = _POSITION.sub("", (exc.msg or str(exc)).strip())
-                raise MalformedXMLError(self.path, line, f"malformed XML: {msg}") from None
-            except OSError as exc:
-                raise InputError(f"{self.path}: read failed: {exc}") from None
+            yield from self._records(src, shift)
         finally:
             src.close()
 

@@ -167,6 +167,35 @@ class RecordStream:
         except (OSError, ValueError):
             return 0
 
+    def _records(self, source: IO[bytes] | Any, shift: int = 0
+                 ) -> Iterator[tuple[int, Any]]:
+        """Parse ``source`` (a file, or a record range made to look like one), yielding
+        ``(line + shift, element)`` and freeing each record once the caller moves on."""
+        events = etree.iterparse(
+            source, events=("end",), tag=self.record_element,
+            resolve_entities=False, no_network=True, load_dtd=False, dtd_validation=False,
+            remove_blank_text=False, huge_tree=False,
+        )
+        entities: bool | None = None  # does this file declare a DOCTYPE? (first record)
+        try:
+            for _, elem in events:
+                if entities is None:
+                    entities = bool(elem.getroottree().docinfo.doctype)
+                if entities:
+                    inline_entity_references(elem)
+                yield (elem.sourceline or 0) + shift, elem
+                # Free what we have read: the record and anything before it.
+                elem.clear(keep_tail=False)
+                parent = elem.getparent()
+                if parent is not None:
+                    while elem.getprevious() is not None:
+                        del parent[0]
+        except etree.XMLSyntaxError as exc:
+            raise MalformedXMLError(self.path, (exc.lineno or 0) + shift, describe_syntax_error(
+                self.path, exc.msg or str(exc))) from None
+        except OSError as exc:
+            raise InputError(f"{self.path}: read failed: {exc}") from None
+
     def __iter__(self) -> Iterator[tuple[int, Any]]:
         try:
             self._file = open(self.path, "rb")  # noqa: SIM115 - closed in finally below
@@ -176,31 +205,6 @@ class RecordStream:
             if os.fstat(self._file.fileno()).st_size == 0:
                 raise MalformedXMLError(self.path, 1, "malformed XML: the file is empty "
                                         "(0 bytes), not an XML document")
-            events = etree.iterparse(
-                self._file, events=("end",), tag=self.record_element,
-                resolve_entities=False, no_network=True, load_dtd=False, dtd_validation=False,
-                remove_blank_text=False, huge_tree=False,
-            )
-            entities: bool | None = None  # does this file declare a DOCTYPE? (first record)
-            try:
-                for _, elem in events:
-                    if entities is None:
-                        entities = bool(elem.getroottree().docinfo.doctype)
-                    if entities:
-                        inline_entity_references(elem)
-                    yield elem.sourceline or 0, elem
-                    # Free what we have read: the record and anything before it.
-                    elem.clear(keep_tail=False)
-                    parent = elem.getparent()
-                    if parent is not None:
-                        while elem.getprevious() is not None:
-                            del parent[0]
-            except etree.XMLSyntaxError as exc:
-                line = exc.lineno or 0
-                # lxml appends ", line N, column M"; our prefix already names the line.
-                raise MalformedXMLError(self.path, line, describe_syntax_error(
-                    self.path, exc.msg or str(exc))) from None
-            except OSError as exc:
-                raise InputError(f"{self.path}: read failed: {exc}") from None
+            yield from self._records(self._file)
         finally:
             self._file.close()

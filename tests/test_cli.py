@@ -91,7 +91,7 @@ def test_malformed_input_exits_1_after_committing_what_it_could(tmp_path: Path) 
 
 def test_console_script_end_to_end(tmp_path: Path) -> None:
     exe = shutil.which("bench")
-    cmd = [exe] if exe else [sys.executable, "-m", "bench.cli"]
+    cmd = [exe] if exe else [sys.executable, "-m", "bench"]
     env = {**os.environ, "NO_COLOR": "1"}
     gen = subprocess.run([*cmd, "generate", "--records", "300", "--out", str(tmp_path / "d")],
                          capture_output=True, text=True, timeout=120, env=env)

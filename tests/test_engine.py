@@ -145,7 +145,7 @@ def test_resume_after_sigkill_is_exactly_once(orders: Dataset, tmp_path: Path,
     assert partial.ok and 0 < partial.records_read < orders.records
 
     args[-1] = str(tmp_path / "r2")
-    resumed = subprocess.run([sys.executable, "-m", "bench.cli", *args, "--resume", "--json"],
+    resumed = subprocess.run([sys.executable, "-m", "bench", *args, "--resume", "--json"],
                              capture_output=True, text=True, timeout=120)
     assert resumed.returncode == 0, resumed.stderr
     final = reconcile(open_target(f"sqlite:{db}"), default_mapping())

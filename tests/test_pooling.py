@@ -179,7 +179,9 @@ def test_sqlite_configuration_and_cost(dataset: str, tmp_path: Path) -> None:
     report = PoolingDiagnosis(ctx, [ConfigurationTest(), ConnectionCostTest()]).run()
     config, cost = report.results
     assert config.status == "ok", config
-    assert config.facts["config.effective"] is False  # no pool in this version's target
+    # --pooling on means the SQLite target's own pool: a pooled probe reuses one session.
+    assert config.facts["config.effective"] is True
+    assert config.facts["config.pool_possible"] is True
     assert config.facts["config.sessions_as_configured"] == CONNECTIONS
     assert any("embedded" in m for m in config.messages)
     assert float(cost.facts["cost.connect_ms"] or 0) > 0

@@ -201,6 +201,11 @@ class Target(ABC):
     @abstractmethod
     def info(self) -> TargetInfo: ...
 
+    def can_apply_pooling(self, enabled: bool) -> bool:
+        """Can this process still switch pooling to ``enabled``? (unixODBC decides once per
+        process; the coordinator runs the migration in a fresh worker process if not.)"""
+        return True
+
     def picklable_spec(self) -> str:
         """The target string to rebuild this target in a worker process (may hold secrets;
         never written anywhere)."""

@@ -550,6 +550,12 @@ class OdbcTarget(Target):
         """Choose driver-manager pooling for this process (before its first connect)."""
         self.pooling = enabled
 
+    def can_apply_pooling(self, enabled: bool) -> bool:
+        active = odbcini.active_pooling()
+        if active is not None:
+            return active == enabled
+        return not odbcini.env_allocated()
+
     # ---- connecting --------------------------------------------------------------------------
     def connect(self) -> OdbcConnection:
         if self.pooling is not None:
