@@ -234,19 +234,13 @@ class SamplerSetup:
         self.dialect = "sqlite"
 
     def session(self, pid: int, workers: int) -> Any:
+        from bench.sampling import SAMPLED_DIALECTS, sampler_connect
         from diagnostics import sampling_session
 
-        connect = None
-        scheme, _, rest = self.target.partition(":")
-        if scheme == "odbc" and self.dialect != "sqlite":
-            def connect() -> Any:
-                from migrator.targets.odbc import import_pyodbc
-
-                return import_pyodbc().connect(rest, autocommit=True, timeout=15)
-        dialect = self.dialect if self.dialect in ("mssql", "postgresql", "mysql", "mariadb",
-                                                   "sqlite") else "sqlite"
-        return sampling_session(dialect, connect, interval=self.interval,
-                                pids=lambda: [pid], db_path=self.db_path)
+        dialect = self.dialect if self.dialect in SAMPLED_DIALECTS else "sqlite"
+        return sampling_session(dialect, sampler_connect(self.target, dialect),
+                                interval=self.interval, pids=lambda: [pid],
+                                db_path=self.db_path)
 
 
 # ---- thresholds from flags and bench.toml -----------------------------------------------------
