@@ -218,6 +218,12 @@ def _print_run(s: dict[str, Any]) -> None:
                       f"{w['elapsed_s']:.2f} s ({w['rec_per_s']:,.0f} rec/s)", markup=False)
     if s.get("skipped"):
         con.print(f"resumed: {s['skipped']:,} records were committed by the interrupted run")
+    b = s.get("bottleneck")
+    if b:
+        evidence = "; ".join(f"{e['reason']} ({e['value']:.3g} {e['unit']} vs {e['op']} "
+                             f"{e['threshold']})" for e in b.get("evidence", [])[:2])
+        con.print(f"bottleneck: {b['label']} — {b['description']} "
+                  f"(confidence {b['confidence']:.2f}): {evidence}", markup=False)
     con.print(f"result: {s['result_file']}", markup=False)
 
 

@@ -51,6 +51,7 @@ def test_run_human_output_and_default_target(data: Path, tmp_path: Path) -> None
     assert result.exit_code == 0, result.output
     assert "400 records read → 380 inserted + 20 quarantined (reconciled)" in result.stdout
     assert "rec/min" in result.stdout and "stages: " in result.stdout
+    assert "bottleneck: " in result.stdout  # sampled and attributed by default
     assert (tmp_path / "r" / "mig.db").exists()  # the embedded default lives in the run folder
     assert (tmp_path / "r" / "pyperf.json").exists()
 
