@@ -6,6 +6,10 @@ Format history (bump ``SCHEMA_VERSION`` and add an upgrader for every change):
   "created", "tool", "config", "environment", "runs": [...], "verdicts": [...]}``; each run
   holds its configuration, metrics (records, stages, tables, batches), reconciliation and
   sampler series.
+- 2: every run's ``config`` names all run dimensions (``batch_size``, ``workers``,
+  ``pipeline``, ``queue_depth``, ``pooling``, ``insert_method``) and ``sample_interval``
+  (null: not sampled); every run has a ``bottleneck`` key (null when not attributed).
+  Version 1 files lacked the dimensions added later (``queue_depth``) and the sampling keys.
 
 The pyperf file stores *seconds per record* per configuration, so pyperf's lower-is-better
 comparison reads correctly: ``python -m pyperf compare_to a/pyperf.json b/pyperf.json``.
@@ -25,7 +29,7 @@ from typing import Any
 from migrator.errors import MigratorError
 
 SCHEMA = "migration-bench/result"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 RESULT_NAME = "result.json"
 PYPERF_NAME = "pyperf.json"
 
@@ -135,8 +139,28 @@ def load_result(path: str | Path) -> dict[str, Any]:
     return doc
 
 
+RUN_DEFAULTS: dict[str, Any] = {"batch_size": 1000, "workers": 1, "pipeline": "off",
+                                "queue_depth": 2, "pooling": "off", "insert_method": "auto"}
+
+
+def _v1_to_v2(doc: dict[str, Any]) -> dict[str, Any]:
+    for run in doc.get("runs") or []:
+        if not isinstance(run, dict):
+            continue
+        config = run.setdefault("config", {})
+        for key, value in RUN_DEFAULTS.items():
+            config.setdefault(key, value)
+        samples = run.get("samples")
+        config.setdefault("sample_interval",
+                          samples.get("interval_s") if isinstance(samples, dict) else None)
+        run.setdefault("samples", None)
+        run.setdefault("bottleneck", None)
+    doc["schema_version"] = 2
+    return doc
+
+
 # version → function turning a document of that version into the next version.
-_UPGRADERS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {}
+_UPGRADERS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _v1_to_v2}
 
 
 def write_pyperf(path: Path, benchmarks: dict[str, Sequence[float]],

@@ -13,6 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from bench.cli import app
+from bench.results import SCHEMA_VERSION
 from migrator.errors import MigratorError
 
 runner = CliRunner(env={"COLUMNS": "100", "NO_COLOR": "1"})
@@ -41,7 +42,7 @@ def test_run_json_has_the_documented_keys(data: Path, tmp_path: Path) -> None:
     assert doc["reconciliation"]["ok"]
     assert set(doc["stages"]) >= {"parse", "map", "insert", "commit"}
     stored = json.loads(Path(doc["result_file"]).read_text())
-    assert stored["schema_version"] == 1 and stored["kind"] == "run"
+    assert stored["schema_version"] == SCHEMA_VERSION and stored["kind"] == "run"
     assert stored["environment"]["dataset"]["profile"] == "orders"
     assert stored["runs"][0]["metrics"]["records_read"] == 400
 

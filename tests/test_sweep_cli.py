@@ -19,6 +19,7 @@ from typer.testing import CliRunner
 
 from bench import runner as bench_runner
 from bench.cli import app
+from bench.results import SCHEMA_VERSION
 from bench.store import STORE_NAME, read_store
 
 cli = CliRunner(env={"COLUMNS": "120", "NO_COLOR": "1"})
@@ -60,7 +61,7 @@ def test_tiny_sweep_writes_result_pyperf_and_summary(tmp_path: Path) -> None:
     assert any("no difference can be significant" in w for w in summary["warnings"])
 
     doc = json.loads((out / "result.json").read_text())
-    assert doc["kind"] == "sweep" and doc["schema_version"] == 1
+    assert doc["kind"] == "sweep" and doc["schema_version"] == SCHEMA_VERSION
     assert doc["config"]["configurations"] == [{"batch_size": 50}, {"batch_size": 200}]
     assert doc["config"]["seed"] == 3 and len(doc["config"]["order"]) == 4
     assert doc["environment"]["dataset"]["records"] == 300
