@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import gc
 import multiprocessing as mp
 import os
 import pickle
@@ -346,6 +347,7 @@ def produce_in_child(spec: str, mapping: Mapping, batch_size: int, units: list[W
     """Entry point of the read/map process: each batch is pickled once and sent."""
     die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the inserter decides when to stop
+    gc.freeze()  # (see MigrationEngine.run)
     dumps: Callable[..., bytes] = pickle.dumps
     inserter = _Inserter(conn, credits, parent)
 
