@@ -139,7 +139,10 @@ def execute_run(request: RunRequest,
         stats = coordinator.run(units, resume=request.resume)
     finally:
         series = session.stop() if session is not None else None
-    rec = reconcile(target, mapping)
+    try:
+        rec = reconcile(target, mapping)
+    finally:
+        target.close()  # idle pooled sessions must not outlive the run
     info = target.info()
     run_doc = {
         "config": {"batch_size": request.batch_size, "workers": request.workers,

@@ -286,3 +286,18 @@ def test_sqlite_pool_reuses_sessions(tmp_path: Path) -> None:
     assert conn.query("SELECT COUNT(*) FROM t") == [(0,)]
     conn.close()
     target.set_pooling(False)  # type: ignore[attr-defined]
+
+
+def test_runs_with_pooling_leave_no_connection_open(orders: Dataset, tmp_path: Path) -> None:
+    """The soak found each --pooling on run leaving its idle SQLite connection open."""
+    import psutil
+
+    from bench.runner import RunRequest, execute_run
+
+    db = tmp_path / "leak.db"
+    me = psutil.Process()
+    for i in range(3):
+        execute_run(RunRequest(inputs=[str(orders.dir)], target=f"sqlite:{db}",
+                               pooling="on", sample_interval=None, out=tmp_path / f"r{i}"))
+    still_open = [f.path for f in me.open_files() if f.path.startswith(str(db))]
+    assert still_open == []

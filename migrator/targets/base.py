@@ -201,6 +201,9 @@ class Target(ABC):
     @abstractmethod
     def info(self) -> TargetInfo: ...
 
+    def close(self) -> None:  # noqa: B027 - an optional hook: most targets keep nothing
+        """Release what the target keeps between connections (idle pooled sessions)."""
+
     def can_apply_pooling(self, enabled: bool) -> bool:
         """Can this process still switch pooling to ``enabled``? (unixODBC decides once per
         process; the coordinator runs the migration in a fresh worker process if not.)"""

@@ -550,6 +550,12 @@ class OdbcTarget(Target):
         """Choose driver-manager pooling for this process (before its first connect)."""
         self.pooling = enabled
 
+    def close(self) -> None:
+        # Idle psycopg sessions of the COPY path; the driver manager owns its own pool.
+        while self.sidecar_pool:
+            with contextlib.suppress(Exception):
+                self.sidecar_pool.pop().close()
+
     def can_apply_pooling(self, enabled: bool) -> bool:
         active = odbcini.active_pooling()
         if active is not None:

@@ -185,10 +185,13 @@ class SQLiteTarget(Target):
         reuse is visible in :meth:`SQLiteConnection.session_id`)."""
         self.pooling = enabled
         if not enabled:
-            while self._idle:
-                conn = self._idle.pop()
-                conn._pool = None
-                conn.close()
+            self.close()
+
+    def close(self) -> None:
+        while self._idle:
+            conn = self._idle.pop()
+            conn._pool = None
+            conn.close()
 
     def connect(self) -> SQLiteConnection:
         if self.pooling and self._idle:
