@@ -43,7 +43,13 @@ from bench.ranges import parse_choices, parse_range
 from bench.results import build_result, load_result, write_pyperf, write_result
 from bench.store import RunStore, StoreContents
 from migrator.errors import MigratorError
-from reports.summary import ConfigValue, SweepSummary, format_config, summarize_sweep
+from reports.summary import (
+    ConfigValue,
+    SweepSummary,
+    bottleneck_of,
+    format_config,
+    summarize_sweep,
+)
 
 # ---- defaults -------------------------------------------------------------------------------
 # Why these (measured on the 2-vCPU reference VM; numbers in the issue-6 report):
@@ -464,25 +470,6 @@ def samples_by_config(plan: SweepPlan, runs: Sequence[Mapping[str, Any]]
                       key=lambda r: int(r["order_index"])):
         grouped[int(run["config_index"])].append(run)
     return list(zip(plan.configurations, grouped, strict=True))
-
-
-def bottleneck_of(run: Mapping[str, Any]) -> dict[str, Any] | None:
-    """The bottleneck verdict of a run, when the samplers produced one (any of the shapes
-    a result document may carry it in); None otherwise."""
-    for key in ("bottleneck", "verdict"):
-        value = run.get(key)
-        if isinstance(value, dict) and "label" in value:
-            return value
-    for verdict in run.get("verdicts") or []:
-        if not isinstance(verdict, dict):
-            continue
-        inner = verdict.get("verdict")
-        if verdict.get("kind") == "bottleneck" and isinstance(inner, dict) and "label" in inner:
-            return inner
-        if "label" in verdict and ("confidence" in verdict or
-                                   verdict.get("kind") == "bottleneck"):
-            return verdict
-    return None
 
 
 def majority_bottleneck(runs: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:

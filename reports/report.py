@@ -31,7 +31,13 @@ import jinja2
 
 from reports import charts
 from reports.stats import compare as compare_samples
-from reports.summary import format_change, format_config, format_p, summarize_sweep
+from reports.summary import (
+    bottleneck_of,
+    format_change,
+    format_config,
+    format_p,
+    summarize_sweep,
+)
 from reports.svg import TreeView, figure_to_svg, normalise_tree, tree_svg
 
 __all__ = [
@@ -354,7 +360,7 @@ class _Builder:
         best = self.best_row()
         runs = self.runs_of(best["config"]) if best else [p for p in self.points]
         for p in runs:
-            verdict = _bottleneck_of(p.run)
+            verdict = bottleneck_of(p.run)
             if verdict is not None:
                 return verdict
         for doc in self.docs:
@@ -712,9 +718,10 @@ class _Builder:
         best = self.best_row()
         candidates = self.runs_of(best["config"]) if best else []
         for p in candidates or self.points:
-            v = _bottleneck_of(p.run)
-            if v is not None and v.get("evidence") is not None:
-                verdicts.append((f"run {p.order + 1} ({format_config(p.config) or 'run'})", v))
+            found = bottleneck_of(p.run)
+            if found is not None and found.get("evidence") is not None:
+                verdicts.append((f"run {p.order + 1} ({format_config(p.config) or 'run'})",
+                                 found))
                 break
         for doc in self.docs:
             for v in doc.get("verdicts") or []:
@@ -1087,22 +1094,6 @@ def _flatten(obj: Any, prefix: str = "") -> list[tuple[str, str]]:
     if isinstance(obj, float):
         return [(prefix, f"{obj:.4g}")]
     return [(prefix, "—" if obj is None else _value_text(obj))]
-
-
-def _bottleneck_of(run: Mapping[str, Any]) -> Mapping[str, Any] | None:
-    for key in ("bottleneck", "verdict"):
-        value = run.get(key)
-        if isinstance(value, Mapping) and "label" in value:
-            return value
-    for v in run.get("verdicts") or []:
-        if not isinstance(v, Mapping):
-            continue
-        inner = v.get("verdict")
-        if isinstance(inner, Mapping) and "label" in inner:
-            return inner
-        if "label" in v and ("confidence" in v or v.get("kind") == "bottleneck"):
-            return v
-    return None
 
 
 def _find_tree(doc: Mapping[str, Any]) -> tuple[TreeView, Mapping[str, Any]] | None:

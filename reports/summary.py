@@ -608,3 +608,22 @@ def summarize_sweep(
         knees=_knees(keys, samples, stats, higher_is_better=higher_is_better, alpha=alpha),
         warnings=tuple(warnings),
     )
+
+
+def bottleneck_of(run: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The bottleneck verdict of a run, when the samplers produced one (any of the shapes
+    a result document may carry it in); None otherwise."""
+    for key in ("bottleneck", "verdict"):
+        value = run.get(key)
+        if isinstance(value, dict) and "label" in value:
+            return value
+    for verdict in run.get("verdicts") or []:
+        if not isinstance(verdict, dict):
+            continue
+        inner = verdict.get("verdict")
+        if verdict.get("kind") == "bottleneck" and isinstance(inner, dict) and "label" in inner:
+            return inner
+        if "label" in verdict and ("confidence" in verdict or
+                                   verdict.get("kind") == "bottleneck"):
+            return verdict
+    return None
