@@ -47,14 +47,20 @@ def sequential(data: Dataset, tmp_path_factory: pytest.TempPathFactory) -> dict[
 
 
 def children() -> list[psutil.Process]:
-    """Our child processes, but multiprocessing's resource tracker: started once per
-    interpreter on first use of a queue or event, it lives as long as the interpreter."""
+    """Our child processes, but for two kinds that are not ours to clean up:
+    multiprocessing's resource tracker (started once per interpreter on first use of a
+    queue or event, it lives as long as the interpreter), and the session's database
+    servers, which run in a session of their own and fork backends (an autovacuum
+    worker, say) whenever they like."""
+    ours = os.getsid(0)
     out = []
     for p in psutil.Process().children(recursive=True):
         try:
+            if os.getsid(p.pid) != ours:
+                continue
             if "multiprocessing.resource_tracker" not in " ".join(p.cmdline()):
                 out.append(p)
-        except psutil.NoSuchProcess:
+        except (psutil.NoSuchProcess, ProcessLookupError):
             continue
     return out
 
