@@ -75,6 +75,7 @@ class RunOutcome:
             "stage_busy_s": {k: round(v, 6) for k, v in s.stage_busy.items()},
             "overlap_efficiency": round(s.overlap_efficiency, 4),
             "max_in_flight": s.max_in_flight,
+            "converted_by_inserter": s.converted_by_inserter,
             "per_worker": [{**w.to_dict(), "elapsed_s": round(w.elapsed_s, 6),
                             "rec_per_s": round(w.rec_per_s, 1)} for w in s.workers],
             "tables": dict(s.rows),

@@ -14,8 +14,10 @@ too. It prints throughput, the ratios the SPEC sets goals for —
 pipeline ``process`` ≥ 1.4× sequential, 2 workers ≥ 1.6× one worker — the overlap
 efficiency, and the 1-minute load average before and after (the machine may be shared).
 It also prints the pipeline's bound from the sequential run's own stages: overlapping two
-halves can at best hide the smaller one, so ``process`` cannot beat
-(read_map + insert) / max(read_map, insert) — when inserting is cheap, overlap buys little.
+halves can at best hide the smaller one, so with all the mapping in the reading half
+``process`` cannot beat (read_map + insert) / max(read_map, insert). The ``process``
+pipeline moves value conversion to the inserter while the inserter keeps up, which lifts
+that bound; the share of records the inserter converted is printed per configuration.
 ``--target`` runs against another database (e.g. PostgreSQL through ODBC); each run starts
 from a fresh schema.
 """
@@ -65,7 +67,8 @@ def one_run(data: Path, db: Path, workers: int, pipeline: str, batch_size: int,
     return {"elapsed_s": stats.elapsed_s, "records": stats.records_read,
             "overlap_efficiency": stats.overlap_efficiency,
             "stage_busy_s": stats.stage_busy, "stages": stats.stages,
-            "per_worker_rec_s": [round(w.rec_per_s) for w in stats.workers]}
+            "per_worker_rec_s": [round(w.rec_per_s) for w in stats.workers],
+            "converted_by_inserter": stats.converted_by_inserter}
 
 
 def main() -> None:
@@ -112,6 +115,8 @@ def main() -> None:
                     r["elapsed_s"] for r in rounds)),
                 "overlap_efficiency": round(best["overlap_efficiency"], 2),
                 "per_worker_rec_s": best["per_worker_rec_s"],
+                "converted_by_inserter_pct": round(
+                    100 * best["converted_by_inserter"] / best["records"]),
             }
         seq = rows["sequential"]["best_rec_s"]
         seq_busy = min(runs["sequential"], key=lambda r: r["elapsed_s"])["stage_busy_s"]
@@ -121,7 +126,8 @@ def main() -> None:
             "process / sequential (goal >= 1.4)": rows["pipeline process"]["best_rec_s"] / seq,
             "2 workers / 1 worker (goal >= 1.6)": rows["2 workers"]["best_rec_s"] / seq,
             "2 workers + process / sequential": rows["2 workers + process"]["best_rec_s"] / seq,
-            "pipeline bound from stages": sum(seq_busy.values()) / max(seq_busy.values()),
+            "bound if mapping stayed in the reader":
+                sum(seq_busy.values()) / max(seq_busy.values()),
         }
         result["layouts"][layout] = {"configs": rows,
                                      "ratios": {k: round(v, 2) for k, v in ratios.items()}}
@@ -138,6 +144,7 @@ def main() -> None:
         for name, row in doc["configs"].items():
             print(f"  {name:22} {row['best_rec_s']:>7,} rec/s ({row['median_rec_s']:>7,})  "
                   f"overlap {row['overlap_efficiency']:.2f}  "
+                  f"converted by inserter {row['converted_by_inserter_pct']:>3}%  "
                   f"per worker {row['per_worker_rec_s']}")
         print(f"  sequential stage busy: {doc['configs']['sequential']['stage_busy_s']}")
         for label, ratio in doc["ratios"].items():

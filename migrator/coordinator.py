@@ -316,6 +316,7 @@ class ParallelCoordinator:
                 stats.stage_busy[half] = stats.stage_busy.get(half, 0.0) + s
             stats.errors.extend(r.errors)
             stats.max_in_flight = max(stats.max_in_flight, r.max_in_flight)
+            stats.converted_by_inserter += r.converted_by_inserter
             shift = w.started - t_run  # perf_counter is system-wide monotonic on Linux
             for b in r.batches:
                 b.started += shift

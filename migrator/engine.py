@@ -45,6 +45,7 @@ STAGES = ("connect", "parse", "map", "insert", "commit", "skip", "transfer")
 READ_STAGES = ("parse", "map", "skip")
 WRITE_STAGES = ("connect", "insert", "commit")
 PIPELINE_MODES = ("off", "thread", "process")
+CONVERT_SIDES = ("auto", "reader", "inserter")
 QUARANTINE_COLUMNS = ("unit", "file", "line", "record_key", "reason_code", "reason")
 
 
@@ -58,6 +59,10 @@ class EngineConfig:
     # None: the target's default. True/False: pool connections or not, applied in every
     # process (workers too) before its first connect, as unixODBC decides once per process.
     pooling: bool | None = None
+    # ``process`` pipeline only: which side checks and converts a batch's values. ``auto``
+    # gives them to the inserter while it keeps up (the producer did not have to wait to
+    # hand over its last batch) and keeps them in the producer when it does not.
+    convert_side: str = "auto"  # auto | reader | inserter
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -67,6 +72,9 @@ class EngineConfig:
                              f"got {self.pipeline!r}")
         if self.queue_depth < 1:
             raise ValueError("queue_depth must be >= 1")
+        if self.convert_side not in CONVERT_SIDES:
+            raise ValueError(f"convert_side must be one of {', '.join(CONVERT_SIDES)}, "
+                             f"got {self.convert_side!r}")
 
 
 @dataclass(frozen=True)
@@ -154,6 +162,9 @@ class RunStats:
     pipeline: str = "off"
     queue_depth: int = 0
     max_in_flight: int = 0  # most mapped batches handed to the inserter and not yet taken
+    # Records the ``process`` pipeline's producer only extracted, and the inserter converted
+    # (their conversion time is in stage ``map`` and in the ``insert`` half's busy time).
+    converted_by_inserter: int = 0
     workers: list[WorkerStats] = field(default_factory=list)
 
     @property
@@ -178,6 +189,7 @@ class RunStats:
             "pipeline": self.pipeline,
             "queue_depth": self.queue_depth,
             "max_in_flight": self.max_in_flight,
+            "converted_by_inserter": self.converted_by_inserter,
             "workers": [w.to_dict() for w in self.workers],
             "tables": dict(self.rows),
             "units": [asdict(u) for u in self.units],
@@ -315,6 +327,8 @@ class StopFlag(Protocol):
 # int tuples cost the garbage collector nothing, where per-record lists cost 15% of the CPU.
 Record = tuple[str, str, int, str, tuple[int, ...]]
 Reject = tuple[str, str, int, str | None, str, str]  # unit, file, line, key, code, reason
+# unit, file, line, and the record's texts as RecordMapper.extract returns them
+Extracted = tuple[str, str, int, tuple[Any, ...]]
 
 
 class MappedBatch:
@@ -322,12 +336,17 @@ class MappedBatch:
 
     ``progress`` maps a unit id to ``[records_done after this batch, Δinserted,
     Δquarantined, finished]``: the checkpoint rows this batch commits.
+
+    A batch cut for another process may carry some records only extracted (``extracted``):
+    their texts, not yet checked or converted; :func:`convert_extracted` finishes them on the
+    inserter's side. ``progress`` counts them as inserted until then.
     """
 
     def __init__(self, n_tables: int) -> None:
         self.tables: list[Rows] = [[] for _ in range(n_tables)]
         self.records: list[Record] = []
         self.rejects: list[Reject] = []
+        self.extracted: list[Extracted] = []
         self.progress: dict[str, list[Any]] = {}
         self.count = 0
         self.parse = self.map = 0.0
@@ -350,11 +369,15 @@ class BatchProducer:
     STOP_EVERY = 16  # records between two looks at the stop flag
 
     def __init__(self, mapping: Mapping, mapper: RecordMapper, batch_size: int,
-                 stop: StopFlag | None = None) -> None:
+                 stop: StopFlag | None = None, *,
+                 extract_only: Callable[[], bool] | None = None) -> None:
         self.mapping = mapping
         self.mapper = mapper
         self.batch_size = batch_size
         self.stop = stop
+        # Asked before each batch: True → only extract its records' texts, and leave the
+        # checks and conversions to the inserter (see pipeline._in_process).
+        self.extract_only = extract_only
         self.report = ProducerReport()
         self._n_tables = len(mapping.tables)
         self._batch = MappedBatch(self._n_tables)
@@ -385,6 +408,8 @@ class BatchProducer:
             return
         pc = time.perf_counter
         mapper_map = self.mapper.map
+        extract = self.mapper.extract
+        extract_only = self.extract_only
         batch_size = self.batch_size
         stop = self.stop
         every = self.STOP_EVERY
@@ -401,6 +426,7 @@ class BatchProducer:
                                           f"the checkpoint says {done} were done")
                 self.report.skip += pc() - t0
             batch = self._batch
+            raw = extract_only is not None and extract_only()
             while True:
                 if stop is not None and done % every == 0 and stop.is_set():
                     raise KeyboardInterrupt
@@ -410,17 +436,21 @@ class BatchProducer:
                 if item is None:
                     break
                 line, elem = item
-                try:
-                    rows = mapper_map(elem)
-                except RecordRejected as rej:
-                    batch.rejects.append((uid, path, line, rej.key, rej.code, rej.reason))
-                    delta_q, delta_i = 1, 0
-                else:
-                    for tbl, table_rows in zip(batch.tables, rows, strict=True):
-                        tbl.extend(table_rows)
-                    batch.records.append((uid, path, line, str(rows[0][0][0]),
-                                          tuple(map(len, rows))))
+                if raw:
+                    batch.extracted.append((uid, path, line, extract(elem)))
                     delta_q, delta_i = 0, 1
+                else:
+                    try:
+                        rows = mapper_map(elem)
+                    except RecordRejected as rej:
+                        batch.rejects.append((uid, path, line, rej.key, rej.code, rej.reason))
+                        delta_q, delta_i = 1, 0
+                    else:
+                        for tbl, table_rows in zip(batch.tables, rows, strict=True):
+                            tbl.extend(table_rows)
+                        batch.records.append((uid, path, line, str(rows[0][0][0]),
+                                              tuple(map(len, rows))))
+                        delta_q, delta_i = 0, 1
                 batch.parse += t1 - t0
                 batch.map += pc() - t1
                 done += 1
@@ -436,6 +466,7 @@ class BatchProducer:
                 if batch.count >= batch_size:
                     yield self._take()
                     batch = self._batch
+                    raw = extract_only is not None and extract_only()
             prog = self._batch.progress.setdefault(uid, [done, 0, 0, False])
             prog[3] = True
             result.finished = True
@@ -452,6 +483,33 @@ class BatchProducer:
                 close()
 
 
+def convert_extracted(batch: MappedBatch, convert: Callable[[tuple[Any, ...]], list[Rows]],
+                      ) -> int:
+    """Check and convert the records ``batch`` carries only extracted, as the producer would
+    have: rows into ``tables``, rejections into ``rejects`` and out of Δinserted. Returns how
+    many records it converted; the time goes to the batch's ``map``."""
+    extracted = batch.extracted
+    if not extracted:
+        return 0
+    t0 = time.perf_counter()
+    tables, records, rejects = batch.tables, batch.records, batch.rejects
+    for uid, path, line, texts in extracted:
+        try:
+            rows = convert(texts)
+        except RecordRejected as rej:
+            rejects.append((uid, path, line, rej.key, rej.code, rej.reason))
+            prog = batch.progress[uid]
+            prog[1] -= 1
+            prog[2] += 1
+        else:
+            for tbl, table_rows in zip(tables, rows, strict=True):
+                tbl.extend(table_rows)
+            records.append((uid, path, line, str(rows[0][0][0]), tuple(map(len, rows))))
+    batch.extracted = []
+    batch.map += time.perf_counter() - t0
+    return len(extracted)
+
+
 class BatchWriter:
     """Inserts each batch with its quarantine and checkpoint rows in one transaction."""
 
@@ -466,6 +524,8 @@ class BatchWriter:
         self.on_batch = on_batch
         self.worker = worker
         self.transfer = 0.0  # unpickling batches received from another process
+        self.convert = 0.0  # converting records the producer only extracted (seconds)
+        self.converted = 0  # ... and how many
         self._columns = [t.column_names for t in mapping.tables]
         self._conn: Connection | None = None
 
@@ -647,9 +707,10 @@ def finish_stats(stats: RunStats, report: ProducerReport, writer: BatchWriter) -
     st["skip"] += report.skip
     st["transfer"] += report.transfer + writer.transfer
     stats.stage_busy = {
-        "read_map": sum(st[s] for s in READ_STAGES) + report.transfer,
-        "insert": sum(st[s] for s in WRITE_STAGES) + writer.transfer,
+        "read_map": sum(st[s] for s in READ_STAGES) + report.transfer - writer.convert,
+        "insert": sum(st[s] for s in WRITE_STAGES) + writer.transfer + writer.convert,
     }
+    stats.converted_by_inserter += writer.converted
     return stats
 
 

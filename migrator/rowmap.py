@@ -199,80 +199,143 @@ class _CodeGen:
         return outs
 
 
-def _compile(mapping: Mapping, adapters: Adapters) -> Callable[[Any], list[Rows]]:
+Compiled = tuple[Callable[[Any], list[Rows]], Callable[[Any], tuple[Any, ...]],
+                 Callable[[tuple[Any, ...]], list[Rows]]]
+
+
+def _compile(mapping: Mapping, adapters: Adapters) -> Compiled:
+    """Generate ``_map(e)``, and the same work cut in two: ``_extract(e)`` (the texts, a
+    picklable tuple) and ``_convert(texts)`` (checks and conversions, rows or a rejection)."""
     g = _CodeGen()
     root = mapping.root
-    key_raw = g.var("_v")
-    root_raws = [g.var("_v") for _ in root.columns]
     children = []
     for table in mapping.tables[1:]:
         assert table.rows is not None
         *steps, item_tag = table.rows.split("/")
-        children.append((table, "/".join(steps), item_tag, g.var("_cont")))
-    captures = [(path, var) for _, path, _, var in children if path]
-    trie = _build_trie([(mapping.key_path, key_raw)]
-                       + [(c.path, v) for c, v in zip(root.columns, root_raws, strict=True)],
-                       captures)
-
-    g.emit(0, "def _map(e):")
-    every = [key_raw, *root_raws, *(var for _, path, _, var in children if path)]
-    g.emit(1, " = ".join(every) + " = None")
-    g.fill(trie, "e", 1)
+        children.append((table, "/".join(steps), item_tag))
     key_label = f"record key ({mapping.key_path})"
     key_conv = g.const("_K", _adapted(mapping.key_type, adapters))
-    g.emit(1, f"if {key_raw} is None or not {key_raw}.strip():")
-    g.emit(2, f"raise _Rejected('missing_required', {key_label + ': missing'!r}, {key_raw})")
-    g.emit(1, "try:")
-    g.emit(2, f"k = {key_conv}({key_raw})")
-    g.emit(1, "except _Invalid as x:")
-    g.emit(2, f"raise _Rejected(x.code, {key_label + ': '!r} + str(x), {key_raw}) from None")
-    g.emit(1, "_i = 0")
-    g.emit(1, "try:")
-    outs = g.convert([_plan(root, c, adapters) for c in root.columns], root_raws, 2)
-    result = [f"[(k, {', '.join(outs)},)]"]
-    for table, path, item_tag, container in children:
+    root_plans = [_plan(root, c, adapters) for c in root.columns]
+    child_plans = [[_plan(t, c, adapters) for c in t.columns] for t, _, _ in children]
+
+    def read_record() -> tuple[str, list[str], list[str]]:
+        """Emit the walk over the record ``e``: key, root texts, child containers."""
+        key_raw = g.var("_v")
+        root_raws = [g.var("_v") for _ in root.columns]
+        containers = [g.var("_cont") if path else "e" for _, path, _ in children]
+        captures = [(path, var) for (_, path, _), var in zip(children, containers, strict=True)
+                    if path]
+        trie = _build_trie([(mapping.key_path, key_raw)]
+                           + [(c.path, v) for c, v in zip(root.columns, root_raws, strict=True)],
+                           captures)
+        every = [key_raw, *root_raws, *(var for _, var in captures)]
+        g.emit(1, " = ".join(every) + " = None")
+        g.fill(trie, "e", 1)
+        return key_raw, root_raws, containers
+
+    def read_item(table: Table, item: str, depth: int) -> list[str]:
+        raws = [g.var("_w") for _ in table.columns]
+        g.emit(depth, " = ".join(raws) + " = None")
+        g.fill(_build_trie([(c.path, v) for c, v in zip(table.columns, raws, strict=True)]),
+               item, depth)
+        return raws
+
+    def check_key(key_raw: str) -> None:
+        g.emit(1, f"if {key_raw} is None or not {key_raw}.strip():")
+        g.emit(2, f"raise _Rejected('missing_required', {key_label + ': missing'!r}, "
+                  f"{key_raw})")
+        g.emit(1, "try:")
+        g.emit(2, f"k = {key_conv}({key_raw})")
+        g.emit(1, "except _Invalid as x:")
+        g.emit(2, f"raise _Rejected(x.code, {key_label + ': '!r} + str(x), {key_raw}) "
+                  f"from None")
+        g.emit(1, "_i = 0")
+        g.emit(1, "try:")
+
+    def finish(key_raw: str, result: list[str]) -> None:
+        g.emit(1, "except _Invalid as x:")
+        g.emit(2, f"raise _Rejected(x.code, _L[_i] + ': ' + str(x), {key_raw}) from None")
+        g.emit(1, "except _Missing:")
+        g.emit(2, f"raise _Rejected('missing_required', _L[_i] + ': missing required value', "
+                  f"{key_raw}) from None")
+        g.emit(1, f"return [{', '.join(result)}]")
+
+    # _map: read and convert in one pass (the sequential and thread pipelines).
+    g.emit(0, "def _map(e):")
+    key_raw, root_raws, containers = read_record()
+    check_key(key_raw)
+    result = [f"[(k, {', '.join(g.convert(root_plans, root_raws, 2))},)]"]
+    for (table, _, item_tag), container, plans in zip(children, containers, child_plans,
+                                                      strict=True):
         rows, item = g.var("_rows"), g.var("_it")
         result.append(rows)
         g.emit(2, f"{rows} = []")
-        if not path:
-            container = "e"
         g.emit(2, f"if {container} is not None:")
         g.emit(3, "_p = 0")
         g.emit(3, f"for {item} in {container}.iterchildren({item_tag!r}):")
         g.emit(4, "_p += 1")
-        raws = [g.var("_w") for _ in table.columns]
-        g.emit(4, " = ".join(raws) + " = None")
-        g.fill(_build_trie([(c.path, v) for c, v in zip(table.columns, raws, strict=True)]),
-               item, 4)
-        outs = g.convert([_plan(table, c, adapters) for c in table.columns], raws, 4)
+        outs = g.convert(plans, read_item(table, item, 4), 4)
         g.emit(4, f"{rows}.append((k, _p, {', '.join(outs)}))")
-    g.emit(1, "except _Invalid as x:")
-    g.emit(2, f"raise _Rejected(x.code, _L[_i] + ': ' + str(x), {key_raw}) from None")
-    g.emit(1, "except _Missing:")
-    g.emit(2, f"raise _Rejected('missing_required', _L[_i] + ': missing required value', "
-              f"{key_raw}) from None")
-    g.emit(1, f"return [{', '.join(result)}]")
+    finish(key_raw, result)
+
+    # _extract: only the texts, as one tuple of str/None (child items: lists of tuples).
+    g.emit(0, "def _extract(e):")
+    key_raw, root_raws, containers = read_record()
+    lists = []
+    for (table, _, item_tag), container in zip(children, containers, strict=True):
+        items, item = g.var("_items"), g.var("_it")
+        lists.append(items)
+        g.emit(1, f"{items} = []")
+        g.emit(1, f"if {container} is not None:")
+        g.emit(2, f"for {item} in {container}.iterchildren({item_tag!r}):")
+        raws = read_item(table, item, 3)
+        g.emit(3, f"{items}.append(({', '.join(raws)},))")
+    g.emit(1, f"return ({', '.join([key_raw, *root_raws, *lists])},)")
+
+    # _convert: _map's checks and conversions, on what _extract returned.
+    g.emit(0, "def _convert(r):")
+    key_raw = g.var("_v")
+    root_raws = [g.var("_v") for _ in root.columns]
+    lists = [g.var("_items") for _ in children]
+    g.emit(1, f"{', '.join([key_raw, *root_raws, *lists])}, = r")
+    check_key(key_raw)
+    result = [f"[(k, {', '.join(g.convert(root_plans, root_raws, 2))},)]"]
+    for (table, _, _), items, plans in zip(children, lists, child_plans, strict=True):
+        rows = g.var("_rows")
+        result.append(rows)
+        raws = [g.var("_w") for _ in table.columns]
+        g.emit(2, f"{rows} = []")
+        g.emit(2, "_p = 0")
+        g.emit(2, f"for {', '.join(raws)}, in {items}:")
+        g.emit(3, "_p += 1")
+        outs = g.convert(plans, raws, 3)
+        g.emit(3, f"{rows}.append((k, _p, {', '.join(outs)}))")
+    finish(key_raw, result)
+
     g.ns["_L"] = tuple(g.labels)
     source = "\n".join(g.lines) + "\n"
     code = compile(source, f"<mapping {mapping.source}>", "exec")
     exec(code, g.ns)
-    fn: Callable[[Any], list[Rows]] = g.ns["_map"]
-    fn.__doc__ = source  # kept for debugging: print(mapper.map.__doc__)
-    return fn
+    fns = g.ns["_map"], g.ns["_extract"], g.ns["_convert"]
+    fns[0].__doc__ = source  # kept for debugging: print(mapper.map.__doc__)
+    return fns
 
 
 class RecordMapper:
     """Maps one record element to one row per table, or raises :class:`RecordRejected`.
 
     ``map(elem)`` returns a list with one list of row tuples per table, in mapping order; the
-    root table's list always holds exactly one row. ``adapters`` (from the target dialect)
+    root table's list always holds exactly one row. ``convert(extract(elem))`` is the same
+    work cut in two: ``extract`` only reads the record's texts into a picklable tuple (no
+    check can fail there), ``convert`` checks and converts them — so the halves can run in
+    different processes (the ``process`` pipeline). ``adapters`` (from the target dialect)
     turn canonical values into what the driver stores best, e.g. ``Decimal`` → ``str`` for
     SQLite, whose default Decimal adapter costs ~30% of insert time.
     """
 
     def __init__(self, mapping: Mapping, adapters: Adapters | None = None):
         self.mapping = mapping
-        self.map: Callable[[Any], list[Rows]] = _compile(mapping, adapters or {})
+        self.map, self.extract, self.convert = _compile(mapping, adapters or {})
 
 
 def naive_map(mapping: Mapping, elem: Any) -> dict[str, list[dict[str, str | None]]]:

@@ -271,14 +271,17 @@ def _dup_check(db: Path) -> None:
 
 
 @pytest.mark.parametrize("batch", [1, 7, 1000])
-def test_duplicate_keys_quarantined_within_and_across_batches(tmp_path: Path,
-                                                              batch: int) -> None:
+@pytest.mark.parametrize("pipeline", ["off", "process"])
+def test_duplicate_keys_quarantined_within_and_across_batches(tmp_path: Path, batch: int,
+                                                              pipeline: str) -> None:
     src = _dup_input(tmp_path / "in")
     target = open_target(f"sqlite:{tmp_path / 'd.db'}")
     from migrator import default_mapping
 
+    # (process: the inserter converts every batch, then finds the duplicates one by one)
     stats = migrate(expand_inputs([str(src)]), target, default_mapping(),
-                    EngineConfig(batch_size=batch))
+                    EngineConfig(batch_size=batch, pipeline=pipeline,
+                                 convert_side="inserter" if pipeline == "process" else "auto"))
     assert (stats.inserted, stats.quarantined) == (41, 4)
     _dup_check(tmp_path / "d.db")
     assert reconcile(target, default_mapping()).ok

@@ -108,6 +108,55 @@ def test_every_mode_stores_the_same_rows(data: Dataset, sequential: dict[str, st
         assert stats.stages["transfer"] > 0
 
 
+@pytest.mark.parametrize("side", ["reader", "inserter", "auto"])
+def test_process_pipeline_converts_on_either_side_with_the_same_rows(
+        data: Dataset, sequential: dict[str, str], tmp_path: Path, side: str) -> None:
+    """Checks and conversions happen in the producer, in the inserter (from the extracted
+    texts), or wherever ``auto`` puts them batch by batch: the same rows and rejects."""
+    stats = migrate(expand_inputs([str(data.dir)]), open_target(f"sqlite:{tmp_path / 'c.db'}"),
+                    default_mapping(), EngineConfig(batch_size=37, pipeline="process",
+                                                    convert_side=side))
+    assert_complete(data, tmp_path / "c.db", sequential)
+    assert stats.records_read == data.records == stats.inserted + stats.quarantined
+    converted = stats.converted_by_inserter
+    if side == "reader":
+        assert converted == 0
+    elif side == "inserter":
+        assert converted == data.records
+    else:  # the first batch goes extracted: the inserter has nothing to do yet
+        assert converted >= 37
+    # The inserter's conversion is busy time of the insert half, not of the reading half.
+    writing = sum(stats.stages[s] for s in ("connect", "insert", "commit", "transfer"))
+    if side == "inserter":
+        assert stats.stage_busy["insert"] > writing - stats.stages["transfer"]
+    if side == "reader":
+        assert stats.stage_busy["insert"] <= writing
+
+
+def test_auto_keeps_conversion_in_the_producer_when_the_inserter_is_slow(
+        data: Dataset, sequential: dict[str, str], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    real = BatchWriter.write
+
+    def slow_write(self: BatchWriter, batch: MappedBatch) -> None:
+        time.sleep(0.03)
+        real(self, batch)
+
+    monkeypatch.setattr(BatchWriter, "write", slow_write)
+    batch, depth = 10, 2
+    stats = migrate(expand_inputs([str(data.dir)]), open_target(f"sqlite:{tmp_path / 's.db'}"),
+                    default_mapping(), EngineConfig(batch_size=batch, pipeline="process",
+                                                    queue_depth=depth))
+    assert_complete(data, tmp_path / "s.db", sequential)
+    # Only the batches sent before the queue first filled went extracted.
+    assert 0 < stats.converted_by_inserter <= (depth + 2) * batch
+
+
+def test_convert_side_is_checked() -> None:
+    with pytest.raises(ValueError, match="convert_side must be one of auto, reader, inserter"):
+        EngineConfig(convert_side="both")
+
+
 @pytest.mark.parametrize("mode", ["thread", "process"])
 def test_a_slow_inserter_never_lets_the_queue_grow(data: Dataset, tmp_path: Path,
                                                    mode: str,
