@@ -309,15 +309,20 @@ def _print_sweep(plan: SweepPlan, summary: dict[str, Any], result_file: Path,
     for i, row in enumerate(summary["rows"]):
         s = row["stats"]
         mark = "*" if i == best["index"] else " "
+        machine = row.get("machine_noise") or {}
         rows.append([mark, row["label"] or "(single configuration)", f"{s['median']:,.0f}",
                      _ci(s["ci_low"], s["ci_high"], s["ci_confidence"]), str(s["n"]),
-                     _pct(s["cv"]), row["vs_baseline_text"]])
+                     _pct(s["cv"]), _pct(machine.get("adjusted_cv")),
+                     row["vs_baseline_text"]])
     echo = typer.echo
     echo(f"{len(plan.configurations)} configuration(s) × {plan.repeat} runs, interleaved "
          f"(seed {plan.seed}), rec/min:")
     for line in _table(["", "configuration", "median", "CI of median", "n", "CV",
-                        "vs baseline"], rows, right={2, 4, 5}):
+                        "CV adj.", "vs baseline"], rows, right={2, 4, 5, 6}):
         echo(line)
+    if any(row.get("machine_noise") for row in summary["rows"]):
+        echo("CV adj.: the CV with the machine's own speed taken out (each run's CPU time for "
+             "the same read+map work); a diagnostic — medians, CIs and p-values use raw times.")
     echo("")
     echo(best["sentence"])
     for knee in summary["knees"]:

@@ -76,6 +76,7 @@ class RunOutcome:
             "overlap_efficiency": round(s.overlap_efficiency, 4),
             "max_in_flight": s.max_in_flight,
             "converted_by_inserter": s.converted_by_inserter,
+            "read_map_cpu_s": round(s.read_map_cpu_s, 6),
             "per_worker": [{**w.to_dict(), "elapsed_s": round(w.elapsed_s, 6),
                             "rec_per_s": round(w.rec_per_s, 1)} for w in s.workers],
             "tables": dict(s.rows),

@@ -462,6 +462,15 @@ def seconds_per_record(run: Mapping[str, Any]) -> float | None:
     return float(metrics["elapsed_s"]) / records if records else None
 
 
+def read_map_cpu(runs: Sequence[Mapping[str, Any]]) -> list[float] | None:
+    """The runs' machine-speed probe (CPU seconds of reading and mapping the same input),
+    or None when a run lacks it (a result file from before the probe existed)."""
+    values = [run["metrics"].get("read_map_cpu_s") for run in runs]
+    if any(not isinstance(v, int | float) or v <= 0 for v in values):
+        return None
+    return [float(v) for v in values]
+
+
 def samples_by_config(plan: SweepPlan, runs: Sequence[Mapping[str, Any]]
                       ) -> list[tuple[Config, list[Mapping[str, Any]]]]:
     """Measured runs of each configuration in grid order, each list in run order."""
@@ -506,7 +515,8 @@ def summarize(plan: SweepPlan, runs: Sequence[Mapping[str, Any]]) -> SweepSummar
     if missing:
         raise SweepError(f"no measured run of {', '.join(missing)}; resume the sweep")
     return summarize_sweep([(config, [throughput(r) for r in rs]) for config, rs in groups],
-                           baseline=plan.baseline)
+                           baseline=plan.baseline,
+                           probes=[read_map_cpu(rs) for _, rs in groups])
 
 
 def finish_sweep(plan: SweepPlan, contents: StoreContents, run_dir: Path

@@ -317,6 +317,7 @@ class ParallelCoordinator:
             stats.errors.extend(r.errors)
             stats.max_in_flight = max(stats.max_in_flight, r.max_in_flight)
             stats.converted_by_inserter += r.converted_by_inserter
+            stats.read_map_cpu_s += r.read_map_cpu_s
             shift = w.started - t_run  # perf_counter is system-wide monotonic on Linux
             for b in r.batches:
                 b.started += shift

@@ -165,6 +165,10 @@ class RunStats:
     # Records the ``process`` pipeline's producer only extracted, and the inserter converted
     # (their conversion time is in stage ``map`` and in the ``insert`` half's busy time).
     converted_by_inserter: int = 0
+    # CPU seconds (of the threads doing it) spent reading and mapping: the same work for the
+    # same input whatever the configuration, so its spread between runs measures how fast
+    # the machine was during each run (see reports.stats.machine_noise).
+    read_map_cpu_s: float = 0.0
     workers: list[WorkerStats] = field(default_factory=list)
 
     @property
@@ -190,6 +194,7 @@ class RunStats:
             "queue_depth": self.queue_depth,
             "max_in_flight": self.max_in_flight,
             "converted_by_inserter": self.converted_by_inserter,
+            "read_map_cpu_s": self.read_map_cpu_s,
             "workers": [w.to_dict() for w in self.workers],
             "tables": dict(self.rows),
             "units": [asdict(u) for u in self.units],
@@ -350,6 +355,7 @@ class MappedBatch:
         self.progress: dict[str, list[Any]] = {}
         self.count = 0
         self.parse = self.map = 0.0
+        self.cpu = 0.0  # thread CPU seconds spent reading and mapping these records
         self.position = 0  # input bytes the producer had consumed when the batch was cut
 
 
@@ -413,6 +419,8 @@ class BatchProducer:
         batch_size = self.batch_size
         stop = self.stop
         every = self.STOP_EVERY
+        tt = time.thread_time
+        mark = tt()
         stream = unit.open_records(self.mapping.record_element)
         self._stream = stream
         it = iter(stream)
@@ -464,7 +472,11 @@ class BatchProducer:
                 result.records_read += 1
                 batch.count += 1
                 if batch.count >= batch_size:
+                    now = tt()
+                    batch.cpu += now - mark
+                    mark = now
                     yield self._take()
+                    mark = tt()  # (the writer's CPU between two batches is not ours)
                     batch = self._batch
                     raw = extract_only is not None and extract_only()
             prog = self._batch.progress.setdefault(uid, [done, 0, 0, False])
@@ -481,6 +493,7 @@ class BatchProducer:
             close = getattr(it, "close", None)
             if close is not None:
                 close()
+            self._batch.cpu += tt() - mark
 
 
 def convert_extracted(batch: MappedBatch, convert: Callable[[tuple[Any, ...]], list[Rows]],
@@ -492,6 +505,7 @@ def convert_extracted(batch: MappedBatch, convert: Callable[[tuple[Any, ...]], l
     if not extracted:
         return 0
     t0 = time.perf_counter()
+    c0 = time.thread_time()
     tables, records, rejects = batch.tables, batch.records, batch.rejects
     for uid, path, line, texts in extracted:
         try:
@@ -507,6 +521,7 @@ def convert_extracted(batch: MappedBatch, convert: Callable[[tuple[Any, ...]], l
             records.append((uid, path, line, str(rows[0][0][0]), tuple(map(len, rows))))
     batch.extracted = []
     batch.map += time.perf_counter() - t0
+    batch.cpu += time.thread_time() - c0
     return len(extracted)
 
 
@@ -637,6 +652,7 @@ class BatchWriter:
         for table, rows in zip(self.mapping.tables, batch.tables, strict=True):
             stats.rows[table.name] += len(rows)
         stats.records_read += batch.count
+        stats.read_map_cpu_s += batch.cpu
         stats.inserted += inserted
         stats.quarantined += quarantined
         st = stats.stages

@@ -492,15 +492,24 @@ class _Builder:
             self.sections.append(sec)
             table = Table("All configurations (median throughput and its CI; ★ best)",
                           ["configuration", "n", f"median ({unit})", "CI of median", "CV",
-                           "vs baseline"], [], frozenset({1, 2, 4}))
+                           "CV adj. for host speed", "vs baseline"], [],
+                          frozenset({1, 2, 4, 5}))
             best_index = (self.summary or {}).get("best", {}).get("index")
             for i, row in enumerate(rows):
                 s = row["stats"]
                 mark = "★ " if i == best_index else ""
+                machine = row.get("machine_noise") or {}
                 table.rows.append([mark + str(row.get("label")), str(s.get("n")),
                                    _fmt(s.get("median")), _ci_text(s), _pct(s.get("cv")),
+                                   _pct(machine.get("adjusted_cv")),
                                    str(row.get("vs_baseline_text", ""))])
             sec.add_table(table)
+            if any(row.get("machine_noise") for row in rows):
+                sec.text("CV adj. for host speed: the CV with the machine's own speed taken "
+                         "out, measured inside each run as the CPU time of the same read+map "
+                         "work. A diagnostic of whether the spread is the configuration's or "
+                         "the host's; medians, intervals and significance use raw times.",
+                         css="muted")
 
     def throughput_section(self) -> None:
         if "batch_size" not in self.dims or not self.summary:

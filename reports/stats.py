@@ -26,6 +26,17 @@ Choices, and why:
 * **Drift: Kendall's tau of value against run order** (exact p-value for small n, no
   ties in the run index), with a Theil-Sen slope as the size of the trend — both are rank
   based, so one outlier neither creates nor hides a trend.
+* **Machine noise: a probe inside every run.** On a shared VM the CPU itself runs faster
+  or slower for seconds at a time (here a fixed Python loop varies by 9–21% CV between
+  1-second slices, and by 12.5% between 4.5-second ones). Every run carries a probe of
+  that: the CPU seconds it spent reading and mapping — the same work for the same input,
+  whatever the configuration. :func:`speed_elasticity` fits how strongly the measured
+  value follows the probe (a pooled within-configuration regression of log value on log
+  probe: −1 for a run that is all client CPU, near 0 for one that waits on a disk), and
+  :func:`machine_noise` removes that part of each configuration's spread, so a CV can be
+  told apart as the configuration's own or the host's. It is a diagnostic only: medians,
+  intervals and significance stay on the raw values, because each configuration's median
+  still carries the luck of the machine's speed during its own runs.
 """
 
 from __future__ import annotations
@@ -46,15 +57,18 @@ __all__ = [
     "MIN_REPEATS_FOR_CI",
     "Comparison",
     "Drift",
+    "MachineNoise",
     "Stats",
     "compare",
     "describe",
     "drift",
     "instability_warnings",
+    "machine_noise",
     "median_ci",
     "min_p_value",
     "repeats_for_cv",
     "repeats_needed",
+    "speed_elasticity",
 ]
 
 #: Significance level for every test in this module.
@@ -232,6 +246,73 @@ def describe(values: Sequence[float]) -> Stats:
     )
 
 
+@dataclass(frozen=True)
+class MachineNoise:
+    """How much of one configuration's run-to-run spread the machine's speed explains.
+
+    ``probe_cv``: CV of the probe (CPU seconds of the same read+map work) across the runs;
+    ``elasticity``: the fitted slope of log value on log probe (see
+    :func:`speed_elasticity`); ``adjusted_cv``: the CV of the values brought to the
+    configuration's median machine speed; ``explained``: the share of the variance that
+    adjustment removed (0 when it removed none).
+    """
+
+    probe_cv: float | None
+    elasticity: float
+    adjusted_cv: float | None
+    explained: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def speed_elasticity(groups: Sequence[tuple[Sequence[float], Sequence[float]]], *,
+                     higher_is_better: bool = True) -> float | None:
+    """Slope of log(value) on log(probe), pooled within groups (each group one
+    configuration, so differences between configurations do not enter the fit).
+
+    For a rate (higher is better) the slope is negative: a run whose probe took longer ran
+    on a slower machine. A slope of the other sign means the probe does not track the
+    value, and gives None, as do fewer than 3 usable pairs or a probe that never varied.
+    It is clipped to magnitude 1.5 (a run cannot slow down much more than its CPU did)."""
+    xs: list[float] = []
+    ys: list[float] = []
+    for values, probes in groups:
+        v, p = np.asarray(values, dtype=float), np.asarray(probes, dtype=float)
+        if v.size != p.size or v.size < 2 or np.any(v <= 0) or np.any(p <= 0):
+            continue
+        lv, lp = np.log(v), np.log(p)
+        xs.extend(lp - lp.mean())
+        ys.extend(lv - lv.mean())
+    x, y = np.asarray(xs), np.asarray(ys)
+    if x.size < 3 or not np.any(x != 0):
+        return None
+    slope = float(np.dot(x, y) / np.dot(x, x))
+    if (slope > 0) if higher_is_better else (slope < 0):
+        return None
+    return max(-1.5, min(1.5, slope))
+
+
+def machine_noise(values: Sequence[float], probes: Sequence[float],
+                  elasticity: float | None) -> MachineNoise | None:
+    """``values`` with the machine's speed taken out: each value is brought to the
+    configuration's median probe, ``value · (median / probe) ** elasticity``."""
+    if elasticity is None:
+        return None
+    v, p = _clean(values), _clean(probes)
+    if v.size != p.size or v.size < 2 or np.any(p <= 0):
+        return None
+    adjusted = v * (float(np.median(p)) / p) ** elasticity
+    raw_var = float(np.var(v, ddof=1))
+    adj_var = float(np.var(adjusted, ddof=1))
+    return MachineNoise(
+        probe_cv=describe(list(p)).cv,
+        elasticity=elasticity,
+        adjusted_cv=describe(list(adjusted)).cv,
+        explained=max(0.0, 1.0 - adj_var / raw_var) if raw_var > 0 else 0.0,
+    )
+
+
 def min_p_value(n_a: int, n_b: int) -> float | None:
     """Smallest two-sided exact Mann-Whitney p for these sizes: 2 / C(n_a + n_b, n_a)."""
     if n_a < 1 or n_b < 1:
@@ -395,10 +476,26 @@ def _pct(fraction: float) -> str:
     return f"{100.0 * fraction:.1f}%"
 
 
+def _machine_clause(machine: MachineNoise | None) -> str:
+    if machine is None or machine.adjusted_cv is None or machine.probe_cv is None:
+        return ""
+    probe = (f"the same read+map work took {_pct(machine.probe_cv)} (CV) more or less CPU "
+             f"time from run to run")
+    if machine.adjusted_cv <= CV_WARN:
+        return (f", but the machine's speed explains it: {probe}; adjusted for that the CV "
+                f"is {_pct(machine.adjusted_cv)} (the configuration is stable, the host is "
+                f"not)")
+    return (f"; the machine's speed explains only {_pct(machine.explained)} of the variance "
+            f"({probe}; adjusted CV {_pct(machine.adjusted_cv)}): look at the database, "
+            f"the disk and other processes")
+
+
 def instability_warnings(
-    stats: Stats, drift: Drift | None = None, *, rel_precision: float = REL_PRECISION
+    stats: Stats, drift: Drift | None = None, *, rel_precision: float = REL_PRECISION,
+    machine: MachineNoise | None = None,
 ) -> list[str]:
-    """Human-readable reasons not to trust these numbers yet, each with what to do."""
+    """Human-readable reasons not to trust these numbers yet, each with what to do.
+    With ``machine``, a high CV also says how much of it the host's speed explains."""
     found: list[str] = []
     if stats.n == 1:
         found.append(
@@ -408,7 +505,8 @@ def instability_warnings(
         return found
     if stats.cv is not None and stats.cv > CV_WARN:
         found.append(
-            f"high variation: CV {_pct(stats.cv)} exceeds {_pct(CV_WARN)}; about "
+            f"high variation: CV {_pct(stats.cv)} exceeds {_pct(CV_WARN)}"
+            f"{_machine_clause(machine)}; about "
             f"{repeats_for_cv(stats.cv, rel_precision)} repeats would bring the median's "
             f"95% CI within ±{_pct(rel_precision)}"
         )

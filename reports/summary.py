@@ -37,12 +37,15 @@ from reports.stats import (
     ALPHA,
     Comparison,
     Drift,
+    MachineNoise,
     Stats,
     compare,
     describe,
     drift,
     instability_warnings,
+    machine_noise,
     min_p_value,
+    speed_elasticity,
 )
 
 __all__ = [
@@ -245,6 +248,7 @@ class ConfigRow:
     is_baseline: bool
     vs_baseline: Comparison | None
     vs_baseline_text: str
+    machine: MachineNoise | None = None  # the host's share of the spread, when probed
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -256,6 +260,7 @@ class ConfigRow:
             "is_baseline": self.is_baseline,
             "vs_baseline": None if self.vs_baseline is None else self.vs_baseline.to_dict(),
             "vs_baseline_text": self.vs_baseline_text,
+            "machine_noise": None if self.machine is None else self.machine.to_dict(),
         }
 
 
@@ -550,11 +555,15 @@ def summarize_sweep(
     higher_is_better: bool = True,
     alpha: float = ALPHA,
     unit: str = "rec/min",
+    probes: Sequence[Sequence[float] | None] | None = None,
 ) -> SweepSummary:
     """Summarise a sweep: ``results`` is ``[(config, samples_in_run_order), …]`` in grid
     order. ``baseline`` is a ``--baseline`` string, an already parsed spec, or None for the
-    first grid point. Raises :class:`BaselineError` for a baseline that names no single
-    configuration and ValueError for inconsistent input."""
+    first grid point. ``probes``, per configuration and in the same order as its samples,
+    are the runs' read+map CPU seconds (None where a run has none): with them each row
+    says how much of its spread the machine's speed explains. Raises
+    :class:`BaselineError` for a baseline that names no single configuration and
+    ValueError for inconsistent input."""
     keys = _keys(results)
     configs = [dict(key) for key in keys]
     samples = [list(values) for _, values in results]
@@ -566,11 +575,19 @@ def summarize_sweep(
         base = resolve_baseline(spec, configs)
 
     stats = [describe(values) for values in samples]
+    probed = [None if probes is None or probes[i] is None
+              or len(probes[i] or ()) != len(samples[i]) else list(probes[i] or ())
+              for i in range(len(samples))]
+    elasticity = speed_elasticity(
+        [(samples[i], p) for i, p in enumerate(probed) if p is not None],
+        higher_is_better=higher_is_better)
+    machines = [None if p is None else machine_noise(samples[i], p, elasticity)
+                for i, p in enumerate(probed)]
     rows: list[ConfigRow] = []
     by_text: dict[str, list[str]] = {}  # one line per distinct warning, not one per row
     for i, key in enumerate(keys):
         trend = drift(samples[i], alpha=alpha)
-        found = tuple(instability_warnings(stats[i], trend))
+        found = tuple(instability_warnings(stats[i], trend, machine=machines[i]))
         label = format_config(key)
         for text in found:
             by_text.setdefault(text, []).append(label)
@@ -579,7 +596,8 @@ def summarize_sweep(
         else:
             vs = compare(samples[base], samples[i], higher_is_better=higher_is_better, alpha=alpha)
             text = _comparison_text(vs, _diff_label(key, keys[base]))
-        rows.append(ConfigRow(key, label, stats[i], trend, found, i == base, vs, text))
+        rows.append(ConfigRow(key, label, stats[i], trend, found, i == base, vs, text,
+                              machines[i]))
 
     warnings = [
         f"all configurations: {text}"

@@ -104,6 +104,9 @@ def test_every_mode_stores_the_same_rows(data: Dataset, sequential: dict[str, st
     assert stats.overlap_efficiency == pytest.approx(sum(busy.values()) / stats.elapsed_s)
     if mode == "off":
         assert stats.overlap_efficiency <= 1.0
+        # the machine-speed probe: CPU of reading+mapping, inside the run's wall time
+        assert 0 < stats.read_map_cpu_s <= stats.elapsed_s
+    assert stats.read_map_cpu_s > 0
     if mode == "process":
         assert stats.stages["transfer"] > 0
 
@@ -119,6 +122,7 @@ def test_process_pipeline_converts_on_either_side_with_the_same_rows(
     assert_complete(data, tmp_path / "c.db", sequential)
     assert stats.records_read == data.records == stats.inserted + stats.quarantined
     converted = stats.converted_by_inserter
+    assert stats.read_map_cpu_s > 0  # (counted on both sides of the pipe)
     if side == "reader":
         assert converted == 0
     elif side == "inserter":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 
 import numpy as np
 import pytest
@@ -18,10 +19,12 @@ from reports.stats import (
     describe,
     drift,
     instability_warnings,
+    machine_noise,
     median_ci,
     min_p_value,
     repeats_for_cv,
     repeats_needed,
+    speed_elasticity,
 )
 
 props = settings(derandomize=True, max_examples=40, deadline=None)
@@ -246,3 +249,82 @@ def test_stats_is_frozen() -> None:
     s: Stats = describe([1.0, 2.0])
     with pytest.raises(AttributeError):
         s.n = 3  # type: ignore[misc]
+
+
+# --------------------------------------------------------------------------- machine noise
+
+# The machine's speed in six runs (1.0 = median): a shared VM's typical ±15%.
+SPEED = (1.0, 0.85, 1.12, 0.93, 1.18, 0.97)
+
+
+def _probe_and_rate(base: float, cpu_share: float, jitter: Sequence[float] = (0.0,) * 6
+                    ) -> tuple[list[float], list[float]]:
+    """Runs whose CPU part (``cpu_share`` of the time) scales with the machine's speed;
+    the probe is 3 CPU seconds of fixed work at the run's speed."""
+    probes = [3.0 / s for s in SPEED]
+    times = [(cpu_share / s + (1 - cpu_share)) * (1 + j) for s, j in zip(SPEED, jitter,
+                                                                     strict=True)]
+    return [base / t for t in times], probes
+
+
+def test_machine_speed_explains_a_cpu_bound_spread() -> None:
+    rates, probes = _probe_and_rate(250_000, 1.0)
+    slope = speed_elasticity([(rates, probes)])
+    assert slope == pytest.approx(-1.0)
+    noise = machine_noise(rates, probes, slope)
+    assert noise is not None
+    assert describe(rates).cv is not None and describe(rates).cv > CV_WARN  # raw: noisy
+    assert noise.adjusted_cv == pytest.approx(0.0, abs=1e-9)
+    assert noise.explained == pytest.approx(1.0)
+    assert noise.probe_cv == pytest.approx(describe([3.0 / s for s in SPEED]).cv)
+    _json_safe(noise.to_dict())
+
+
+def test_elasticity_is_fitted_within_configurations_not_between_them() -> None:
+    # Two configurations 3x apart, each half CPU-bound: the fit must not mistake the gap
+    # between them for a machine effect.
+    fast, probes = _probe_and_rate(300_000, 0.5)
+    slow, _ = _probe_and_rate(100_000, 0.5)
+    slope = speed_elasticity([(fast, probes), (slow, probes)])
+    assert slope is not None and -0.6 < slope < -0.4
+    noise = machine_noise(fast, probes, slope)
+    assert noise is not None and noise.adjusted_cv is not None
+    assert noise.adjusted_cv < 0.01 < describe(fast).cv  # type: ignore[operator]
+
+
+def test_noise_the_probe_does_not_see_stays() -> None:
+    # The machine is steady; the runs are not (say, checkpoint stalls): nothing to explain.
+    jitter = (0.0, 0.2, -0.1, 0.15, -0.12, 0.05)
+    rates = [100.0 / (1 + j) for j in jitter]
+    probes = [3.0, 3.01, 2.99, 3.0, 3.02, 2.98]
+    slope = speed_elasticity([(rates, probes)])
+    noise = machine_noise(rates, probes, slope) if slope is not None else None
+    if noise is not None:
+        assert noise.explained < 0.5 and noise.adjusted_cv is not None
+        assert noise.adjusted_cv > CV_WARN
+        text = " ".join(instability_warnings(describe(rates), machine=noise))
+        assert "explains only" in text and "look at the database" in text
+
+
+def test_elasticity_refuses_what_it_cannot_fit() -> None:
+    assert speed_elasticity([]) is None
+    assert speed_elasticity([([1.0, 2.0], [1.0, 1.0])]) is None  # the probe never varied
+    assert speed_elasticity([([1.0], [2.0])]) is None  # one run tells nothing
+    # Faster probe, slower run, consistently: the probe does not track the rate.
+    assert speed_elasticity([([1.0, 2.0, 3.0], [1.0, 2.0, 3.0])]) is None
+    assert speed_elasticity([([1.0, 2.0, 3.0], [1.0, 2.0, 3.0])],
+                            higher_is_better=False) == pytest.approx(1.0)
+    assert machine_noise([1.0, 2.0], [1.0, 2.0], None) is None
+    assert speed_elasticity([([1.0, 8.0, 64.0], [4.0, 2.0, 1.0])]) == -1.5  # clipped
+
+
+def test_high_cv_warning_says_when_the_host_explains_it() -> None:
+    rates, probes = _probe_and_rate(250_000, 1.0)
+    noise = machine_noise(rates, probes, speed_elasticity([(rates, probes)]))
+    (text,) = [w for w in instability_warnings(describe(rates), machine=noise)
+               if w.startswith("high variation")]
+    assert "but the machine's speed explains it" in text
+    assert "adjusted for that the CV is 0.0%" in text
+    assert "repeats would bring" in text  # the raw interval still needs them
+    plain = [w for w in instability_warnings(describe(rates)) if w.startswith("high")]
+    assert plain and "machine" not in plain[0]

@@ -291,3 +291,25 @@ def test_formatting() -> None:
     assert format_p(2 / 252) == "p=0.008"
     assert format_p(0.0001) == "p<0.001"
     assert format_p(None) == "p=n/a"
+
+
+def test_probes_attribute_spread_to_the_machine_without_moving_medians() -> None:
+    speed = (1.0, 0.86, 1.1, 0.92, 1.16, 0.95)
+    results: Results = [({"batch_size": b}, [m * s for s in speed])
+                        for b, m in ((100, 180_000.0), (1000, 240_000.0))]
+    probes = [[2.0 / s for s in speed], [2.0 / s for s in speed]]
+    with_probe = summarize_sweep(results, probes=probes)
+    without = summarize_sweep(results)
+    for a, b in zip(with_probe.rows, without.rows, strict=True):
+        assert a.stats == b.stats and a.vs_baseline == b.vs_baseline  # raw statistics
+        assert a.machine is not None and a.machine.adjusted_cv == pytest.approx(0, abs=1e-9)
+        assert b.machine is None
+    assert with_probe.best.index == without.best.index == 1
+    doc = with_probe.to_dict()
+    json.dumps(doc, allow_nan=False)
+    assert doc["rows"][1]["machine_noise"]["explained"] == pytest.approx(1.0)
+    assert any("the machine's speed explains it" in w for w in with_probe.warnings)
+    assert not any("machine" in w for w in without.warnings)
+    # A configuration without probes (an old result file) just goes without.
+    partial = summarize_sweep(results, probes=[probes[0], None])
+    assert partial.rows[0].machine is not None and partial.rows[1].machine is None

@@ -75,6 +75,12 @@ def test_tiny_sweep_writes_result_pyperf_and_summary(tmp_path: Path) -> None:
         assert run["config"]["batch_size"] == [50, 200][run["config_index"]]
         assert run["metrics"]["records_read"] == 300 and run["reconciliation"]["ok"]
         assert run["metrics"]["throughput_rec_per_min"] > 0
+        assert 0 < run["metrics"]["read_map_cpu_s"] < run["metrics"]["elapsed_s"]
+    # every row says how much of its spread the machine's own speed explains
+    for row in summary["rows"]:
+        machine = row["machine_noise"]
+        assert machine is None or set(machine) == {"probe_cv", "elasticity", "adjusted_cv",
+                                                   "explained"}
     assert not (out / "work").exists()  # scratch databases are removed
 
     suite = pyperf.BenchmarkSuite.load(str(out / "pyperf.json"))
@@ -92,7 +98,7 @@ def test_human_output_shows_table_best_knee_and_baseline(tmp_path: Path) -> None
     assert result.exit_code == 0, result.output
     out = result.stdout
     assert "2 configuration(s) × 2 runs, interleaved" in out
-    assert "median" in out and "CI of median" in out and "CV" in out
+    assert "median" in out and "CI of median" in out and "CV" in out and "CV adj." in out
     assert "best: batch_size=" in out
     assert "vs batch_size=200" in out  # the chosen baseline
     assert "baseline" in out and "result: " in out
