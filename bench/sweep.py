@@ -61,8 +61,10 @@ from reports.summary import (
 # * 5 000 records: about 0.8 s per run into the embedded SQLite default, so the default
 #   `bench sweep --batch-sizes 50..2000` (6 configurations × 6 runs + 1 warm-up) took 42 s
 #   with one busy neighbour and 60 s with the machine saturated — far inside 5 minutes.
-#   Longer runs (10 000, 20 000 records) did not lower the CV measurably there: the noise
-#   came in bursts from other processes, which more repeats and the median handle better.
+#   Longer runs barely lower the CV there: the VM's CPU speed drifts for seconds at a time
+#   (a fixed loop: 17% CV between 1.1 s slices, 12.5% between 4.5 s ones). Each run's
+#   read_map_cpu_s probe lets the summary separate that from the configuration's own
+#   spread (reports.stats.machine_noise).
 DEFAULT_RECORDS = 5000
 DEFAULT_REPEAT = 6
 DEFAULT_WARMUP = 1
