@@ -31,12 +31,14 @@ from migrator.partition import unit_bytes
 from migrator.reader import WorkUnit
 from migrator.rowmap import RecordMapper, RecordRejected, Rows
 from migrator.targets.base import (
+    CHECKPOINT_FORMAT,
     CHECKPOINT_TABLE,
     QUARANTINE_TABLE,
     RUN_TABLE,
     Connection,
     IntegrityViolation,
     Target,
+    unit_key,
 )
 
 STAGES = ("connect", "parse", "map", "insert", "commit", "skip", "transfer")
@@ -241,11 +243,12 @@ def _fresh_schema(conn: Connection, mapping: Mapping, units: Sequence[WorkUnit])
         conn.execute(sql)
     conn.begin()
     conn.insert_rows(RUN_TABLE, ("k", "v"), [("mapping_fingerprint", mapping.fingerprint()),
-                                            ("record_element", mapping.record_element)])
+                                            ("record_element", mapping.record_element),
+                                            ("checkpoint_format", CHECKPOINT_FORMAT)])
     conn.insert_rows(CHECKPOINT_TABLE,
-                     ("unit", "records_done", "inserted", "quarantined", "finished",
-                      "source_bytes"),
-                     [(u.id, 0, 0, 0, 0, u.size) for u in units])
+                     ("unit_key", "unit", "records_done", "inserted", "quarantined",
+                      "finished", "source_bytes"),
+                     [(unit_key(u.id), u.id, 0, 0, 0, 0, u.size) for u in units])
     conn.commit()
 
 
@@ -256,6 +259,10 @@ def _load_for_resume(conn: Connection, mapping: Mapping,
         raise ResumeError("nothing to resume: the target holds no interrupted run; "
                           "run again without --resume")
     meta: dict[Any, Any] = dict(conn.query(f"SELECT k, v FROM {d.quote(RUN_TABLE)}"))
+    if meta.get("checkpoint_format") != CHECKPOINT_FORMAT:
+        raise ResumeError("cannot resume: the interrupted run was written by an older "
+                          "migration-bench, whose checkpoints this one cannot continue; "
+                          "start again without --resume")
     if meta.get("mapping_fingerprint") != mapping.fingerprint():
         raise ResumeError("cannot resume: the mapping changed since the interrupted run; "
                           "use the same --mapping or start again without --resume")
@@ -635,9 +642,9 @@ class BatchWriter:
         try:
             d = conn.dialect
             sql = (f"SELECT records_done, finished FROM {d.quote(CHECKPOINT_TABLE)} "
-                   f"WHERE unit = {d.placeholder}")
+                   f"WHERE unit_key = {d.placeholder}")
             for unit_id, (done, _, _, finished) in batch.progress.items():
-                row = conn.query(sql, (unit_id,))
+                row = conn.query(sql, (unit_key(unit_id),))
                 if not row or (int(row[0][0]), bool(int(row[0][1]))) != (done, finished):
                     return False
             return True
@@ -710,9 +717,9 @@ class BatchWriter:
         p = d.placeholder
         sql = (f"UPDATE {d.quote(CHECKPOINT_TABLE)} SET records_done = {p}, "
                f"inserted = inserted + {p}, quarantined = quarantined + {p}, finished = {p} "
-               f"WHERE unit = {p}")
+               f"WHERE unit_key = {p}")
         for unit_id, (done, d_ins, d_quar, finished) in batch.progress.items():
-            conn.execute(sql, (done, d_ins, d_quar, 1 if finished else 0, unit_id))
+            conn.execute(sql, (done, d_ins, d_quar, 1 if finished else 0, unit_key(unit_id)))
 
 
 def finish_stats(stats: RunStats, report: ProducerReport, writer: BatchWriter) -> RunStats:

@@ -22,7 +22,9 @@ from migrator.targets.base import (
     CHECKPOINT_TABLE,
     QUARANTINE_TABLE,
     RUN_TABLE,
+    UNIT_ID_CHARS,
     IntegrityViolation,
+    unit_key,
 )
 from migrator.targets.odbc import OdbcConnection, OdbcError, OdbcTarget
 
@@ -142,16 +144,26 @@ def test_bookkeeping_tables_are_created(conn: OdbcConnection) -> None:
         assert conn.query(d.table_exists_sql(), [name]), name
     assert not conn.query(d.table_exists_sql(), ["no_such_table"])
     q = d.quote
-    unit = "data/ørders-😀.xml#" + "9" * 300
+    # Unit ids are paths (+ a byte range): deep folders make them longer than any server's
+    # index-key limit (SQL Server 450 characters, InnoDB 768), so the key is a digest.
+    folder = "data/ørders-😀/" + "d" * 3800
+    units = [f"{folder}/a.xml#0-99999999", f"{folder}/b.xml#0-99999999"]
+    assert all(len(u.encode("utf-16-le")) // 2 <= UNIT_ID_CHARS for u in units)
     conn.insert_rows(QUARANTINE_TABLE, ["unit", "file", "line", "record_key", "reason_code",
                                         "reason"],
-                     [(unit, "data/ørders-😀.xml", 7, None, "too_long", "x" * 4000)], None)
-    conn.execute(f"INSERT INTO {q(CHECKPOINT_TABLE)} (unit, records_done, inserted, "
-                 f"quarantined, finished, source_bytes) VALUES (?, ?, ?, ?, ?, ?)",
-                 [unit, 1000, 3500, 2, 1, 123])
+                     [(units[0], units[0].split("#")[0], 7, None, "too_long", "x" * 4000)],
+                     None)
+    for i, unit in enumerate(units):
+        conn.execute(f"INSERT INTO {q(CHECKPOINT_TABLE)} (unit_key, unit, records_done, "
+                     f"inserted, quarantined, finished, source_bytes) "
+                     f"VALUES (?, ?, ?, ?, ?, ?, ?)",
+                     [unit_key(unit), unit, 1000, 3500 + i, 2, 1, 123])
     conn.commit()
-    got = conn.query(f"SELECT {q('unit')}, {q('inserted')} FROM {q(CHECKPOINT_TABLE)}")
-    assert got == [(unit, 3500)]
+    got = conn.query(f"SELECT {q('unit')}, {q('inserted')} FROM {q(CHECKPOINT_TABLE)} "
+                     f"WHERE unit_key = ?", [unit_key(units[1])])
+    assert got == [(units[1], 3501)]
+    assert conn.query(f"SELECT {q('file')} FROM {q(QUARANTINE_TABLE)}") == \
+        [(units[0].split("#")[0],)]
 
 
 def test_rollback_discards_the_batch(conn: OdbcConnection) -> None:

@@ -8,6 +8,7 @@ methods and parameter caps. The engine talks only to :class:`Target` and
 
 from __future__ import annotations
 
+import hashlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping as AnyMapping, Sequence
 from dataclasses import dataclass, field
@@ -21,6 +22,17 @@ Row = tuple[Any, ...]
 CHECKPOINT_TABLE = "mb_checkpoint"
 QUARANTINE_TABLE = "mb_quarantine"
 RUN_TABLE = "mb_run"
+# Format of the bookkeeping tables, stored in RUN_TABLE: --resume refuses another one.
+# 2: checkpoints are keyed by unit_key, a digest of the unit id (format 1 keyed the id).
+CHECKPOINT_FORMAT = "2"
+UNIT_ID_CHARS = 4000  # a path up to Linux's PATH_MAX, plus a byte range
+
+
+def unit_key(unit_id: str) -> str:
+    """The checkpoint key of a unit: 64 hex characters whatever the id's length. A unit id
+    is a file path (plus ``#start-end`` for a byte range); as a key it broke the index-key
+    limits of SQL Server (450 characters) and InnoDB (768) on deep folders."""
+    return hashlib.sha256(unit_id.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -97,12 +109,14 @@ class Dialect:
         return [
             f"CREATE TABLE {q(RUN_TABLE)} (k VARCHAR(64) NOT NULL PRIMARY KEY, "
             f"v VARCHAR(4000) NOT NULL)",
-            f"CREATE TABLE {q(CHECKPOINT_TABLE)} (unit VARCHAR(1000) NOT NULL PRIMARY KEY, "
+            f"CREATE TABLE {q(CHECKPOINT_TABLE)} (unit_key VARCHAR(64) NOT NULL PRIMARY KEY, "
+            f"unit VARCHAR({UNIT_ID_CHARS}) NOT NULL, "
             f"records_done BIGINT NOT NULL, inserted BIGINT NOT NULL, "
             f"quarantined BIGINT NOT NULL, finished INTEGER NOT NULL, "
             f"source_bytes BIGINT NOT NULL)",
-            f"CREATE TABLE {q(QUARANTINE_TABLE)} (unit VARCHAR(1000) NOT NULL, "
-            f"file VARCHAR(1000) NOT NULL, line BIGINT NOT NULL, record_key VARCHAR(200), "
+            f"CREATE TABLE {q(QUARANTINE_TABLE)} (unit VARCHAR({UNIT_ID_CHARS}) NOT NULL, "
+            f"file VARCHAR({UNIT_ID_CHARS}) NOT NULL, line BIGINT NOT NULL, "
+            f"record_key VARCHAR(200), "
             f"reason_code VARCHAR(40) NOT NULL, reason VARCHAR(4000) NOT NULL)",
         ]
 

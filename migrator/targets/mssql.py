@@ -32,8 +32,6 @@ from migrator.targets.base import InsertMethod
 from migrator.targets.odbc import OdbcDialect
 
 NVARCHAR_MAX_SIZED = 4000
-# An index key is at most 900 bytes (clustered): NVARCHAR(450).
-CHECKPOINT_UNIT_CHARS = 450
 
 
 def nvarchar_units(length: int) -> int | None:
@@ -79,14 +77,12 @@ class MSSQLDialect(OdbcDialect):
 
     def bookkeeping_sql(self) -> list[str]:
         """The engine's tables, translated: NVARCHAR (Unicode file names and reasons), INT,
-        a checkpoint key within SQL Server's 900-byte index limit, and ``[file]`` quoted
-        (FILE is a reserved word in T-SQL)."""
+        and ``[file]`` quoted (FILE is a reserved word in T-SQL). The checkpoint key, a
+        64-character digest, is far inside SQL Server's 900-byte index-key limit."""
         out = []
         for sql in super().bookkeeping_sql():
             sql = re.sub(r"\bVARCHAR\(", "NVARCHAR(", sql)
             sql = re.sub(r"\bINTEGER\b", "INT", sql)
-            sql = re.sub(r"\bunit NVARCHAR\(\d+\) NOT NULL PRIMARY KEY",
-                         f"unit NVARCHAR({CHECKPOINT_UNIT_CHARS}) NOT NULL PRIMARY KEY", sql)
             sql = re.sub(r"([(,]\s*)file\b", r"\1[file]", sql)
             out.append(sql)
         return out
