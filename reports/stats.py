@@ -48,7 +48,19 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
-from scipy import stats as sps
+
+
+class _LazyScipyStats:
+    """``scipy.stats``, imported on first use: the import costs about a second of CPU,
+    which every ``bench`` command (``--help`` included) would otherwise pay."""
+
+    def __getattr__(self, name: str) -> Any:
+        from scipy import stats
+
+        return getattr(stats, name)
+
+
+sps = _LazyScipyStats()
 
 __all__ = [
     "ALPHA",
