@@ -4,6 +4,7 @@ a killed or failing worker stops the run with one clear line; --resume is exactl
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import signal
 import sqlite3
@@ -400,3 +401,38 @@ def test_postgresql_workers_and_pipeline_then_kill_and_resume(
         pg_run(2, "off", worker_init=_pg_backend_terminated_in_worker_1)
     assert err.value.worker == 1 and "\n" not in str(err.value)
     assert reconcile(open_target(spec), mapping).ok
+
+
+def test_malformed_xml_stops_its_range_and_the_rest_reconciles(tmp_path: Path) -> None:
+    """A file split into byte ranges, broken inside the first: that range stops at the
+    broken record with the file's own line number; the second range, another worker's,
+    commits; counts reconcile (the README's promise for --workers)."""
+    src = tmp_path / "in"
+    manifest = datasets.generate(src, 300, seed=5)
+    path = src / manifest.files[0].name
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    opening = [i for i, line in enumerate(lines) if line.lstrip().startswith("<order ")]
+    # A mismatched end tag inside record 41: invisible to the cutter, fatal to the parser.
+    broken = next(i for i in range(opening[40], opening[41]) if "</customer>" in lines[i])
+    lines[broken] = lines[broken].replace("</customer>", "</custmer>", 1)
+    path.write_text("".join(lines), encoding="utf-8")
+    db = tmp_path / "m.db"
+    coordinator = ParallelCoordinator(open_target(f"sqlite:{db}"), default_mapping(),
+                                      EngineConfig(batch_size=25), workers=2)
+    units = coordinator.plan(expand_inputs([str(src)]))
+    assert len(units) >= 2 and all(isinstance(u, RangeUnit) for u in units)
+    first = units[0]
+    assert isinstance(first, RangeUnit)
+    starts = list(itertools.accumulate((len(line.encode()) for line in lines), initial=0))
+    begins = [starts[i] + len(lines[i]) - len(lines[i].lstrip()) for i in opening]
+    in_first = sum(1 for b in begins if b < first.end)  # (byte offsets of "<order")
+    assert in_first > 41  # the break is inside the first range
+    stats = coordinator.run(expand_inputs([str(src)]))
+    (error,) = stats.errors
+    assert error.startswith(f"{path}:{broken + 1}: "), error
+    assert "malformed XML" in error
+    assert [u.finished for u in sorted(stats.units, key=lambda u: u.unit)].count(False) == 1
+    rec = reconcile(open_target(f"sqlite:{db}"), default_mapping())
+    assert rec.ok, rec.problems
+    # the 40 records before the break, and every record of the other ranges
+    assert rec.records_read == 40 + (300 - in_first)

@@ -143,7 +143,7 @@ def test_auto_keeps_conversion_in_the_producer_when_the_inserter_is_slow(
     real = BatchWriter.write
 
     def slow_write(self: BatchWriter, batch: MappedBatch) -> None:
-        time.sleep(0.03)
+        time.sleep(0.05)  # (reading and extracting 10 records takes ~2 ms)
         real(self, batch)
 
     monkeypatch.setattr(BatchWriter, "write", slow_write)
