@@ -22,6 +22,7 @@ from bench.sweep import (
     SweepPlan,
     busy_host_warning,
     majority_bottleneck,
+    read_map_cpu,
     samples_by_config,
     seconds_per_record,
     throughput,
@@ -29,11 +30,14 @@ from bench.sweep import (
 )
 from reports.stats import (
     Drift,
+    MachineNoise,
     Stats,
     describe,
     drift,
     instability_warnings,
+    machine_noise,
     repeats_needed,
+    speed_elasticity,
 )
 from reports.summary import format_config
 
@@ -54,6 +58,7 @@ class BaselineSummary:
     repeats_needed: int | None
     warnings: tuple[str, ...]
     bottleneck: dict[str, Any] | None
+    machine: MachineNoise | None = None  # the host's share of the spread, when probed
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -67,6 +72,7 @@ class BaselineSummary:
             "repeats_needed": self.repeats_needed,
             "warnings": list(self.warnings),
             "bottleneck": self.bottleneck,
+            "machine_noise": None if self.machine is None else self.machine.to_dict(),
         }
 
 
@@ -80,6 +86,9 @@ def summarize_baseline(name: str | None, config: Mapping[str, Any],
     stats = describe(values)
     trend = drift(values)
     busy = busy_host_warning(runs)
+    probes = read_map_cpu(runs)
+    machine = None if probes is None else machine_noise(
+        values, probes, speed_elasticity([(values, probes)]))
     return BaselineSummary(
         name=name,
         config=dict(config),
@@ -88,8 +97,10 @@ def summarize_baseline(name: str | None, config: Mapping[str, Any],
         seconds_per_record=describe(per_record or [0.0]),
         drift=trend,
         repeats_needed=repeats_needed(values),
-        warnings=(*([busy] if busy else []), *instability_warnings(stats, trend)),
+        warnings=(*([busy] if busy else []),
+                  *instability_warnings(stats, trend, machine=machine)),
         bottleneck=majority_bottleneck(runs),
+        machine=machine,
     )
 
 

@@ -432,6 +432,11 @@ def baseline(
         state = "significant" if d.significant else "not significant"
         total = "" if d.total_pct is None else f", {d.total_pct:+.1f}% over the series"
         echo(f"drift       Kendall tau {d.tau:+.2f}, p={d.p_value:.3f} ({state}{total})")
+    m = summary.machine
+    if m is not None and m.adjusted_cv is not None:
+        echo(f"host        read+map CPU time of the same work CV {_pct(m.probe_cv)}; "
+             f"CV adj. for host speed {_pct(m.adjusted_cv)} "
+             f"({_pct(m.explained)} of the variance is the host's)")
     if summary.repeats_needed is not None:
         echo(f"repeats     {summary.repeats_needed} would bring the median's 95% CI within "
              "±5%")

@@ -52,6 +52,21 @@ def test_drift_and_noise_become_warnings() -> None:
                summarize_baseline(None, {}, _runs(noisy)).warnings)
 
 
+def test_host_speed_is_separated_from_the_configurations_own_noise() -> None:
+    speed = [1.0, 0.8, 1.2, 0.9, 1.15, 0.85, 1.05, 0.95]  # the VM's, run by run
+    runs = _runs([240_000.0 * s for s in speed])
+    for run, s in zip(runs, speed, strict=True):
+        run["metrics"]["read_map_cpu_s"] = 1.5 / s  # type: ignore[index]
+    summary = summarize_baseline(None, {"batch_size": 1000}, runs)
+    assert summary.machine is not None
+    assert summary.machine.adjusted_cv == pytest.approx(0.0, abs=1e-9)
+    assert summary.to_dict()["machine_noise"]["explained"] == pytest.approx(1.0)
+    assert any("the machine's speed explains it" in w for w in summary.warnings)
+    # result files from before the probe: no machine noise, the plain warning
+    old = summarize_baseline(None, {"batch_size": 1000}, _runs([240_000.0 * s for s in speed]))
+    assert old.machine is None and not any("machine" in w for w in old.warnings)
+
+
 @pytest.fixture(autouse=True)
 def _private_cache(tmp_path_factory: pytest.TempPathFactory,
                    monkeypatch: pytest.MonkeyPatch) -> None:
@@ -69,6 +84,7 @@ def test_baseline_end_to_end_and_compare_against_itself(tmp_path: Path) -> None:
     summary = printed["summary"]
     assert summary["name"] == "dev" and summary["config"] == {"batch_size": 100}
     assert summary["stats"]["n"] == 3 and summary["stats"]["mean"] > 0
+    assert "machine_noise" in summary  # (None when 3 runs give the fit no usable slope)
     doc = json.loads((out / "result.json").read_text())
     assert doc["kind"] == "baseline" and doc["config"]["configurations"] == [{"batch_size": 100}]
     assert len([r for r in doc["runs"] if not r["warmup"]]) == 3
