@@ -942,6 +942,12 @@ class _Builder:
         if _num(m.get("overlap_efficiency")) is not None:
             extra.append(("pipeline", str(m.get("pipeline", ""))))
             extra.append(("overlap efficiency", _pct(m.get("overlap_efficiency"), 0)))
+        records, converted = _num(m.get("records_read")), _num(m.get("converted_by_inserter"))
+        if m.get("pipeline") == "process" and records and converted is not None:
+            extra.append(("records converted by the inserter", _pct(converted / records, 0)))
+        if _num(m.get("read_map_cpu_s")) is not None:
+            extra.append(("read+map CPU (s), the host-speed probe",
+                          _fmt(m.get("read_map_cpu_s"), 3)))
         for table_name, count in (m.get("tables") or {}).items():
             extra.append((f"rows in {table_name}", _fmt(count)))
         sec.add_table(Table(f"Counts of the median run of {label}", ["quantity", "value"],

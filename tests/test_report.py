@@ -202,6 +202,20 @@ def test_a_document_without_runs_still_renders(tmp_path: Path) -> None:
     assert {"summary", "environment"} <= _sections(html)
 
 
+def test_run_counts_show_the_pipeline_split_and_the_host_probe() -> None:
+    doc = json.loads((DATA / "run.json").read_text(encoding="utf-8"))
+    metrics = doc["runs"][0]["metrics"]
+    metrics.update(pipeline="process", overlap_efficiency=1.6, read_map_cpu_s=1.234,
+                   converted_by_inserter=metrics["records_read"] // 4)
+    html = render_html(build_report([doc]))
+    cells = [" ".join(td.text_content().split())
+             for td in lxml.html.fromstring(html).iter("th", "td")]
+    at = cells.index("records converted by the inserter")
+    assert cells[at + 1] == "25%"
+    at = cells.index("read+map CPU (s), the host-speed probe")
+    assert cells[at + 1] == "1.234"
+
+
 def test_redact() -> None:
     assert redact("Driver={X};Server=s;UID=u;PWD=hunter2;Trusted=no") == \
         "Driver={X};Server=s;UID=u;PWD=***;Trusted=no"
