@@ -35,9 +35,8 @@ from reports.stats import (
     describe,
     drift,
     instability_warnings,
-    machine_noise,
+    machine_noises,
     repeats_needed,
-    speed_elasticity,
 )
 from reports.summary import format_config
 
@@ -86,9 +85,7 @@ def summarize_baseline(name: str | None, config: Mapping[str, Any],
     stats = describe(values)
     trend = drift(values)
     busy = busy_host_warning(runs)
-    probes = read_map_cpu(runs)
-    machine = None if probes is None else machine_noise(
-        values, probes, speed_elasticity([(values, probes)]))
+    (machine,) = machine_noises([(values, read_map_cpu(runs))])
     return BaselineSummary(
         name=name,
         config=dict(config),

@@ -365,6 +365,12 @@ class MappedBatch:
         self.cpu = 0.0  # thread CPU seconds spent reading and mapping these records
         self.position = 0  # input bytes the producer had consumed when the batch was cut
 
+    def add(self, uid: str, path: str, line: int, rows: list[Rows]) -> None:
+        """One mapped record: its rows, and how many went into each table."""
+        for tbl, table_rows in zip(self.tables, rows, strict=True):
+            tbl.extend(table_rows)
+        self.records.append((uid, path, line, str(rows[0][0][0]), tuple(map(len, rows))))
+
 
 @dataclass
 class ProducerReport:
@@ -422,6 +428,7 @@ class BatchProducer:
         pc = time.perf_counter
         mapper_map = self.mapper.map
         extract = self.mapper.extract
+        add = MappedBatch.add
         extract_only = self.extract_only
         batch_size = self.batch_size
         stop = self.stop
@@ -461,10 +468,7 @@ class BatchProducer:
                         batch.rejects.append((uid, path, line, rej.key, rej.code, rej.reason))
                         delta_q, delta_i = 1, 0
                     else:
-                        for tbl, table_rows in zip(batch.tables, rows, strict=True):
-                            tbl.extend(table_rows)
-                        batch.records.append((uid, path, line, str(rows[0][0][0]),
-                                              tuple(map(len, rows))))
+                        add(batch, uid, path, line, rows)
                         delta_q, delta_i = 0, 1
                 batch.parse += t1 - t0
                 batch.map += pc() - t1
@@ -507,25 +511,22 @@ def convert_extracted(batch: MappedBatch, convert: Callable[[tuple[Any, ...]], l
                       ) -> int:
     """Check and convert the records ``batch`` carries only extracted, as the producer would
     have: rows into ``tables``, rejections into ``rejects`` and out of Δinserted. Returns how
-    many records it converted; the time goes to the batch's ``map``."""
+    many records it converted; the time goes to the batch's ``map`` (and ``cpu``)."""
     extracted = batch.extracted
     if not extracted:
         return 0
     t0 = time.perf_counter()
     c0 = time.thread_time()
-    tables, records, rejects = batch.tables, batch.records, batch.rejects
     for uid, path, line, texts in extracted:
         try:
             rows = convert(texts)
         except RecordRejected as rej:
-            rejects.append((uid, path, line, rej.key, rej.code, rej.reason))
+            batch.rejects.append((uid, path, line, rej.key, rej.code, rej.reason))
             prog = batch.progress[uid]
             prog[1] -= 1
             prog[2] += 1
         else:
-            for tbl, table_rows in zip(tables, rows, strict=True):
-                tbl.extend(table_rows)
-            records.append((uid, path, line, str(rows[0][0][0]), tuple(map(len, rows))))
+            batch.add(uid, path, line, rows)
     batch.extracted = []
     batch.map += time.perf_counter() - t0
     batch.cpu += time.thread_time() - c0

@@ -289,9 +289,9 @@ def _in_process(engine: MigrationEngine, writer: BatchWriter, units: Sequence[Wo
                     here.send_bytes(_CREDIT)
                 writer.transfer += dt
                 if payload.extracted:
-                    t = time.perf_counter()
+                    mapped_before = payload.map
                     writer.converted += convert_extracted(payload, convert)
-                    writer.convert += time.perf_counter() - t
+                    writer.convert += payload.map - mapped_before
                 writer.write(payload)
             elif kind == "end":
                 return payload

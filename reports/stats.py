@@ -76,6 +76,7 @@ __all__ = [
     "drift",
     "instability_warnings",
     "machine_noise",
+    "machine_noises",
     "median_ci",
     "min_p_value",
     "repeats_for_cv",
@@ -323,6 +324,17 @@ def machine_noise(values: Sequence[float], probes: Sequence[float],
         adjusted_cv=describe(list(adjusted)).cv,
         explained=max(0.0, 1.0 - adj_var / raw_var) if raw_var > 0 else 0.0,
     )
+
+
+def machine_noises(groups: Sequence[tuple[Sequence[float], Sequence[float] | None]], *,
+                   higher_is_better: bool = True) -> list[MachineNoise | None]:
+    """:func:`machine_noise` of each ``(values, probes)`` group, with one elasticity fitted
+    over every group whose probes cover its values (others get None)."""
+    usable = [p is not None and len(p) == len(v) for v, p in groups]
+    slope = speed_elasticity([(v, p) for (v, p), ok in zip(groups, usable, strict=True)
+                              if ok and p is not None], higher_is_better=higher_is_better)
+    return [machine_noise(v, p, slope) if ok and p is not None else None
+            for (v, p), ok in zip(groups, usable, strict=True)]
 
 
 def min_p_value(n_a: int, n_b: int) -> float | None:

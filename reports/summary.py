@@ -43,9 +43,8 @@ from reports.stats import (
     describe,
     drift,
     instability_warnings,
-    machine_noise,
+    machine_noises,
     min_p_value,
-    speed_elasticity,
 )
 
 __all__ = [
@@ -575,14 +574,8 @@ def summarize_sweep(
         base = resolve_baseline(spec, configs)
 
     stats = [describe(values) for values in samples]
-    probed = [None if probes is None or probes[i] is None
-              or len(probes[i] or ()) != len(samples[i]) else list(probes[i] or ())
-              for i in range(len(samples))]
-    elasticity = speed_elasticity(
-        [(samples[i], p) for i, p in enumerate(probed) if p is not None],
-        higher_is_better=higher_is_better)
-    machines = [None if p is None else machine_noise(samples[i], p, elasticity)
-                for i, p in enumerate(probed)]
+    machines = machine_noises(list(zip(samples, probes or [None] * len(samples),
+                                       strict=True)), higher_is_better=higher_is_better)
     rows: list[ConfigRow] = []
     by_text: dict[str, list[str]] = {}  # one line per distinct warning, not one per row
     for i, key in enumerate(keys):
