@@ -16,7 +16,7 @@ import datetime as dt
 import random
 
 from datasets import _orders_data as data
-from datasets._profiles import Rendered
+from datasets._record import Rendered
 
 _FIRST_DAY = dt.date(2023, 1, 1).toordinal()
 _ORDER_DAYS = 730              # orders are created in 2023-2024
@@ -118,7 +118,7 @@ _N_COMMENTS, _N_NOTES, _N_REPS = len(_COMMENTS), len(data.NOTE_FRAGMENTS), len(_
 
 
 class OrdersSource:
-    """Seeded stream of ``<order>`` records (see :class:`datasets._profiles.RecordSource`)."""
+    """Seeded stream of ``<order>`` records (see :class:`datasets._record.RecordSource`)."""
 
     name = "orders"
     first_key = 100001
