@@ -30,6 +30,7 @@ from bench.compare import (
     parse_threshold,
     row_cells,
 )
+from bench.preflight import check_inputs, check_target_folder, ensure_writable_dir
 from bench.ranges import RangeError
 from bench.results import new_run_dir
 from bench.store import STORE_NAME, RunStore
@@ -78,10 +79,8 @@ def _dataset_inputs(records: int | None, inputs: list[str] | None, quiet: bool
     """``--input`` as given, or the cached default dataset of ``--records`` records."""
     import datasets
 
+    _exclusive(records, inputs)
     if inputs:
-        if records is not None:
-            raise _usage("--records and --input exclude each other: --records sizes the "
-                         "generated default dataset, --input brings your own")
         # absolute, so that `--resume` from another folder finds the same files
         return [os.path.abspath(p) for p in inputs], None
     count = records if records is not None else DEFAULT_RECORDS
@@ -96,6 +95,12 @@ def _dataset_inputs(records: int | None, inputs: list[str] | None, quiet: bool
     return [str(folder)], dataset
 
 
+def _exclusive(records: int | None, inputs: list[str] | None) -> None:
+    if inputs and records is not None:
+        raise _usage("--records and --input exclude each other: --records sizes the "
+                     "generated default dataset, --input brings your own")
+
+
 def _unfinished_run_dir(base: Path = Path("runs")) -> Path:
     candidates = [p.parent for p in base.glob(f"*/{STORE_NAME}")
                   if not (p.parent / "result.json").exists()]
@@ -108,6 +113,7 @@ def _open_store(out: Path | None, resume: bool) -> tuple[RunStore, SweepPlan | N
     run_dir = (out or _unfinished_run_dir()) if resume else (out or new_run_dir())
     store = RunStore(run_dir)
     with user_errors():
+        ensure_writable_dir(run_dir)  # before any run: a result nobody can store is lost
         contents = store.open(resume=resume)
     if contents.truncated:
         _warn(contents.truncated)
@@ -166,6 +172,15 @@ def _refresh_dataset(plan: SweepPlan, quiet: bool) -> None:
     (same seed, same bytes)."""
     if plan.dataset:
         _dataset_inputs(int(plan.dataset["records"]), None, quiet)
+    _check_inputs(plan.inputs, plan.mapping, plan.target)
+
+
+def _check_inputs(inputs: list[str], mapping: str | Path | None, target: str | None) -> None:
+    """Before the first (warm-up) run: input without records, or a ``sqlite:`` file in a
+    missing folder, would make every run fail or measure nothing."""
+    with user_errors():
+        check_target_folder(target)
+        check_inputs(inputs, Path(mapping) if mapping else None)
 
 
 def _dimension_options(**given: str | None) -> dict[str, list[Any]]:
@@ -283,9 +298,11 @@ def sweep(
                 resolve_baseline(parse_baseline(baseline, list(dims)), plan.configurations)
             except BaselineError as exc:
                 raise _usage(str(exc)) from None
-        run_inputs, dataset = _dataset_inputs(records, inputs, as_json)
-        plan = SweepPlan.from_dict({**plan.to_dict(), "inputs": run_inputs, "dataset": dataset})
+        _exclusive(records, inputs)
         store, _ = _open_store(out, resume=False)
+        run_inputs, dataset = _dataset_inputs(records, inputs, as_json)
+        _check_inputs(run_inputs, mapping, target)
+        plan = SweepPlan.from_dict({**plan.to_dict(), "inputs": run_inputs, "dataset": dataset})
         store.write_plan(plan.to_dict())
 
     _run(plan, store, Path(plan.mapping) if plan.mapping else None, as_json)
@@ -399,13 +416,15 @@ def baseline(
         plan = _check_resume(stored, "baseline", requested, store)
         _refresh_dataset(plan, as_json)
     else:
+        _exclusive(records, inputs)
+        store, _ = _open_store(out, resume=False)
         run_inputs, dataset = _dataset_inputs(records, inputs, as_json)
+        _check_inputs(run_inputs, mapping, target)
         plan = SweepPlan(kind="baseline", dimensions=dims,
                          repeat=iterations or DEFAULT_ITERATIONS,
                          warmup=DEFAULT_WARMUP if warmup is None else warmup, seed=0,
                          inputs=run_inputs, target=target, mapping=_abspath(mapping),
                          dataset=dataset, name=name)
-        store, _ = _open_store(out, resume=False)
         store.write_plan(plan.to_dict())
 
     _run(plan, store, Path(plan.mapping) if plan.mapping else None, as_json)
@@ -491,6 +510,8 @@ def compare(
             echo(f"only in A (not compared): {label}")
         for label in report.only_in_b:
             echo(f"only in B (not compared): {label}")
+        for note in report.skipped:
+            echo(f"skipped, not a measurement: {note}")
         echo("")
         echo(report.sentence())
         echo("markers: " + "; ".join(f"{k.strip() or 'blank'} {v}"
