@@ -79,8 +79,10 @@ def _dataset_inputs(records: int | None, inputs: list[str] | None, quiet: bool
     """``--input`` as given, or the cached default dataset of ``--records`` records."""
     import datasets
 
-    _exclusive(records, inputs)
     if inputs:
+        if records is not None:
+            raise _usage("--records and --input exclude each other: --records sizes the "
+                         "generated default dataset, --input brings your own")
         # absolute, so that `--resume` from another folder finds the same files
         return [os.path.abspath(p) for p in inputs], None
     count = records if records is not None else DEFAULT_RECORDS
@@ -93,12 +95,6 @@ def _dataset_inputs(records: int | None, inputs: list[str] | None, quiet: bool
     dataset = {"profile": DATASET_PROFILE, "records": count, "seed": DATASET_SEED,
                "folder": str(folder)}
     return [str(folder)], dataset
-
-
-def _exclusive(records: int | None, inputs: list[str] | None) -> None:
-    if inputs and records is not None:
-        raise _usage("--records and --input exclude each other: --records sizes the "
-                     "generated default dataset, --input brings your own")
 
 
 def _unfinished_run_dir(base: Path = Path("runs")) -> Path:
@@ -298,10 +294,9 @@ def sweep(
                 resolve_baseline(parse_baseline(baseline, list(dims)), plan.configurations)
             except BaselineError as exc:
                 raise _usage(str(exc)) from None
-        _exclusive(records, inputs)
-        store, _ = _open_store(out, resume=False)
         run_inputs, dataset = _dataset_inputs(records, inputs, as_json)
         _check_inputs(run_inputs, mapping, target)
+        store, _ = _open_store(out, resume=False)
         plan = SweepPlan.from_dict({**plan.to_dict(), "inputs": run_inputs, "dataset": dataset})
         store.write_plan(plan.to_dict())
 
@@ -416,10 +411,9 @@ def baseline(
         plan = _check_resume(stored, "baseline", requested, store)
         _refresh_dataset(plan, as_json)
     else:
-        _exclusive(records, inputs)
-        store, _ = _open_store(out, resume=False)
         run_inputs, dataset = _dataset_inputs(records, inputs, as_json)
         _check_inputs(run_inputs, mapping, target)
+        store, _ = _open_store(out, resume=False)
         plan = SweepPlan(kind="baseline", dimensions=dims,
                          repeat=iterations or DEFAULT_ITERATIONS,
                          warmup=DEFAULT_WARMUP if warmup is None else warmup, seed=0,
