@@ -109,7 +109,8 @@ def _open_store(out: Path | None, resume: bool) -> tuple[RunStore, SweepPlan | N
     run_dir = (out or _unfinished_run_dir()) if resume else (out or new_run_dir())
     store = RunStore(run_dir)
     with user_errors():
-        ensure_writable_dir(run_dir)  # before any run: a result nobody can store is lost
+        if not resume or run_dir.is_dir():  # (a mistyped --resume --out makes no folder)
+            ensure_writable_dir(run_dir)  # before any run: a result nobody can store is lost
         contents = store.open(resume=resume)
     if contents.truncated:
         _warn(contents.truncated)

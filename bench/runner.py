@@ -47,7 +47,7 @@ from migrator import (
     reconcile,
 )
 from migrator.engine import apply_pooling
-from migrator.errors import MigratorError, NothingToResume
+from migrator.errors import MigratorError
 from migrator.mapping import Mapping, describe as describe_mapping
 from migrator.reader import WorkUnit, check_records
 
@@ -172,10 +172,10 @@ def execute_run(request: RunRequest,
     ensure_writable_dir(run_dir)
     try:
         return _migrate(request, run_dir, mapping, units, without_records, progress)
-    except NothingToResume:
-        if created:  # a refusal leaves no empty run folder behind
+    except BaseException:
+        if created:  # a refusal (nothing to resume, say) leaves no empty run folder behind
             with contextlib.suppress(OSError):
-                run_dir.rmdir()
+                run_dir.rmdir()  # (only when empty: a result file or database stays)
         raise
 
 
