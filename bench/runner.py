@@ -121,6 +121,9 @@ class RunOutcome:
         }
 
 
+INTERRUPTED_ERROR = "interrupted (Ctrl-C or SIGINT); continue with --resume"
+
+
 class RunFailed(MigratorError):
     """The migration started and an error stopped it. The message is the error's; the
     result file (status ``failed``) keeps what was measured, described by ``outcome``."""
@@ -265,7 +268,7 @@ def _ending(stopped_by: BaseException | None, stats: RunStats, target: Any,
     if stopped_by is not None:
         target.close()
         if isinstance(stopped_by, KeyboardInterrupt):
-            return INTERRUPTED, None, None
+            return INTERRUPTED, INTERRUPTED_ERROR, None
         return FAILED, str(stopped_by), None
     try:
         rec = reconcile(target, mapping)

@@ -345,6 +345,7 @@ def test_ctrl_c_writes_an_interrupted_result_with_what_was_measured(
     assert f"result: {result_file} (status interrupted" in result.stdout
     doc = load_result(result_file)
     assert doc["status"] == doc["runs"][0]["status"] == "interrupted"
+    assert doc["runs"][0]["error"].startswith("interrupted")
     assert doc["runs"][0]["metrics"]["records_read"] == _committed(spec) == 100
 
 
@@ -372,7 +373,8 @@ def test_sigint_with_workers_keeps_what_each_worker_committed_and_resume_finishe
     assert "Traceback" not in stderr and "continue with --resume" in stderr
     doc = load_result(tmp_path / "r1")
     run = doc["runs"][0]
-    assert doc["status"] == run["status"] == "interrupted" and doc["error"] is None
+    assert doc["status"] == run["status"] == "interrupted"
+    assert doc["error"] == "interrupted (Ctrl-C or SIGINT); continue with --resume"
     committed = _committed(spec)
     # Every worker reported what it had committed when it stopped.
     assert 100 <= run["metrics"]["records_read"] == committed < src.records
