@@ -11,7 +11,7 @@ any other result file.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ from bench.sweep import (
     read_map_cpu,
     samples_by_config,
     seconds_per_record,
+    skipped_warning,
     throughput,
     write_pyperf_file,
 )
@@ -109,6 +110,9 @@ def finish_baseline(plan: SweepPlan, contents: StoreContents, run_dir: Path
     groups = samples_by_config(plan, contents.runs)
     config, runs = groups[0]
     summary = summarize_baseline(plan.name, config, runs)
+    skipped = skipped_warning(contents)
+    if skipped:
+        summary = replace(summary, warnings=(*summary.warnings, skipped))
     ordered = sorted(contents.runs, key=lambda r: int(r.get("sequence", 0)))
     doc = build_result(
         "baseline",

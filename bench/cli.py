@@ -17,8 +17,9 @@ from typing import Annotated, Any
 import typer
 
 from bench import console as ui
-from bench.runner import RunRequest, execute_run
-from migrator.errors import MigratorError
+from bench.preflight import ensure_writable_dir, os_error_text
+from bench.runner import RunFailed, RunInterrupted, RunOutcome, RunRequest, execute_run
+from migrator.errors import MigratorError, NothingToResume
 
 app = typer.Typer(
     name="bench",
@@ -44,20 +45,28 @@ def user_errors(*also: type[Exception]) -> Iterator[None]:
     """Turn the errors a user can cause into one line and an exit code.
 
     ``also`` adds error classes of packages that cannot derive from MigratorError
-    (``datasets`` depends on no other package of ours).
+    (``datasets`` depends on no other package of ours). An OSError (a folder that cannot
+    be written, a full disk) is the environment's doing too: one line naming the path.
     """
     try:
         yield
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         if _state["debug"]:
             raise
+        kept = (f"; what was measured is in {exc.outcome.result_file} (status interrupted)"
+                if isinstance(exc, RunInterrupted) else "")
         ui.error("interrupted: the batch in progress was rolled back; "
-                 "continue with --resume")
+                 f"continue with --resume{kept}")
         raise typer.Exit(130) from None
     except (MigratorError, *also) as exc:  # type: ignore[misc]  # (mypy: star in except)
         if _state["debug"]:
             raise
         ui.error(str(exc))
+        raise typer.Exit(1) from None
+    except OSError as exc:
+        if _state["debug"]:
+            raise
+        ui.error(os_error_text(exc))
         raise typer.Exit(1) from None
 
 
@@ -108,6 +117,8 @@ def generate(
     """Generate a deterministic mock XML dataset (and manifest.json) into --out."""
     import datasets
 
+    with user_errors():
+        ensure_writable_dir(out)
     progress = ui.progress_bar("generating", records, enabled=not as_json)
     with user_errors(datasets.DatasetError), progress as update:
         manifest = datasets.generate(out, records, files=files, seed=seed,
@@ -173,8 +184,17 @@ def run(
                          queue_depth=queue_depth, pooling=pooling, insert_method=insert_method,
                          sample_interval=None if no_sample else sample_interval)
     progress = ui.progress_bar("migrating", None, unit="bytes", enabled=not as_json)
+    stopped: RunFailed | RunInterrupted | None = None
     with user_errors(), progress as update:
-        outcome = execute_run(request, progress=update)
+        try:
+            outcome = execute_run(request, progress=update)
+        except NothingToResume as exc:
+            _nothing_to_resume(exc, as_json)
+            return
+        except (RunFailed, RunInterrupted) as exc:
+            if _state["debug"]:
+                raise
+            outcome, stopped = exc.outcome, exc
     summary = outcome.summary()
     if report:
         from reports.report import write_report
@@ -182,16 +202,41 @@ def run(
         with user_errors():
             summary["report_file"] = str(write_report([outcome.result_file],
                                                       outcome.run_dir / "report.html"))
+    if stopped is not None:
+        _stopped(outcome, summary, stopped, as_json)
     if as_json:
         typer.echo(json.dumps(summary, indent=1, ensure_ascii=False))
     else:
         _print_run(summary)
     problems = summary["errors"] + summary["reconciliation"]["problems"]
+    for p in problems:  # on stderr with --json too: a script sees the cause without parsing
+        ui.error(p)
     if problems:
-        if not as_json:
-            for p in problems:
-                ui.error(p)
         raise typer.Exit(1)
+
+
+def _nothing_to_resume(exc: NothingToResume, as_json: bool) -> None:
+    if as_json:
+        typer.echo(json.dumps({"status": "nothing to resume", "finished_at": exc.finished_at,
+                               "message": str(exc), "result_file": None}, indent=1))
+    else:
+        typer.echo(str(exc))
+
+
+def _stopped(outcome: RunOutcome, summary: dict[str, Any],
+             stopped: RunFailed | RunInterrupted, as_json: bool) -> None:
+    """A run an error or Ctrl-C stopped: its partial result, then the one-line cause."""
+    if as_json:
+        typer.echo(json.dumps(summary, indent=1, ensure_ascii=False))
+    else:
+        typer.echo(f"result: {outcome.result_file} (status {outcome.status}: "
+                   f"{outcome.stats.records_read:,} records before it stopped; not a "
+                   "measurement)")
+    if isinstance(stopped, RunInterrupted):
+        ui.error("interrupted: the batch in progress was rolled back; continue with --resume")
+        raise typer.Exit(130)
+    ui.error(str(stopped))
+    raise typer.Exit(1)
 
 
 def _print_run(s: dict[str, Any]) -> None:
@@ -218,13 +263,19 @@ def _print_run(s: dict[str, Any]) -> None:
                       f"{w['elapsed_s']:.2f} s ({w['rec_per_s']:,.0f} rec/s)", markup=False)
     if s.get("skipped"):
         con.print(f"resumed: {s['skipped']:,} records were committed by the interrupted run")
+    empty = s.get("files_without_records") or []
+    if empty:
+        con.print(f"input files without records (the others had some): {', '.join(empty)}",
+                  markup=False)
     b = s.get("bottleneck")
     if b:
         evidence = "; ".join(f"{e['reason']} ({e['value']:.3g} {e['unit']} vs {e['op']} "
                              f"{e['threshold']})" for e in b.get("evidence", [])[:2])
         con.print(f"bottleneck: {b['label']} — {b['description']} "
                   f"(confidence {b['confidence']:.2f}): {evidence}", markup=False)
-    con.print(f"result: {s['result_file']}", markup=False)
+    failed = "" if s.get("status", "complete") == "complete" else \
+        f" (status {s['status']}: not a measurement)"
+    con.print(f"result: {s['result_file']}{failed}", markup=False)
 
 
 # The other commands live in their own modules and register themselves on ``app``.
@@ -242,4 +293,9 @@ def main() -> None:
         app()
     except KeyboardInterrupt:  # Ctrl-C outside a command body (e.g. during imports)
         sys.exit(130)
+    except (MigratorError, OSError) as exc:  # one escaped a command's user_errors()
+        if _state["debug"]:
+            raise
+        ui.error(os_error_text(exc) if isinstance(exc, OSError) else str(exc))
+        sys.exit(1)
 

@@ -30,6 +30,7 @@ from bench.compare import (
     parse_threshold,
     row_cells,
 )
+from bench.preflight import check_inputs, check_target_folder, ensure_writable_dir
 from bench.ranges import RangeError
 from bench.results import new_run_dir
 from bench.store import STORE_NAME, RunStore
@@ -108,6 +109,8 @@ def _open_store(out: Path | None, resume: bool) -> tuple[RunStore, SweepPlan | N
     run_dir = (out or _unfinished_run_dir()) if resume else (out or new_run_dir())
     store = RunStore(run_dir)
     with user_errors():
+        if not resume or run_dir.is_dir():  # (a mistyped --resume --out makes no folder)
+            ensure_writable_dir(run_dir)  # before any run: a result nobody can store is lost
         contents = store.open(resume=resume)
     if contents.truncated:
         _warn(contents.truncated)
@@ -166,6 +169,15 @@ def _refresh_dataset(plan: SweepPlan, quiet: bool) -> None:
     (same seed, same bytes)."""
     if plan.dataset:
         _dataset_inputs(int(plan.dataset["records"]), None, quiet)
+    _check_inputs(plan.inputs, plan.mapping, plan.target)
+
+
+def _check_inputs(inputs: list[str], mapping: str | Path | None, target: str | None) -> None:
+    """Before the first (warm-up) run: input without records, or a ``sqlite:`` file in a
+    missing folder, would make every run fail or measure nothing."""
+    with user_errors():
+        check_target_folder(target)
+        check_inputs(inputs, Path(mapping) if mapping else None)
 
 
 def _dimension_options(**given: str | None) -> dict[str, list[Any]]:
@@ -284,8 +296,9 @@ def sweep(
             except BaselineError as exc:
                 raise _usage(str(exc)) from None
         run_inputs, dataset = _dataset_inputs(records, inputs, as_json)
-        plan = SweepPlan.from_dict({**plan.to_dict(), "inputs": run_inputs, "dataset": dataset})
+        _check_inputs(run_inputs, mapping, target)
         store, _ = _open_store(out, resume=False)
+        plan = SweepPlan.from_dict({**plan.to_dict(), "inputs": run_inputs, "dataset": dataset})
         store.write_plan(plan.to_dict())
 
     _run(plan, store, Path(plan.mapping) if plan.mapping else None, as_json)
@@ -400,12 +413,13 @@ def baseline(
         _refresh_dataset(plan, as_json)
     else:
         run_inputs, dataset = _dataset_inputs(records, inputs, as_json)
+        _check_inputs(run_inputs, mapping, target)
+        store, _ = _open_store(out, resume=False)
         plan = SweepPlan(kind="baseline", dimensions=dims,
                          repeat=iterations or DEFAULT_ITERATIONS,
                          warmup=DEFAULT_WARMUP if warmup is None else warmup, seed=0,
                          inputs=run_inputs, target=target, mapping=_abspath(mapping),
                          dataset=dataset, name=name)
-        store, _ = _open_store(out, resume=False)
         store.write_plan(plan.to_dict())
 
     _run(plan, store, Path(plan.mapping) if plan.mapping else None, as_json)
@@ -491,6 +505,8 @@ def compare(
             echo(f"only in A (not compared): {label}")
         for label in report.only_in_b:
             echo(f"only in B (not compared): {label}")
+        for note in report.skipped:
+            echo(f"skipped, not a measurement: {note}")
         echo("")
         echo(report.sentence())
         echo("markers: " + "; ".join(f"{k.strip() or 'blank'} {v}"

@@ -29,7 +29,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.results import RESULT_NAME, ResultFileError, load_result
+from bench.results import (
+    RESULT_NAME,
+    ResultFileError,
+    describe_skipped,
+    is_measurement,
+    load_result,
+)
 from reports.stats import ALPHA, Comparison, compare
 from reports.summary import ConfigValue, format_change, format_config, format_p
 
@@ -69,6 +75,7 @@ class ResultSamples:
     kind: str
     configurations: list[dict[str, ConfigValue]]
     samples: list[list[float]]
+    skipped: tuple[str, ...] = ()  # runs that failed or were interrupted: not measurements
 
 
 def _result_path(path: Path) -> Path:
@@ -84,11 +91,14 @@ def load_samples(path: str | Path) -> ResultSamples:
     doc = load_result(p)
     shown = _result_path(p)
     kind = doc.get("kind")
+    why_not = [f"run {i + 1} {describe_skipped(r)}" for i, r in enumerate(doc.get("runs") or [])
+               if not is_measurement(r) and not (isinstance(r, dict) and r.get("warmup"))]
+    skipped = tuple(f"{shown}: {why}" for why in why_not)
     try:
         if kind in ("sweep", "baseline"):
             configurations = [dict(c) for c in doc["config"]["configurations"]]
             samples: list[list[float]] = [[] for _ in configurations]
-            measured = [r for r in doc["runs"] if not r.get("warmup")]
+            measured = [r for r in doc["runs"] if not r.get("warmup") and is_measurement(r)]
             measured.sort(key=lambda r: int(r["order_index"]))
             for run in measured:
                 samples[int(run["config_index"])].append(
@@ -96,6 +106,8 @@ def load_samples(path: str | Path) -> ResultSamples:
         elif kind == "run":
             configurations, samples = [], []
             for run in doc["runs"]:
+                if not is_measurement(run):
+                    continue
                 config = {k: v for k, v in run["config"].items() if k != "resume"}
                 value = float(run["metrics"]["throughput_rec_per_min"])
                 if config in configurations:
@@ -111,8 +123,11 @@ def load_samples(path: str | Path) -> ResultSamples:
                               f"{exc}") from None
     kept = [(c, s) for c, s in zip(configurations, samples, strict=True) if s]
     if not kept:
-        raise ResultFileError(f"{shown}: no measured run in this result file")
-    return ResultSamples(shown, str(kind), [c for c, _ in kept], [s for _, s in kept])
+        why = f" ({why_not[0]})" if why_not else ""
+        raise ResultFileError(f"{shown}: no measured run in this result file{why}; a failed "
+                              "or interrupted run is not a measurement")
+    return ResultSamples(shown, str(kind), [c for c, _ in kept], [s for _, s in kept],
+                         skipped)
 
 
 @dataclass(frozen=True)
@@ -143,6 +158,7 @@ class CompareReport:
     only_in_a: tuple[str, ...]
     only_in_b: tuple[str, ...]
     geometric_mean_change: float | None
+    skipped: tuple[str, ...] = ()  # failed or interrupted runs left out, one line each
 
     @property
     def regressions(self) -> list[CompareRow]:
@@ -166,6 +182,7 @@ class CompareReport:
                 "alpha": self.alpha, "unit": "rec/min", "higher_is_better": True,
                 "rows": [r.to_dict() for r in self.rows],
                 "only_in_a": list(self.only_in_a), "only_in_b": list(self.only_in_b),
+                "skipped_runs": list(self.skipped),
                 "geometric_mean_change": self.geometric_mean_change,
                 "regressions": len(self.regressions),
                 "improvements": sum(r.marker == "-" for r in self.rows),
@@ -227,7 +244,8 @@ def compare_results(a: str | Path, b: str | Path, *, threshold: float = DEFAULT_
         rows.append(CompareRow(label, side_a.configurations[i], side_b.configurations[j], cmp,
                                _marker(cmp, threshold)))
     return CompareReport(side_a.path, side_b.path, threshold, alpha, tuple(rows),
-                         tuple(only_a), tuple(only_b), _geometric_mean_change(rows))
+                         tuple(only_a), tuple(only_b), _geometric_mean_change(rows),
+                         side_a.skipped + side_b.skipped)
 
 
 def _geometric_mean_change(rows: Sequence[CompareRow]) -> float | None:

@@ -29,6 +29,7 @@ import typer
 
 from bench import console as ui
 from bench.cli import _positive, app, user_errors
+from bench.preflight import check_target_folder, ensure_writable_dir
 from bench.ranges import RangeError, parse_range
 from bench.results import build_result, new_run_dir, write_result
 from bench.runner import RunRequest
@@ -95,11 +96,9 @@ try:
     run = dict(doc["runs"][0])
     run["config"] = {**run.get("config", {}), **job["config"]}
     run["verdicts"] = doc.get("verdicts", [])
-    problems = list(run.get("metrics", {}).get("errors", [])) + \
-        list(run.get("reconciliation", {}).get("problems", []))
-    if problems:
+    if run.get("status", "complete") != "complete":
         print(json.dumps({"error": "the migration did not complete cleanly, so its time is "
-                                   "not a measurement: " + str(problems[0])}))
+                                   "not a measurement: " + str(run.get("error"))}))
     else:
         print(json.dumps({"run": run, "environment": doc.get("environment", {})}))
 except MigratorError as exc:
@@ -370,7 +369,10 @@ def pooling(
     flag = _on_off(pyodbc_pooling, "--pyodbc-pooling")
     run_dir = out or new_run_dir()
     work_dir = run_dir / "work"
-    work_dir.mkdir(parents=True, exist_ok=True)
+    with user_errors():  # before any measurement: where results go, where the target is
+        ensure_writable_dir(run_dir)
+        work_dir.mkdir(parents=True, exist_ok=True)
+        check_target_folder(target)
     spec = target or os.environ.get("BENCH_TARGET") or f"sqlite:{work_dir / 'mig.db'}"
     display = ("odbc:" + redact_connection_string(spec[5:]) if spec.startswith("odbc:")
                else spec)

@@ -3,13 +3,15 @@
 In the style of ``pyperf system`` (pyperf/_system.py): every check is a small object that
 looks at one thing and reports into one :class:`Collector` — ``ok``, ``warning`` or ``error``,
 each with a sentence and the fix — and the collector decides the exit code (0, or 3 when
-any check found an error). Checks never change the system; they only read.
+any check found an error). Checks never change the system; they only read (the
+results-folder check writes one small file, or makes one folder, and deletes it).
 
 Checks, in order: unixODBC present and its version; the ODBC drivers installed and which
 ``odbcinst.ini`` is in force; psqlODBC's ``CommLog=1`` trap (and other driver logging);
 pooling configuration as in force; connectivity and DBMS version (``--target``);
 permissions for server-side sampling (``--target``); psutil per-disk counters and which
-disk holds the database; free space for the results folder; the clock source.
+disk holds the database; free space for the results folder and whether it can really be
+written; the clock source.
 """
 
 from __future__ import annotations
@@ -421,6 +423,23 @@ class FreeSpace(Check):
             out.ok(self.name, msg)
 
 
+class ResultsWritable(Check):
+    """A real write, not the permission bits: root ignores those, while a read-only mount
+    or a path under a regular file refuses everyone."""
+
+    name = "results-writable"
+
+    def run(self, ctx: DoctorContext, out: Collector) -> None:
+        from bench.preflight import writable_problem
+
+        problem = writable_problem(ctx.results_dir)
+        if problem is None:
+            out.ok(self.name, f"{ctx.results_dir}: a result file can be written there")
+        else:
+            out.error(self.name, f"{ctx.results_dir}: result files cannot be written there: "
+                      f"{problem}", "point --out at a folder you can write to")
+
+
 class ClockSource(Check):
     name = "clock"
 
@@ -447,7 +466,7 @@ class ClockSource(Check):
 
 CHECKS: tuple[type[Check], ...] = (UnixOdbc, OdbcDrivers, DriverLogging, PoolingInForce,
                                    Connectivity, SamplingPermissions, DiskCounters, FreeSpace,
-                                   ClockSource)
+                                   ResultsWritable, ClockSource)
 
 
 def run_checks(ctx: DoctorContext, checks: Sequence[type[Check]] = CHECKS,

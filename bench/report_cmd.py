@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 
 from bench.cli import app, user_errors
+from bench.preflight import ensure_writable_file
 
 DEFAULT_NAME = "report.html"
 
@@ -38,8 +39,9 @@ def report(
 
     target = out or default_output(results)
     with user_errors():
+        ensure_writable_file(target)  # before reading anything: say it now, in one line
         written = write_report(results, target, title=title)
-    size = written.stat().st_size
+        size = written.stat().st_size
     typer.echo(f"report: {written} ({size / 1024:,.0f} KiB)")
 
 

@@ -10,6 +10,12 @@ Format history (bump ``SCHEMA_VERSION`` and add an upgrader for every change):
   ``pipeline``, ``queue_depth``, ``pooling``, ``insert_method``) and ``sample_interval``
   (null: not sampled); every run has a ``bottleneck`` key (null when not attributed).
   Version 1 files lacked the dimensions added later (``queue_depth``) and the sampling keys.
+- 3: ``status`` (``complete``, ``failed`` or ``interrupted``) and ``error`` (the one-line
+  cause, or null) on the document and on every run. Only complete runs are measurements;
+  a failed or interrupted run keeps what it measured before it stopped (counts, batches,
+  stages) and sweeps, baselines, comparisons and reports skip it, saying so. Version 2 runs
+  become ``failed`` when they recorded an error or a reconciliation that did not hold (what
+  made `bench run` exit 1), else ``complete``.
 
 The pyperf file stores *seconds per record* per configuration, so pyperf's lower-is-better
 comparison reads correctly: ``python -m pyperf compare_to a/pyperf.json b/pyperf.json``.
@@ -29,9 +35,12 @@ from typing import Any
 from migrator.errors import MigratorError
 
 SCHEMA = "migration-bench/result"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 RESULT_NAME = "result.json"
 PYPERF_NAME = "pyperf.json"
+
+COMPLETE, FAILED, INTERRUPTED = "complete", "failed", "interrupted"
+STATUSES = (COMPLETE, FAILED, INTERRUPTED)
 
 
 class ResultFileError(MigratorError):
@@ -63,13 +72,18 @@ def _finite(obj: Any) -> Any:
 
 def build_result(kind: str, *, config: dict[str, Any], environment: dict[str, Any],
                  runs: list[dict[str, Any]], verdicts: list[dict[str, Any]] | None = None,
-                 extra: dict[str, Any] | None = None) -> dict[str, Any]:
+                 extra: dict[str, Any] | None = None, status: str = COMPLETE,
+                 error: str | None = None) -> dict[str, Any]:
     from bench import __version__
 
+    if status not in STATUSES:
+        raise ValueError(f"status must be one of {', '.join(STATUSES)}, got {status!r}")
     doc = {
         "schema": SCHEMA,
         "schema_version": SCHEMA_VERSION,
         "kind": kind,
+        "status": status,
+        "error": error,
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "tool": {"name": "migration-bench", "version": __version__},
         "config": config,
@@ -159,8 +173,57 @@ def _v1_to_v2(doc: dict[str, Any]) -> dict[str, Any]:
     return doc
 
 
+def _v2_to_v3(doc: dict[str, Any]) -> dict[str, Any]:
+    for run in doc.get("runs") or []:
+        if isinstance(run, dict):
+            run.setdefault("error", _v2_failure(run))
+            run.setdefault("status", FAILED if run["error"] else COMPLETE)
+    runs = [r for r in doc.get("runs") or [] if isinstance(r, dict)]
+    # A `bench run` document is its run; sweeps and baselines only ever stored finished ones.
+    first_failed = next((r for r in runs if r["status"] != COMPLETE), None)
+    if doc.get("kind") == "run" and first_failed is not None:
+        doc.setdefault("status", FAILED)
+        doc.setdefault("error", first_failed["error"])
+    doc.setdefault("status", COMPLETE)
+    doc.setdefault("error", None)
+    doc["schema_version"] = 3
+    return doc
+
+
+def _v2_failure(run: dict[str, Any]) -> str | None:
+    """The first error a version 2 run recorded, or None when it ended cleanly."""
+    metrics = run.get("metrics")
+    errors = (metrics.get("errors") if isinstance(metrics, dict) else None) or []
+    if errors:
+        return str(errors[0])
+    rec = run.get("reconciliation")
+    if isinstance(rec, dict) and rec.get("ok") is False:
+        problems = rec.get("problems") or ["the counts did not reconcile"]
+        return f"not reconciled: {problems[0]}"
+    return None
+
+
 # version → function turning a document of that version into the next version.
-_UPGRADERS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _v1_to_v2}
+_UPGRADERS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _v1_to_v2,
+                                                                    2: _v2_to_v3}
+
+
+def run_status(run: Any) -> str:
+    """A run's ``status``; a run without one (a hand-made document) counts as complete."""
+    status = run.get("status") if isinstance(run, dict) else None
+    return str(status) if status in STATUSES else COMPLETE
+
+
+def is_measurement(run: Any) -> bool:
+    """Only a complete run's time is a measurement; failed and interrupted ones are not."""
+    return run_status(run) == COMPLETE
+
+
+def describe_skipped(run: Any) -> str:
+    """``failed: <error>`` / ``interrupted``: why a run is not taken as a measurement."""
+    status = run_status(run)
+    error = run.get("error") if isinstance(run, dict) else None
+    return f"{status}: {error}" if error else status
 
 
 def write_pyperf(path: Path, benchmarks: dict[str, Sequence[float]],

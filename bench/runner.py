@@ -1,7 +1,21 @@
-"""One measured migration (`bench run`): resolve defaults, migrate, reconcile, store."""
+"""One measured migration (`bench run`): resolve defaults, migrate, reconcile, store.
+
+Before any work the run checks what would make its measurement worthless or lost (see
+:mod:`bench.preflight`): input without a single record element, a results folder it cannot
+write, a ``sqlite:`` file in a folder that does not exist. Those are refusals, as are the
+errors found while preparing the target: one line, no result file.
+
+Once the migration has started, every ending writes a result file with its ``status``:
+``complete``; ``failed`` (an error stopped it, or it ended with errors or counts that do not
+reconcile; :class:`RunFailed` is raised when an exception stopped it); ``interrupted``
+(Ctrl-C; :class:`RunInterrupted` is raised). A failed or interrupted result keeps what was
+measured until then, and only a complete run gets a pyperf file: the others are not
+measurements.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Callable
@@ -10,7 +24,16 @@ from pathlib import Path
 from typing import Any
 
 from bench import environment
-from bench.results import build_result, new_run_dir, write_pyperf, write_result
+from bench.preflight import check_target_folder, ensure_writable_dir
+from bench.results import (
+    COMPLETE,
+    FAILED,
+    INTERRUPTED,
+    build_result,
+    new_run_dir,
+    write_pyperf,
+    write_result,
+)
 from bench.sampling import attribute_run, start_sampling
 from migrator import (
     EngineConfig,
@@ -24,8 +47,9 @@ from migrator import (
     reconcile,
 )
 from migrator.engine import apply_pooling
-from migrator.mapping import describe as describe_mapping
-from migrator.reader import WorkUnit
+from migrator.errors import MigratorError
+from migrator.mapping import Mapping, describe as describe_mapping
+from migrator.reader import WorkUnit, check_records
 
 
 @dataclass
@@ -52,15 +76,20 @@ class RunOutcome:
     run_dir: Path
     target_display: str
     stats: RunStats
-    reconciliation: Reconciliation
+    reconciliation: Reconciliation | None  # None: not checked (the run did not finish)
     result_file: Path
     pyperf_file: Path | None
     extra: dict[str, Any] = field(default_factory=dict)
+    status: str = COMPLETE
+    error: str | None = None
+    files_without_records: list[str] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
         s = self.stats
         rec = self.reconciliation
         return {
+            "status": self.status,
+            "error": self.error,
             "records_read": s.records_read,
             "inserted": s.inserted,
             "quarantined": s.quarantined,
@@ -81,9 +110,8 @@ class RunOutcome:
                             "rec_per_s": round(w.rec_per_s, 1)} for w in s.workers],
             "tables": dict(s.rows),
             "target": self.target_display,
-            "reconciliation": {"ok": rec.ok, "records_read": rec.records_read,
-                               "inserted": rec.inserted, "quarantined": rec.quarantined,
-                               "rows": rec.rows, "problems": list(rec.problems)},
+            "reconciliation": _reconciliation(rec),
+            "files_without_records": list(self.files_without_records),
             "errors": list(s.errors),
             "pooling": self.request.pooling,
             "insert_method": self.request.insert_method,
@@ -91,6 +119,33 @@ class RunOutcome:
             "result_file": str(self.result_file),
             "pyperf_file": str(self.pyperf_file) if self.pyperf_file else None,
         }
+
+
+INTERRUPTED_ERROR = "interrupted (Ctrl-C or SIGINT); continue with --resume"
+
+
+class RunFailed(MigratorError):
+    """The migration started and an error stopped it. The message is the error's; the
+    result file (status ``failed``) keeps what was measured, described by ``outcome``."""
+
+    def __init__(self, message: str, outcome: RunOutcome) -> None:
+        super().__init__(message)
+        self.outcome = outcome
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped a started migration; its result file says ``interrupted``."""
+
+    def __init__(self, outcome: RunOutcome) -> None:
+        super().__init__()
+        self.outcome = outcome
+
+
+def _reconciliation(rec: Reconciliation | None) -> dict[str, Any] | None:
+    if rec is None:
+        return None
+    return {"ok": rec.ok, "records_read": rec.records_read, "inserted": rec.inserted,
+            "quarantined": rec.quarantined, "rows": rec.rows, "problems": list(rec.problems)}
 
 
 def _dataset_facts(units: list[WorkUnit]) -> dict[str, Any]:
@@ -114,6 +169,21 @@ def execute_run(request: RunRequest,
     run_dir = request.out or new_run_dir()
     mapping = load_mapping(request.mapping) if request.mapping else default_mapping()
     units = expand_inputs(request.inputs)
+    without_records = check_records(units, mapping.record_element)
+    check_target_folder(request.target)
+    created = not run_dir.exists()
+    ensure_writable_dir(run_dir)
+    try:
+        return _migrate(request, run_dir, mapping, units, without_records, progress)
+    except BaseException:
+        if created:  # a refusal (nothing to resume, say) leaves no empty run folder behind
+            with contextlib.suppress(OSError):
+                run_dir.rmdir()  # (only when empty: a result file or database stays)
+        raise
+
+
+def _migrate(request: RunRequest, run_dir: Path, mapping: Mapping, units: list[WorkUnit],
+             without_records: list[str], progress: Callable[..., None] | None) -> RunOutcome:
     target_spec = request.target or f"sqlite:{run_dir / 'mig.db'}"
     target = open_target(target_spec)
     pooling = request.pooling == "on"
@@ -137,28 +207,35 @@ def execute_run(request: RunRequest,
     if request.sample_interval:
         session = start_sampling(target, target_spec, request.sample_interval,
                                  t0=time.monotonic())
+    stopped_by: BaseException | None = None
     try:
         stats = coordinator.run(units, resume=request.resume)
+    except (MigratorError, KeyboardInterrupt) as exc:
+        if not coordinator.started or coordinator.partial is None:
+            target.close()
+            raise  # refused before the migration started: nothing was measured
+        stats, stopped_by = coordinator.partial, exc
     finally:
         series = session.stop() if session is not None else None
     try:
-        rec = reconcile(target, mapping)
-    finally:
-        target.close()  # idle pooled sessions must not outlive the run
+        status, error, rec = _ending(stopped_by, stats, target, mapping)
+    except MigratorError as exc:  # the final count check could not be made
+        status, error, rec, stopped_by = FAILED, str(exc), None, exc
     info = target.info()
     run_doc = {
+        "status": status,
+        "error": error,
         "config": {"batch_size": request.batch_size, "workers": request.workers,
                    "pipeline": request.pipeline, "queue_depth": request.queue_depth,
                    "pooling": request.pooling, "insert_method": config.insert_method
                    or target.dialect.default_insert_method, "resume": request.resume,
                    "sample_interval": request.sample_interval},
         "metrics": stats.to_dict(),
-        "reconciliation": {"ok": rec.ok, "records_read": rec.records_read,
-                           "inserted": rec.inserted, "quarantined": rec.quarantined,
-                           "rows": rec.rows, "problems": list(rec.problems)},
+        "reconciliation": _reconciliation(rec),
+        "files_without_records": without_records,
         "samples": series.to_dict() if series is not None else None,
-        "bottleneck": attribute_run(stats, series, request.workers) if series is not None
-        else None,
+        "bottleneck": attribute_run(stats, series, request.workers)
+        if series is not None and status == COMPLETE else None,
     }
     doc = build_result(
         "run",
@@ -168,13 +245,34 @@ def execute_run(request: RunRequest,
                 "queue_depth": request.queue_depth, "pooling": request.pooling,
                 "insert_method": request.insert_method, "resume": request.resume},
         environment=environment.collect(info, _dataset_facts(units)),
-        runs=[run_doc],
+        runs=[run_doc], status=status, error=error,
     )
     result_file = write_result(run_dir, doc)
     pyperf_file = None
-    if stats.records_read:
+    if status == COMPLETE and stats.records_read:  # only a complete run is a measurement
         pyperf_file = write_pyperf(run_dir / "pyperf.json",
                                    {f"batch_size={request.batch_size}":
                                     [stats.elapsed_s / stats.records_read]})
-    return RunOutcome(request, run_dir, info.display, stats, rec, result_file, pyperf_file,
-                      {"bottleneck": run_doc["bottleneck"]})
+    outcome = RunOutcome(request, run_dir, info.display, stats, rec, result_file, pyperf_file,
+                         {"bottleneck": run_doc["bottleneck"]}, status, error, without_records)
+    if isinstance(stopped_by, KeyboardInterrupt):
+        raise RunInterrupted(outcome) from stopped_by
+    if stopped_by is not None:
+        raise RunFailed(str(stopped_by), outcome) from stopped_by
+    return outcome
+
+
+def _ending(stopped_by: BaseException | None, stats: RunStats, target: Any,
+            mapping: Mapping) -> tuple[str, str | None, Reconciliation | None]:
+    """The run's status, its error and, for a run that ended, the final count check."""
+    if stopped_by is not None:
+        target.close()
+        if isinstance(stopped_by, KeyboardInterrupt):
+            return INTERRUPTED, INTERRUPTED_ERROR, None
+        return FAILED, str(stopped_by), None
+    try:
+        rec = reconcile(target, mapping)
+    finally:
+        target.close()  # idle pooled sessions must not outlive the run
+    problems = [*stats.errors, *(f"not reconciled: {p}" for p in rec.problems)]
+    return (FAILED, problems[0], rec) if problems else (COMPLETE, None, rec)

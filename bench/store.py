@@ -12,8 +12,9 @@ Format (``STORE_FORMAT`` 1), one JSON object per line, told apart by ``"type"``:
   first line; a later ``plan`` line supersedes it (``--resume --repeat 8`` extends a sweep).
 - ``environment`` — host/DBMS metadata, written once, after the first run.
 - ``run``         — one finished run: ``order_index`` (its position in the schedule),
-  ``round``, ``config_index``, ``warmup`` and the run's own document (config, metrics,
-  reconciliation, samples, verdicts).
+  ``round``, ``config_index``, ``warmup`` and the run's own document (status, config,
+  metrics, reconciliation, samples, verdicts). A run whose ``status`` is not ``complete``
+  is kept for the record but is no measurement: its slot counts as not done.
 
 Only the last line can be incomplete (a crash mid-write): it is reported with the file
 name and dropped — the complete runs before it are kept, and ``--resume`` cuts the partial
@@ -30,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.results import ResultFileError, _finite
+from bench.results import ResultFileError, _finite, is_measurement
 
 STORE_NAME = "runs.jsonl"
 STORE_FORMAT = 1
@@ -50,7 +51,13 @@ class StoreContents:
     good_bytes: int = 0
 
     def measured_runs(self) -> list[dict[str, Any]]:
-        return [r for r in self.runs if not r.get("warmup")]
+        """Complete, non-warm-up runs: a failed or interrupted run is kept in the store
+        (with what it measured) but is no measurement, and its slot is run again."""
+        return [r for r in self.runs if not r.get("warmup") and is_measurement(r)]
+
+    def unfinished_runs(self) -> list[dict[str, Any]]:
+        """Runs stored with status failed or interrupted."""
+        return [r for r in self.runs if not is_measurement(r)]
 
     def done_slots(self) -> set[tuple[int, int]]:
         """``(round, config_index)`` of every measured run already stored."""

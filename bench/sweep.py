@@ -40,7 +40,14 @@ from typing import Any
 
 from bench import runner
 from bench.ranges import parse_choices, parse_range
-from bench.results import build_result, load_result, write_pyperf, write_result
+from bench.results import (
+    build_result,
+    describe_skipped,
+    is_measurement,
+    load_result,
+    write_pyperf,
+    write_result,
+)
 from bench.store import RunStore, StoreContents
 from migrator.errors import MigratorError
 from reports.summary import (
@@ -81,6 +88,16 @@ class SweepError(MigratorError):
 
 class UnsupportedDimension(SweepError):
     """A dimension the installed runner cannot set yet (a usage error: exit 2)."""
+
+
+class RunNotMeasured(SweepError):
+    """A run failed: ``run`` is its document (status failed, what it measured), stored
+    for the record before the sweep stops."""
+
+    def __init__(self, message: str, run: dict[str, Any], environment: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.run = run
+        self.environment = environment
 
 
 # ---- dimensions and the grid ----------------------------------------------------------------
@@ -288,7 +305,10 @@ def execute_point(config: Mapping[str, ConfigValue],
     started = dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
     cpu0, machine0 = _cpu_seconds(), _machine_cpu_seconds()
     t0 = time.perf_counter()
-    outcome = runner.execute_run(request)
+    try:
+        outcome = runner.execute_run(request)
+    except runner.RunFailed as exc:  # (its result file says failed, with the error)
+        outcome = exc.outcome
     wall = time.perf_counter() - t0
     cpu, machine1 = _cpu_seconds() - cpu0, _machine_cpu_seconds()
     machine = None if machine0 is None or machine1 is None else machine1 - machine0
@@ -300,11 +320,11 @@ def execute_point(config: Mapping[str, ConfigValue],
     run["wall_s"] = round(wall, 6)
     run["host"] = {"loadavg_1m": _loadavg(), "cpu_s": round(cpu, 6), "cpus": os.cpu_count(),
                    "machine_cpu_s": None if machine is None else round(machine, 3)}
-    problems = list(run.get("metrics", {}).get("errors", [])) + \
-        list(run.get("reconciliation", {}).get("problems", []))
-    if problems:
-        raise SweepError(f"{format_config(config) or 'the run'}: the migration did not "
-                         f"complete cleanly, so its time is not a measurement: {problems[0]}")
+    if not is_measurement(run):
+        raise RunNotMeasured(f"{format_config(config) or 'the run'}: the migration did not "
+                             "complete cleanly, so its time is not a measurement: "
+                             f"{run.get('error') or run.get('status')}", run,
+                             doc.get("environment", {}))
     return run, doc.get("environment", {})
 
 
@@ -428,18 +448,31 @@ def run_plan(plan: SweepPlan, store: RunStore, settings: RunSettings,
         for k, index in enumerate(warmup_configs(slots, n, plan.warmup)):
             config = plan.configurations[index]
             report(f"warm-up {k + 1}/{plan.warmup}: {format_config(config)}", 0, True)
-            run, environment = execute_point(config, settings)
+            run, environment = _measure(store, config, settings, order_index=None,
+                                        round_=None, config_index=index, warmup=True)
             _record(store, run, environment, order_index=None, round_=None,
                     config_index=index, warmup=True)
     for slot in todo:
         config = plan.configurations[slot.config_index]
         report(format_config(config), slot.round, False)
-        run, environment = execute_point(config, settings)
-        _record(store, run, environment, order_index=slot.order_index, round_=slot.round,
-                config_index=slot.config_index, warmup=False)
+        where: dict[str, Any] = {"order_index": slot.order_index, "round_": slot.round,
+                                 "config_index": slot.config_index, "warmup": False}
+        run, environment = _measure(store, config, settings, **where)
+        _record(store, run, environment, **where)
         completed += 1
         report(format_config(config), slot.round, False)
     return store.contents
+
+
+def _measure(store: RunStore, config: Config, settings: RunSettings, **where: Any
+             ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """:func:`execute_point`; a failed run is stored (status failed) before the sweep stops,
+    so what it measured is kept and ``--resume`` runs its slot again."""
+    try:
+        return execute_point(config, settings)
+    except RunNotMeasured as exc:
+        _record(store, exc.run, exc.environment, **where)
+        raise
 
 
 def _record(store: RunStore, run: dict[str, Any], environment: dict[str, Any], *,
@@ -477,7 +510,7 @@ def samples_by_config(plan: SweepPlan, runs: Sequence[Mapping[str, Any]]
                       ) -> list[tuple[Config, list[Mapping[str, Any]]]]:
     """Measured runs of each configuration in grid order, each list in run order."""
     grouped: list[list[Mapping[str, Any]]] = [[] for _ in plan.configurations]
-    for run in sorted((r for r in runs if not r.get("warmup")),
+    for run in sorted((r for r in runs if not r.get("warmup") and is_measurement(r)),
                       key=lambda r: int(r["order_index"])):
         grouped[int(run["config_index"])].append(run)
     return list(zip(plan.configurations, grouped, strict=True))
@@ -492,6 +525,17 @@ def majority_bottleneck(runs: Sequence[Mapping[str, Any]]) -> dict[str, Any] | N
     example = next(v for v in verdicts if str(v["label"]) == label)
     return {"label": label, "description": example.get("description", label),
             "runs": count, "of": len(runs)}
+
+
+def skipped_warning(contents: StoreContents) -> str | None:
+    """Say that failed or interrupted runs were left out of the statistics, and why."""
+    unfinished = contents.unfinished_runs()
+    if not unfinished:
+        return None
+    return (f"{len(unfinished)} run(s) did not complete and are not measurements (left out "
+            f"of every statistic; their slots were run again): first "
+            f"{format_config(unfinished[0].get('config') or {}) or 'run'} "
+            f"{describe_skipped(unfinished[0])}")
 
 
 def pyperf_name(config: Mapping[str, ConfigValue]) -> str:
@@ -531,10 +575,13 @@ def finish_sweep(plan: SweepPlan, contents: StoreContents, run_dir: Path
     bottleneck = majority_bottleneck(best_runs)
     summary_doc = summary.to_dict()
     summary_doc["best_bottleneck"] = bottleneck
-    measured = [r for r in contents.runs if not r.get("warmup")]
+    measured = contents.measured_runs()
     busy = busy_host_warning(measured)
     if busy:
         summary_doc["warnings"] = [busy, *summary_doc["warnings"]]
+    skipped = skipped_warning(contents)
+    if skipped:
+        summary_doc["warnings"] = [*summary_doc["warnings"], skipped]
     ordered = sorted(contents.runs, key=lambda r: int(r.get("sequence", 0)))
     doc = build_result(
         plan.kind,

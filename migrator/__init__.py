@@ -28,20 +28,26 @@ from migrator.errors import (
     MalformedXMLError,
     MappingError,
     MigratorError,
+    NothingToResume,
     ResumeError,
     TargetError,
 )
 from migrator.mapping import Mapping, default_mapping, load_mapping, parse_mapping
 from migrator.partition import RangeUnit
 from migrator.pipeline import PipelineError
-from migrator.reader import WorkUnit, expand_inputs
+from migrator.reader import WorkUnit, check_records, expand_inputs
 from migrator.rowmap import RecordMapper, RecordRejected
+from migrator.runstate import finished_at, mark_finished
 from migrator.targets import Target, open_target
 
 
 def migrate(units: list[WorkUnit], target: Target, mapping: Mapping,
             config: EngineConfig | None = None, *, resume: bool = False) -> RunStats:
-    """Prepare the target (fresh schema, or resume) and run one engine over ``units``."""
+    """Prepare the target (fresh schema, or resume) and run one engine over ``units``.
+
+    Input in which no file holds a record element is refused first (:class:`InputError`).
+    """
+    check_records(units, mapping.record_element)
     checkpoints = prepare_target(target, mapping, units, resume=resume)
     return MigrationEngine(target, mapping, config).run(units, checkpoints)
 
@@ -49,8 +55,9 @@ def migrate(units: list[WorkUnit], target: Target, mapping: Mapping,
 __all__ = [
     "PIPELINE_MODES", "STAGES", "BatchStat", "Checkpoint", "EngineConfig", "InputError",
     "MalformedXMLError", "Mapping", "MappingError", "MigrationEngine", "MigratorError",
-    "ParallelCoordinator", "PipelineError", "RangeUnit", "Reconciliation", "RecordMapper",
-    "RecordRejected", "ResumeError", "RunStats", "Target", "TargetError", "WorkUnit",
-    "WorkerFailed", "WorkerStats", "default_mapping", "expand_inputs", "load_mapping",
-    "migrate", "open_target", "parse_mapping", "prepare_target", "reconcile",
+    "NothingToResume", "ParallelCoordinator", "PipelineError", "RangeUnit", "Reconciliation",
+    "RecordMapper", "RecordRejected", "ResumeError", "RunStats", "Target", "TargetError",
+    "WorkUnit", "WorkerFailed", "WorkerStats", "check_records", "default_mapping",
+    "expand_inputs", "finished_at", "load_mapping", "mark_finished", "migrate", "open_target",
+    "parse_mapping", "prepare_target", "reconcile",
 ]

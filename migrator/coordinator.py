@@ -38,7 +38,7 @@ from migrator.engine import (
     WorkerStats,
     prepare_target,
 )
-from migrator.errors import MigratorError
+from migrator.errors import MigratorError, NothingToResume
 from migrator.mapping import Mapping
 from migrator.partition import assign, plan_units, unit_bytes, units_from_ids
 from migrator.pipeline import (
@@ -49,6 +49,7 @@ from migrator.pipeline import (
     spawn_context,
 )
 from migrator.reader import WorkUnit
+from migrator.runstate import finished_at, mark_finished
 from migrator.targets.base import CHECKPOINT_TABLE, Target
 
 ProgressFn = Callable[[int, int], None]  # (records committed, input bytes consumed)
@@ -97,6 +98,7 @@ class _Worker:
     error: str | None = None
     detail: str = ""
     sizes: list[int] = field(default_factory=list)
+    partial: RunStats | None = None  # what a failed or stopped worker had committed
 
     def partition(self) -> str:
         """The unit the worker was reading at its last reported position."""
@@ -125,6 +127,11 @@ class ParallelCoordinator:
         self.on_progress = on_progress
         self.worker_init = worker_init
         self.grace_s = grace_s
+        # After run() raised: did the migration start (the schema was prepared), and what
+        # had the engines committed by then (counts, batches, stages)? None when nothing.
+        self.started = False
+        self.partial: RunStats | None = None
+        self._prepare_s = 0.0
 
     # ---- planning --------------------------------------------------------------------
     def plan(self, files: Sequence[WorkUnit], *, resume: bool = False) -> list[WorkUnit]:
@@ -157,29 +164,61 @@ class ParallelCoordinator:
         With several workers, the workers start (spawn, imports) while the coordinator
         plans. ``elapsed_s`` covers planning, starting the workers and migrating, not
         preparing the schema.
+
+        A run that reads every unit to the end without an error records when it finished
+        in the target (:mod:`migrator.runstate`); resuming such a target raises
+        :class:`NothingToResume`. When the run raises after it started, ``started`` is
+        True and ``partial`` holds what was committed until then.
         """
+        self.started, self.partial, self._prepare_s = False, None, 0.0
+        if resume:
+            when = finished_at(self.target)
+            if when is not None:
+                raise NothingToResume(when)
         t0 = time.perf_counter()
+        try:
+            stats = self._run(files, resume)
+        except BaseException:
+            if self.partial is not None:
+                self.partial.elapsed_s = time.perf_counter() - t0 - self._prepare_s
+            elif self.started:
+                self.partial = self._empty_stats()
+            raise
+        stats.elapsed_s = time.perf_counter() - t0 - self._prepare_s
+        if not stats.errors and all(u.finished for u in stats.units):
+            self.partial = stats  # (should recording the finish fail, the counts are kept)
+            mark_finished(self.target)
+        return stats
+
+    def _run(self, files: Sequence[WorkUnit], resume: bool) -> RunStats:
         pooling = self.config.pooling
         if self.workers == 1 and (pooling is None or self.target.can_apply_pooling(pooling)):
-            units, checkpoints, prepare_s = self._plan_and_prepare(files, resume)
-            stats = self._run_here(units, checkpoints)
-        else:
-            stats, prepare_s = self._run_workers(files, resume)
-        stats.elapsed_s = time.perf_counter() - t0 - prepare_s
+            units, checkpoints, _ = self._plan_and_prepare(files, resume)
+            return self._run_here(units, checkpoints)
+        stats, _ = self._run_workers(files, resume)
         return stats
+
+    def _empty_stats(self) -> RunStats:
+        return RunStats(rows={t.name: 0 for t in self.mapping.tables},
+                        pipeline=self.config.pipeline,
+                        queue_depth=self.config.queue_depth
+                        if self.config.pipeline != "off" else 0)
 
     def _plan_and_prepare(self, files: Sequence[WorkUnit], resume: bool
                           ) -> tuple[list[WorkUnit], dict[str, Checkpoint], float]:
         units = self.plan(files, resume=resume)
         t = time.perf_counter()
         checkpoints = prepare_target(self.target, self.mapping, units, resume=resume)
-        return units, checkpoints, time.perf_counter() - t
+        self._prepare_s = time.perf_counter() - t
+        self.started = True
+        return units, checkpoints, self._prepare_s
 
     def _run_here(self, units: list[WorkUnit],
                   checkpoints: dict[str, Checkpoint]) -> RunStats:
         progress = self.on_progress
 
         def on_batch(stats: RunStats, position: int) -> None:
+            self.partial = stats  # (the engine's own, so it is current when a batch fails)
             if progress is not None:
                 progress(stats.records_read, position)
 
@@ -231,8 +270,10 @@ class ParallelCoordinator:
                 stop.set()  # each worker finishes the batch it is writing, then exits
                 with contextlib.suppress(KeyboardInterrupt):  # a second Ctrl-C: kill now
                     self._supervise(workers, stop, deadline=time.monotonic() + self.grace_s)
+                self.partial = self._merge_partial(units, checkpoints, workers, t_run)
                 raise
             if failed is not None:
+                self.partial = self._merge_partial(units, checkpoints, workers, t_run)
                 raise WorkerFailed(failed.task.worker, failed.pid, failed.partition(),
                                    failed.error or "failed", failed.detail)
         finally:
@@ -289,13 +330,25 @@ class ParallelCoordinator:
             w.result, w.started, w.pid = msg[1], msg[2], msg[3]
         elif kind == "stopped":
             w.stopped = True
+            w.partial, w.started = msg[1], msg[2]
         elif kind == "failed":
             w.error, w.detail = msg[1], msg[2]
+            w.partial, w.started = msg[3], msg[4]
 
     def _report_progress(self, workers: list[_Worker]) -> None:
         if self.on_progress is not None:
             self.on_progress(sum(w.records for w in workers),
                              sum(w.position for w in workers))
+
+    def _merge_partial(self, units: list[WorkUnit], checkpoints: dict[str, Checkpoint],
+                       workers: list[_Worker], t_run: float) -> RunStats:
+        """What the workers committed before the run stopped (a killed worker's share is
+        only in the target's checkpoints: it could not report it)."""
+        for w in workers:
+            if w.result is None:
+                w.result = w.partial or RunStats(rows={t.name: 0 for t in self.mapping.tables})
+                w.started = w.started or t_run
+        return self._merge(self._empty_stats(), units, checkpoints, workers, t_run)
 
     def _merge(self, stats: RunStats, units: list[WorkUnit],
                checkpoints: dict[str, Checkpoint], workers: list[_Worker],
@@ -341,6 +394,8 @@ def worker_main(worker: int, spec: str, conn: Any, stop: Any, init: WorkerInit |
     """Entry point of a worker process: one engine, its own connections, its units."""
     die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the coordinator decides when to stop
+    partial: list[RunStats | None] = [None]  # the engine's stats after its last batch
+    started = 0.0
     try:
         if init is not None:
             init(worker)
@@ -356,6 +411,7 @@ def worker_main(worker: int, spec: str, conn: Any, stop: Any, init: WorkerInit |
         started = time.perf_counter()
 
         def on_batch(stats: RunStats, position: int) -> None:
+            partial[0] = stats
             conn.send(("progress", stats.records_read, position))
 
         engine = MigrationEngine(target, task.mapping, task.config, on_batch=on_batch,
@@ -363,9 +419,10 @@ def worker_main(worker: int, spec: str, conn: Any, stop: Any, init: WorkerInit |
         stats = engine.run(task.units, task.checkpoints)
         conn.send(("done", stats, started, os.getpid()))
     except KeyboardInterrupt:
-        _send(conn, ("stopped",))
+        _send(conn, ("stopped", partial[0], started))
     except BaseException as exc:
-        _send(conn, ("failed", describe_error(exc), traceback.format_exc()))
+        _send(conn, ("failed", describe_error(exc), traceback.format_exc(), partial[0],
+                     started))
     finally:
         conn.close()
 

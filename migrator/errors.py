@@ -36,3 +36,11 @@ class MalformedXMLError(MigratorError):
 
 class ResumeError(MigratorError):
     """``--resume`` cannot continue: the checkpoints do not match the input or mapping."""
+
+
+class NothingToResume(ResumeError):
+    """``--resume`` on a target whose run already finished: not a failure (exit 0)."""
+
+    def __init__(self, finished_at: str) -> None:
+        super().__init__(f"nothing to resume: the run finished at {finished_at}")
+        self.finished_at = finished_at

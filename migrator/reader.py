@@ -208,3 +208,91 @@ class RecordStream:
             yield from self._records(self._file)
         finally:
             self._file.close()
+
+
+# ---- is there anything to migrate? ------------------------------------------------------------
+
+@dataclass(frozen=True)
+class FileScan:
+    """What a cheap look at one file found: a record element or not, and its root element.
+
+    ``found`` is None when the look could not tell (the file is malformed or unreadable
+    before any record): the run itself reports that, with the file and line.
+    """
+
+    path: str
+    found: bool | None
+    root: str | None = None
+    namespace: str | None = None  # of a same-named element in a namespace, if one was seen
+
+
+def scan_for_records(path: str, record_element: str) -> FileScan:
+    """Parse ``path`` until its first ``<record_element>``; for a file that has none, parse
+    it to the end (as a run would) in constant memory and report its root element."""
+    root: str | None = None
+    namespace: str | None = None
+    try:
+        with open(path, "rb") as f:
+            events = etree.iterparse(f, events=("start", "end"), resolve_entities=False,
+                                     no_network=True, load_dtd=False, dtd_validation=False,
+                                     huge_tree=False)
+            for event, elem in events:
+                if root is None:
+                    root = _shown_name(elem)
+                if event == "start":
+                    if elem.tag == record_element:
+                        return FileScan(path, True, root)
+                    continue
+                qname = etree.QName(elem)
+                if namespace is None and qname.namespace and \
+                        qname.localname == record_element:
+                    namespace = qname.namespace
+                # Free what was read, so a large file without records costs no memory.
+                elem.clear(keep_tail=False)
+                parent = elem.getparent()
+                if parent is not None:
+                    while elem.getprevious() is not None:
+                        del parent[0]
+    except (etree.XMLSyntaxError, OSError):
+        return FileScan(path, None, root)
+    return FileScan(path, False, root, namespace)
+
+
+def _shown_name(elem: Any) -> str:
+    qname = etree.QName(elem)
+    return f"{elem.prefix}:{qname.localname}" if elem.prefix else qname.localname
+
+
+def _shown_path(path: str) -> str:
+    """A path under the current folder as a relative one, as the user probably typed it."""
+    try:
+        rel = os.path.relpath(path)
+    except ValueError:  # another drive (Windows)
+        return path
+    return path if rel.startswith(os.pardir) else rel
+
+
+def check_records(units: Sequence[WorkUnit], record_element: str) -> list[str]:
+    """Refuse input in which no file holds a ``<record_element>``; return the files that
+    hold none while others do (the run goes on and names them).
+
+    Raises :class:`InputError` naming the element, the (first) file, its actual root
+    element and the fix: a run over such input would "succeed" with 0 records, and a sweep
+    would measure nothing and call it a result.
+    """
+    scans = [scan_for_records(u.path, record_element) for u in units]
+    if any(s.found is not False for s in scans):
+        return [s.path for s in scans if s.found is False]
+    first = scans[0]
+    where = _shown_path(first.path)
+    root = f"<{first.root}>" if first.root else "no element"
+    if first.namespace is not None:
+        fix = (f"its <{record_element}> elements are in the namespace {first.namespace!r}, "
+               "and a mapping's element names match elements without a namespace only")
+    else:
+        fix = "check [record].element in the mapping"
+    if len(scans) == 1:
+        raise InputError(f"no <{record_element}> elements in {where} (its root is {root}): "
+                         f"{fix}")
+    raise InputError(f"no <{record_element}> elements in any of the {len(scans)} input files "
+                     f"(the first, {where}, has the root {root}): {fix}")

@@ -238,8 +238,27 @@ def _run_config(run: Mapping[str, Any], doc: Mapping[str, Any]) -> dict[str, Any
     return {k: config[k] for k in DIMENSIONS if k in config and config[k] is not None}
 
 
+def is_measurement(run: Mapping[str, Any]) -> bool:
+    """A run without a status (older files, once upgraded, always have one) is complete;
+    a failed or interrupted run measured something, but is no measurement."""
+    return run.get("status", "complete") == "complete"
+
+
+def unfinished_runs(docs: Sequence[Mapping[str, Any]]) -> list[str]:
+    """One line per failed or interrupted run: what the report leaves out, and why."""
+    lines = []
+    for doc in docs:
+        for i, run in enumerate(doc.get("runs") or []):
+            if isinstance(run, Mapping) and not is_measurement(run):
+                error = f": {run['error']}" if run.get("error") else ""
+                where = f"run {i + 1} of {doc.get('_source') or doc.get('kind')}"
+                lines.append(f"{where} {run.get('status')}{error} — not a measurement, left "
+                             "out of every chart and statistic")
+    return lines
+
+
 def collect_runs(docs: Sequence[Mapping[str, Any]]) -> list[RunPoint]:
-    """Every measured (non-warm-up) run with a throughput, in execution order."""
+    """Every measured (complete, non-warm-up) run with a throughput, in execution order."""
     points: list[RunPoint] = []
     order = 0
     for d, doc in enumerate(docs):
@@ -253,7 +272,7 @@ def collect_runs(docs: Sequence[Mapping[str, Any]]) -> list[RunPoint]:
             return float(i), i
 
         for _, run in sorted(enumerate(runs), key=position):
-            if run.get("warmup"):
+            if run.get("warmup") or not is_measurement(run):
                 continue
             value = _num((run.get("metrics") or {}).get("throughput_rec_per_min"))
             if value is None:
@@ -481,6 +500,7 @@ class _Builder:
                 samples = run.get("samples") if isinstance(run, Mapping) else None
                 if isinstance(samples, Mapping):
                     warnings.extend(f"sampler: {w}" for w in samples.get("warnings") or [])
+        warnings.extend(unfinished_runs(self.docs))
         warnings = list(OrderedDict.fromkeys(warnings))
         if warnings:
             sec.text("Instability and measurement warnings:", css="warn-head")
@@ -1262,12 +1282,19 @@ def _busiest_disk(metrics: Mapping[str, Sequence[float | None]]) -> str | None:
 
 
 def _raw_json(docs: Sequence[Mapping[str, Any]]) -> str:
-    """The documents as JSON safe inside ``<script type="application/json">``: ``</`` and
-    ``<!--`` cannot end the element or open a comment, U+2028/9 are escaped for old parsers."""
+    """The documents as JSON that is valid and inert inside ``<script type="application/json">``.
+
+    ``<``, ``>`` and ``&`` only ever occur inside JSON strings, so writing them as ``\\u003c``,
+    ``\\u003e`` and ``\\u0026`` keeps the JSON equal to the documents while no ``</script>``,
+    ``<!--`` or ``]]>`` can appear in the element; U+2028/9 are escaped for old parsers.
+    """
     text = json.dumps({"format": "migration-bench.report/1", "results": list(docs)},
                       ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=str)
-    return (text.replace("</", "<\\/").replace("<!--", "<\\!--")
-            .replace("\u2028", "\\u2028").replace("\u2029", "\\u2029"))
+    return text.translate(_SCRIPT_SAFE)
+
+
+_SCRIPT_SAFE = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026",
+                              "\u2028": "\\u2028", "\u2029": "\\u2029"})
 
 
 def _environment() -> jinja2.Environment:

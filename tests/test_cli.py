@@ -98,9 +98,17 @@ def test_console_script_end_to_end(tmp_path: Path) -> None:
     gen = subprocess.run([*cmd, "generate", "--records", "300", "--out", str(tmp_path / "d")],
                          capture_output=True, text=True, timeout=120, env=env)
     assert gen.returncode == 0, gen.stderr
-    run = subprocess.run([*cmd, "run", "--input", str(tmp_path / "d"), "--target",
-                          f"sqlite:{tmp_path / 'w' / 'mig.db'}", "--out", str(tmp_path / "r"),
-                          "--json"], capture_output=True, text=True, timeout=120, env=env)
+    argv = [*cmd, "run", "--input", str(tmp_path / "d"), "--target",
+            f"sqlite:{tmp_path / 'w' / 'mig.db'}", "--out", str(tmp_path / "r"), "--json"]
+    # A sqlite: file in a folder that does not exist: one line, and no folder made for it.
+    missing = subprocess.run(argv, capture_output=True, text=True, timeout=120, env=env)
+    assert missing.returncode == 1 and "Traceback" not in missing.stderr
+    assert missing.stderr.strip() == (f"error: sqlite:{tmp_path / 'w' / 'mig.db'}: the folder "
+                                      f"{tmp_path / 'w'} does not exist; create it first "
+                                      f"(mkdir -p {tmp_path / 'w'}) or choose another path")
+    assert not (tmp_path / "w").exists() and not (tmp_path / "r").exists()
+    (tmp_path / "w").mkdir()
+    run = subprocess.run(argv, capture_output=True, text=True, timeout=120, env=env)
     assert run.returncode == 0, run.stderr
     assert json.loads(run.stdout)["inserted"] == 300
     # pyperf reads our file format.

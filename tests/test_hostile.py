@@ -246,9 +246,13 @@ def test_empty_file(tmp_path: Path) -> None:
 
 
 def test_file_without_records(tmp_path: Path) -> None:
+    """Zero records is an error, not a fast, reconciled run (tests/test_status.py has more)."""
     result, doc = run(tmp_path, "none", '<?xml version="1.0"?>\n<orders><other/></orders>')
-    assert result.exit_code == 0, result.output
-    assert doc["records_read"] == 0 and doc["reconciliation"]["ok"] and not doc["errors"]
+    assert result.exit_code == 1, result.output
+    assert doc is None and result.output.strip() == (
+        f"error: no <order> elements in {tmp_path / 'none.xml'} (its root is <orders>): "
+        "check [record].element in the mapping")
+    assert not (tmp_path / "out-none").exists() and not (tmp_path / "none.db").exists()
 
 
 # ---- duplicate keys -----------------------------------------------------------------------------

@@ -294,3 +294,32 @@ def test_bench_report_command(tmp_path: Path) -> None:
     result = runner.invoke(app, ["report", str(bad), "-o", str(tmp_path / "x.html")])
     assert result.exit_code == 1
     assert "bad.json" in result.output
+
+
+#: Strings that end a <script> element, open or close comments and CDATA, or break naive JSON.
+HOSTILE_STRINGS = ["</script><script>alert(1)</script>", "</SCRIPT >", "<!--", "-->",
+                   "]]>", "<![CDATA[x]]>", "<\\!--", "a&amp;b&lt;c", '"dq" \'sq\' \\bs\\',
+                   "line\u2028sep\u2029para", "Ünïcödé 東京 😀 \u0000 \t\n"]
+
+
+def test_embedded_raw_data_is_valid_json_for_any_content() -> None:
+    from bench.results import load_result
+
+    doc = load_result(DATA / "v2_run.json")
+    folder = "/data/" + "".join(HOSTILE_STRINGS).replace("\u0000", "")
+    doc["config"]["inputs"] = [f"{folder}/orders.xml", *HOSTILE_STRINGS]
+    doc["environment"]["host"] = HOSTILE_STRINGS[0]
+    doc["environment"]["packages"] = {s: s for s in HOSTILE_STRINGS}
+    doc["runs"][0]["metrics"]["errors"] = list(HOSTILE_STRINGS)
+    doc["error"] = HOSTILE_STRINGS[2]
+    html = render_html(build_report([doc]))
+    head = '<script type="application/json" id="raw-results">'
+    assert html.count(head) == 1
+    raw = html.split(head, 1)[1].split("</script>", 1)[0]
+    # Nothing in the block can end it, open a comment or CDATA section, or be an entity.
+    assert not set(raw) & {"<", ">", "&", "\u2028", "\u2029"}
+    payload = json.loads(raw)  # valid JSON as embedded, not after unescaping
+    assert payload["results"] == [json.loads(json.dumps(doc))]
+    # An HTML parser finds the same text in the element.
+    (script,) = lxml.html.fromstring(html).xpath('//script[@id="raw-results"]')
+    assert json.loads(script.text) == payload

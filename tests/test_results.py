@@ -19,12 +19,49 @@ def test_a_version_1_file_from_the_first_release_is_upgraded(tmp_path: Path) -> 
     assert json.loads(src.read_text())["schema_version"] == 1
     shutil.copy(src, tmp_path / "result.json")
     doc = load_result(tmp_path)  # a run folder works as well as the file
-    assert doc["schema_version"] == SCHEMA_VERSION == 2
+    assert doc["schema_version"] == SCHEMA_VERSION == 3
+    assert doc["status"] == "complete" and doc["error"] is None
     (run,) = doc["runs"]
     assert run["config"]["queue_depth"] == 2  # a dimension v1 did not record
     assert run["config"]["insert_method"] == "executemany"  # what v1 did record is kept
     assert run["config"]["sample_interval"] is None and run["bottleneck"] is None
     assert run["metrics"]["records_read"] == 3
+    assert run["status"] == "complete" and run["error"] is None
+
+
+@pytest.mark.parametrize("name", ["v2_run", "v2_sweep"])
+def test_version_2_files_read_as_complete(name: str) -> None:
+    # Written by `bench run` and `bench sweep` of the release before result status existed.
+    src = FIXTURES / f"{name}.json"
+    before = json.loads(src.read_text())
+    assert before["schema_version"] == 2 and "status" not in before
+    doc = load_result(src)
+    assert doc["schema_version"] == SCHEMA_VERSION
+    assert (doc["status"], doc["error"]) == ("complete", None)
+    assert [r["status"] for r in doc["runs"]] == ["complete"] * len(before["runs"])
+    assert all(r["error"] is None for r in doc["runs"])
+    # Nothing else changes: the measurements are the ones the file holds.
+    assert [r["metrics"] for r in doc["runs"]] == [r["metrics"] for r in before["runs"]]
+
+
+def test_a_version_2_run_that_recorded_an_error_reads_as_failed() -> None:
+    # `bench run` on a malformed file exited 1 but wrote this like any other result.
+    src = FIXTURES / "v2_failed_run.json"
+    before = json.loads(src.read_text())
+    assert before["runs"][0]["metrics"]["errors"]
+    doc = load_result(src)
+    assert doc["status"] == doc["runs"][0]["status"] == "failed"
+    assert "malformed XML" in doc["error"] and doc["error"] == doc["runs"][0]["error"]
+
+
+def test_every_fixture_of_an_older_version_upgrades_to_statuses() -> None:
+    for src in sorted(FIXTURES.glob("*.json")):
+        doc = load_result(src) if json.loads(src.read_text()).get("schema") else None
+        if doc is None:
+            continue
+        assert doc["schema_version"] == SCHEMA_VERSION, src.name
+        assert doc["status"] in ("complete", "failed"), src.name
+        assert all(r["status"] in ("complete", "failed") for r in doc["runs"]), src.name
 
 
 def test_newer_and_foreign_files_are_refused_with_the_file_name(tmp_path: Path) -> None:

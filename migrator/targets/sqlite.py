@@ -201,14 +201,19 @@ class SQLiteTarget(Target):
             conn._pool = self._idle
         return conn
 
+    def check_folder(self) -> None:
+        """The database file's folder must exist: a mistyped path must not quietly become
+        a new folder tree holding a new, empty database."""
+        if self.path == ":memory:":
+            return
+        parent = Path(self.path).parent
+        if not parent.is_dir():
+            what = "is not a folder" if parent.exists() else "does not exist"
+            raise TargetError(f"sqlite:{self.path}: the folder {parent} {what}; create it "
+                              f"first (mkdir -p {parent}) or choose another path")
+
     def _open(self) -> SQLiteConnection:
-        if self.path != ":memory:":
-            parent = Path(self.path).parent
-            try:
-                parent.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise TargetError(f"sqlite:{self.path}: cannot create folder {parent}: {exc}") \
-                    from None
+        self.check_folder()
         return SQLiteConnection(self.path, self.pragmas, self.dialect)
 
     def info(self) -> TargetInfo:
