@@ -78,6 +78,35 @@ def _positive(name: str) -> Any:
     return check
 
 
+def _namespace_part(name: str, flag: str) -> Any:
+    """``--schema`` / ``--table-prefix``: checked like the library checks them (exit 2)."""
+    from migrator.targets.base import Namespace
+
+    def check(value: str | None) -> str | None:
+        if value:
+            try:
+                Namespace(**{name: value})
+            except ValueError as exc:
+                raise typer.BadParameter(str(exc).split(": ", 1)[1], param_hint=flag) \
+                    from None
+        return value
+    return check
+
+
+# Where a run's tables go; shared by every command that migrates into a target.
+SchemaOption = Annotated[str | None, typer.Option(
+    "--schema", callback=_namespace_part("schema", "--schema"),
+    help="PostgreSQL/SQL Server: the schema for the tables [default: migration_bench, "
+         "created if missing].")]
+TablePrefixOption = Annotated[str, typer.Option(
+    "--table-prefix", callback=_namespace_part("prefix", "--table-prefix"),
+    help="Put PREFIX before every table name the tool creates (its mb_* tables too), to "
+         "migrate beside same-named tables.")]
+ReplaceTablesOption = Annotated[bool, typer.Option(
+    "--replace-existing-tables",
+    help="Drop and replace tables with the run's names that migration-bench did not "
+         "create (refused by default).")]
+
 INSERT_METHODS = ("auto", "executemany", "fast", "values", "copy")
 MAX_WORKERS = max(64, 4 * (os.cpu_count() or 1))
 
@@ -176,13 +205,18 @@ def run(
         "--no-sample", help="Do not sample host and server during the run.")] = False,
     report: Annotated[bool, typer.Option(
         "--report", help="Also write report.html next to the result file.")] = False,
+    schema: SchemaOption = None,
+    table_prefix: TablePrefixOption = "",
+    replace_existing_tables: ReplaceTablesOption = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Migrate XML into a database once, measuring every stage."""
     request = RunRequest(inputs=inputs, target=target, mapping=mapping, batch_size=batch_size,
                          resume=resume, out=out, workers=workers, pipeline=pipeline,
                          queue_depth=queue_depth, pooling=pooling, insert_method=insert_method,
-                         sample_interval=None if no_sample else sample_interval)
+                         sample_interval=None if no_sample else sample_interval,
+                         schema=schema, table_prefix=table_prefix,
+                         replace_existing_tables=replace_existing_tables)
     progress = ui.progress_bar("migrating", None, unit="bytes", enabled=not as_json)
     stopped: RunFailed | RunInterrupted | None = None
     with user_errors(), progress as update:
@@ -252,7 +286,9 @@ def _print_run(s: dict[str, Any]) -> None:
     busy = sum(s["stages"].values()) or 1.0
     parts = [f"{k} {v:.2f} s ({100 * v / busy:.0f}%)" for k, v in s["stages"].items() if v]
     con.print("stages: " + " · ".join(parts), markup=False)
-    con.print("tables: " + " · ".join(f"{k} {v:,}" for k, v in s["tables"].items()),
+    where = f" (in {s['schema']}.{s.get('table_prefix', '')}*)" if s.get("schema") else \
+        f" (as {s['table_prefix']}*)" if s.get("table_prefix") else ""
+    con.print(f"tables{where}: " + " · ".join(f"{k} {v:,}" for k, v in s["tables"].items()),
               markup=False)
     if s.get("workers", 1) > 1 or s.get("pipeline", "off") != "off":
         busy_s = " · ".join(f"{k} {v:.2f} s" for k, v in s["stage_busy_s"].items())

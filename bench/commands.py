@@ -21,7 +21,14 @@ import typer
 
 from bench import console as ui
 from bench.baseline import DEFAULT_BATCH_SIZE, DEFAULT_ITERATIONS, finish_baseline
-from bench.cli import _positive, app, user_errors
+from bench.cli import (
+    ReplaceTablesOption,
+    SchemaOption,
+    TablePrefixOption,
+    _positive,
+    app,
+    user_errors,
+)
 from bench.compare import (
     DEFAULT_THRESHOLD,
     MARKER_LEGEND,
@@ -121,7 +128,9 @@ def _open_store(out: Path | None, resume: bool) -> tuple[RunStore, SweepPlan | N
 def _run(plan: SweepPlan, store: RunStore, mapping: Path | None, quiet: bool) -> None:
     """Run what is missing, with a progress bar; Ctrl-C says how to continue."""
     settings = RunSettings(inputs=plan.inputs, target=plan.target, mapping=mapping,
-                           work_dir=store.run_dir / "work")
+                           work_dir=store.run_dir / "work", schema=plan.schema,
+                           table_prefix=plan.table_prefix,
+                           replace_existing_tables=plan.replace_existing_tables)
     total = len(plan.configurations) * plan.repeat
     bar = ui.progress_bar(plan.kind, total, unit="runs", enabled=not quiet)
     interrupted = False
@@ -162,6 +171,12 @@ def _check_resume(plan: SweepPlan, kind: str, requested: dict[str, Any],
         plan = SweepPlan.from_dict({**plan.to_dict(), "repeat": repeat})
         store.write_plan(plan.to_dict())
     return plan
+
+
+def _tables_requested(schema: str | None, prefix: str, replace: bool) -> dict[str, Any]:
+    """Where-the-tables-go options given on ``--resume`` (None: not given)."""
+    return {"schema": schema, "table_prefix": prefix or None,
+            "replace_existing_tables": replace or None}
 
 
 def _refresh_dataset(plan: SweepPlan, quiet: bool) -> None:
@@ -264,6 +279,9 @@ def sweep(
     resume: Annotated[bool, typer.Option(
         "--resume", help="Continue an interrupted sweep (--out DIR, default: the latest "
                          "unfinished one under runs/).")] = False,
+    schema: SchemaOption = None,
+    table_prefix: TablePrefixOption = "",
+    replace_existing_tables: ReplaceTablesOption = False,
     out: Annotated[Path | None, typer.Option(
         "--out", "-o", help="Run folder (default: runs/<timestamp>/).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
@@ -279,7 +297,8 @@ def sweep(
                      "records": records,
                      "seed": seed, "target": target, "baseline": baseline,
                      "inputs": [os.path.abspath(p) for p in inputs] if inputs else None,
-                     "mapping": _abspath(mapping)}
+                     "mapping": _abspath(mapping),
+                     **_tables_requested(schema, table_prefix, replace_existing_tables)}
         plan = _check_resume(stored, "sweep", requested, store)
         _refresh_dataset(plan, as_json)
     else:
@@ -289,7 +308,9 @@ def sweep(
                          repeat=repeat or DEFAULT_REPEAT,
                          warmup=DEFAULT_WARMUP if warmup is None else warmup,
                          seed=random.SystemRandom().randrange(2**31) if seed is None else seed,
-                         inputs=[], target=target, mapping=_abspath(mapping), baseline=baseline)
+                         inputs=[], target=target, mapping=_abspath(mapping), baseline=baseline,
+                         schema=schema, table_prefix=table_prefix,
+                         replace_existing_tables=replace_existing_tables)
         if baseline is not None:
             try:
                 resolve_baseline(parse_baseline(baseline, list(dims)), plan.configurations)
@@ -386,6 +407,9 @@ def baseline(
         "--name", help="A name for this baseline, stored in the result.")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted baseline "
                                                           "(--out DIR).")] = False,
+    schema: SchemaOption = None,
+    table_prefix: TablePrefixOption = "",
+    replace_existing_tables: ReplaceTablesOption = False,
     out: Annotated[Path | None, typer.Option(
         "--out", "-o", help="Run folder (default: runs/<timestamp>/).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
@@ -408,7 +432,8 @@ def baseline(
         requested = {"dimensions": {**stored.dimensions, **explicit}, "repeat": iterations,
                      "warmup": warmup, "target": target, "name": name, "records": records,
                      "inputs": [os.path.abspath(p) for p in inputs] if inputs else None,
-                     "mapping": _abspath(mapping)}
+                     "mapping": _abspath(mapping),
+                     **_tables_requested(schema, table_prefix, replace_existing_tables)}
         plan = _check_resume(stored, "baseline", requested, store)
         _refresh_dataset(plan, as_json)
     else:
@@ -419,7 +444,8 @@ def baseline(
                          repeat=iterations or DEFAULT_ITERATIONS,
                          warmup=DEFAULT_WARMUP if warmup is None else warmup, seed=0,
                          inputs=run_inputs, target=target, mapping=_abspath(mapping),
-                         dataset=dataset, name=name)
+                         dataset=dataset, name=name, schema=schema, table_prefix=table_prefix,
+                         replace_existing_tables=replace_existing_tables)
         store.write_plan(plan.to_dict())
 
     _run(plan, store, Path(plan.mapping) if plan.mapping else None, as_json)

@@ -28,7 +28,14 @@ from typing import Annotated, Any
 import typer
 
 from bench import console as ui
-from bench.cli import _positive, app, user_errors
+from bench.cli import (
+    ReplaceTablesOption,
+    SchemaOption,
+    TablePrefixOption,
+    _positive,
+    app,
+    user_errors,
+)
 from bench.preflight import check_target_folder, ensure_writable_dir
 from bench.ranges import RangeError, parse_range
 from bench.results import build_result, new_run_dir, write_result
@@ -84,7 +91,8 @@ if job["target"] is None:  # a fresh default database file per run, as the sweep
         (work / f"mig.db{suffix}").unlink(missing_ok=True)
 fields = {f.name: f for f in dataclasses.fields(RunRequest)}
 kwargs = {"inputs": job["inputs"], "target": job["target"], "resume": False, "out": work,
-          "mapping": Path(job["mapping"]) if job["mapping"] else None}
+          "mapping": Path(job["mapping"]) if job["mapping"] else None,
+          **job.get("target_options", {})}
 for name, value in job["config"].items():
     kind = fields[name].type
     kind = kind if isinstance(kind, str) else getattr(kind, "__name__", "")
@@ -136,7 +144,8 @@ class RunnerMeasure:
             raise MeasureUnsupported(why)
         job = {"config": config, "inputs": list(self.settings.inputs),
                "target": self.settings.target, "work_dir": str(self.settings.work_dir),
-               "mapping": str(self.settings.mapping) if self.settings.mapping else None}
+               "mapping": str(self.settings.mapping) if self.settings.mapping else None,
+               "target_options": self.settings.target_options()}
         env = dict(os.environ)
         root = str(Path(__file__).resolve().parents[1])
         env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
@@ -354,6 +363,9 @@ def pooling(
     sample_interval: Annotated[float, typer.Option(
         "--sample-interval", min=0.01, help="Seconds between samples in the bottleneck "
                                             "test.")] = 0.5,
+    schema: SchemaOption = None,
+    table_prefix: TablePrefixOption = "",
+    replace_existing_tables: ReplaceTablesOption = False,
     out: Annotated[Path | None, typer.Option(
         "--out", "-o", help="Run folder (default: runs/<timestamp>/).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
@@ -385,7 +397,8 @@ def pooling(
         except datasets.DatasetError as exc:
             raise MigratorError(str(exc)) from None
         settings = RunSettings(inputs=[str(folder)], target=target, mapping=None,
-                               work_dir=work_dir)
+                               work_dir=work_dir, schema=schema, table_prefix=table_prefix,
+                               replace_existing_tables=replace_existing_tables)
         sampling = SamplerSetup(spec, str(work_dir / "mig.db") if spec.startswith("sqlite:")
                                 else None, sample_interval)
         measure = RunnerMeasure(settings, batch_size, sampling)

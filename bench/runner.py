@@ -37,6 +37,7 @@ from bench.results import (
 from bench.sampling import attribute_run, start_sampling
 from migrator import (
     EngineConfig,
+    Namespace,
     ParallelCoordinator,
     Reconciliation,
     RunStats,
@@ -68,6 +69,11 @@ class RunRequest:
     pooling: str = "off"
     insert_method: str = "auto"  # auto: the dialect's fastest correct method
     sample_interval: float | None = 0.5  # None: no sampling
+    # Where the tables go (None: the dialect's default schema) and whether same-named
+    # tables the tool did not create may be replaced (refused otherwise).
+    schema: str | None = None
+    table_prefix: str = ""
+    replace_existing_tables: bool = False
 
 
 @dataclass
@@ -110,6 +116,8 @@ class RunOutcome:
                             "rec_per_s": round(w.rec_per_s, 1)} for w in s.workers],
             "tables": dict(s.rows),
             "target": self.target_display,
+            "schema": self.extra.get("schema"),
+            "table_prefix": self.request.table_prefix,
             "reconciliation": _reconciliation(rec),
             "files_without_records": list(self.files_without_records),
             "errors": list(s.errors),
@@ -186,6 +194,7 @@ def _migrate(request: RunRequest, run_dir: Path, mapping: Mapping, units: list[W
              without_records: list[str], progress: Callable[..., None] | None) -> RunOutcome:
     target_spec = request.target or f"sqlite:{run_dir / 'mig.db'}"
     target = open_target(target_spec)
+    target.set_namespace(Namespace(request.schema, request.table_prefix))
     pooling = request.pooling == "on"
     if target.can_apply_pooling(pooling):
         apply_pooling(target, pooling)  # before the first connect of this process
@@ -209,7 +218,8 @@ def _migrate(request: RunRequest, run_dir: Path, mapping: Mapping, units: list[W
                                  t0=time.monotonic())
     stopped_by: BaseException | None = None
     try:
-        stats = coordinator.run(units, resume=request.resume)
+        stats = coordinator.run(units, resume=request.resume,
+                                replace_existing=request.replace_existing_tables)
     except (MigratorError, KeyboardInterrupt) as exc:
         if not coordinator.started or coordinator.partial is None:
             target.close()
@@ -222,6 +232,7 @@ def _migrate(request: RunRequest, run_dir: Path, mapping: Mapping, units: list[W
     except MigratorError as exc:  # the final count check could not be made
         status, error, rec, stopped_by = FAILED, str(exc), None, exc
     info = target.info()
+    tables_in = {"schema": target.dialect.schema, "table_prefix": request.table_prefix}
     run_doc = {
         "status": status,
         "error": error,
@@ -229,7 +240,7 @@ def _migrate(request: RunRequest, run_dir: Path, mapping: Mapping, units: list[W
                    "pipeline": request.pipeline, "queue_depth": request.queue_depth,
                    "pooling": request.pooling, "insert_method": config.insert_method
                    or target.dialect.default_insert_method, "resume": request.resume,
-                   "sample_interval": request.sample_interval},
+                   "sample_interval": request.sample_interval, **tables_in},
         "metrics": stats.to_dict(),
         "reconciliation": _reconciliation(rec),
         "files_without_records": without_records,
@@ -243,7 +254,8 @@ def _migrate(request: RunRequest, run_dir: Path, mapping: Mapping, units: list[W
                 "mapping": describe_mapping(mapping), "batch_size": request.batch_size,
                 "workers": request.workers, "pipeline": request.pipeline,
                 "queue_depth": request.queue_depth, "pooling": request.pooling,
-                "insert_method": request.insert_method, "resume": request.resume},
+                "insert_method": request.insert_method, "resume": request.resume,
+                **tables_in, "replace_existing_tables": request.replace_existing_tables},
         environment=environment.collect(info, _dataset_facts(units)),
         runs=[run_doc], status=status, error=error,
     )
@@ -254,7 +266,8 @@ def _migrate(request: RunRequest, run_dir: Path, mapping: Mapping, units: list[W
                                    {f"batch_size={request.batch_size}":
                                     [stats.elapsed_s / stats.records_read]})
     outcome = RunOutcome(request, run_dir, info.display, stats, rec, result_file, pyperf_file,
-                         {"bottleneck": run_doc["bottleneck"]}, status, error, without_records)
+                         {"bottleneck": run_doc["bottleneck"],
+                          "schema": tables_in["schema"]}, status, error, without_records)
     if isinstance(stopped_by, KeyboardInterrupt):
         raise RunInterrupted(outcome) from stopped_by
     if stopped_by is not None:

@@ -200,6 +200,9 @@ class SweepPlan:
     dataset: dict[str, Any] | None = None       # the cached default dataset, if used
     name: str | None = None                     # a named baseline
     configurations: list[Config] = field(default_factory=list)
+    schema: str | None = None                   # where the tables go (see RunRequest)
+    table_prefix: str = ""
+    replace_existing_tables: bool = False
 
     def __post_init__(self) -> None:
         if not self.configurations:
@@ -244,6 +247,15 @@ class RunSettings:
     target: str | None
     mapping: Path | None
     work_dir: Path  # scratch folder: the run's own result files, the default SQLite file
+    schema: str | None = None
+    table_prefix: str = ""
+    replace_existing_tables: bool = False
+
+
+    def target_options(self) -> dict[str, Any]:
+        """The :class:`RunRequest` fields that say where the tables go."""
+        return {"schema": self.schema, "table_prefix": self.table_prefix,
+                "replace_existing_tables": self.replace_existing_tables}
 
 
 def _request_fields() -> dict[str, dataclasses.Field[Any]]:
@@ -278,7 +290,7 @@ def build_request(config: Mapping[str, ConfigValue], settings: RunSettings) -> r
     fields = _request_fields()
     kwargs: dict[str, Any] = {"inputs": list(settings.inputs), "target": settings.target,
                               "mapping": settings.mapping, "resume": False,
-                              "out": settings.work_dir}
+                              "out": settings.work_dir, **settings.target_options()}
     for name, value in config.items():
         dim = DIMENSION_BY_NAME[name]
         kwargs[dim.field] = _coerce(value, fields[dim.field])

@@ -19,6 +19,7 @@ from migrator.engine import (
     MigrationEngine,
     Reconciliation,
     RunStats,
+    TableOwnershipError,
     WorkerStats,
     prepare_target,
     reconcile,
@@ -38,26 +39,28 @@ from migrator.pipeline import PipelineError
 from migrator.reader import WorkUnit, check_records, expand_inputs
 from migrator.rowmap import RecordMapper, RecordRejected
 from migrator.runstate import finished_at, mark_finished
-from migrator.targets import Target, open_target
+from migrator.targets import Namespace, Target, open_target
 
 
 def migrate(units: list[WorkUnit], target: Target, mapping: Mapping,
-            config: EngineConfig | None = None, *, resume: bool = False) -> RunStats:
+            config: EngineConfig | None = None, *, resume: bool = False,
+            replace_existing: bool = False) -> RunStats:
     """Prepare the target (fresh schema, or resume) and run one engine over ``units``.
 
     Input in which no file holds a record element is refused first (:class:`InputError`).
     """
     check_records(units, mapping.record_element)
-    checkpoints = prepare_target(target, mapping, units, resume=resume)
+    checkpoints = prepare_target(target, mapping, units, resume=resume,
+                                 replace_existing=replace_existing)
     return MigrationEngine(target, mapping, config).run(units, checkpoints)
 
 
 __all__ = [
     "PIPELINE_MODES", "STAGES", "BatchStat", "Checkpoint", "EngineConfig", "InputError",
     "MalformedXMLError", "Mapping", "MappingError", "MigrationEngine", "MigratorError",
-    "NothingToResume", "ParallelCoordinator", "PipelineError", "RangeUnit", "Reconciliation",
-    "RecordMapper", "RecordRejected", "ResumeError", "RunStats", "Target", "TargetError",
-    "WorkUnit", "WorkerFailed", "WorkerStats", "check_records", "default_mapping",
-    "expand_inputs", "finished_at", "load_mapping", "mark_finished", "migrate", "open_target",
-    "parse_mapping", "prepare_target", "reconcile",
+    "Namespace", "NothingToResume", "ParallelCoordinator", "PipelineError", "RangeUnit",
+    "Reconciliation", "RecordMapper", "RecordRejected", "ResumeError", "RunStats",
+    "TableOwnershipError", "Target", "TargetError", "WorkUnit", "WorkerFailed", "WorkerStats",
+    "check_records", "default_mapping", "expand_inputs", "finished_at", "load_mapping",
+    "mark_finished", "migrate", "open_target", "parse_mapping", "prepare_target", "reconcile",
 ]

@@ -50,7 +50,7 @@ from migrator.pipeline import (
 )
 from migrator.reader import WorkUnit
 from migrator.runstate import finished_at, mark_finished
-from migrator.targets.base import CHECKPOINT_TABLE, Target
+from migrator.targets.base import CHECKPOINT_TABLE, Namespace, Target, table_exists
 
 ProgressFn = Callable[[int, int], None]  # (records committed, input bytes consumed)
 WorkerInit = Callable[[int], None]  # called first in each worker with its number (1..N)
@@ -80,6 +80,7 @@ class WorkerTask:
     config: EngineConfig
     units: list[WorkUnit]
     checkpoints: dict[str, Checkpoint]
+    namespace: Namespace = field(default_factory=Namespace)  # where the tables are
 
 
 @dataclass
@@ -132,6 +133,7 @@ class ParallelCoordinator:
         self.started = False
         self.partial: RunStats | None = None
         self._prepare_s = 0.0
+        self._replace_existing = False
 
     # ---- planning --------------------------------------------------------------------
     def plan(self, files: Sequence[WorkUnit], *, resume: bool = False) -> list[WorkUnit]:
@@ -150,20 +152,22 @@ class ParallelCoordinator:
     def _saved_unit_ids(self) -> list[str] | None:
         conn = self.target.connect()
         try:
-            d = conn.dialect
-            if not conn.query(d.table_exists_sql(), (CHECKPOINT_TABLE,)):
+            if not table_exists(conn, CHECKPOINT_TABLE):
                 return None
-            return [str(r[0]) for r in conn.query(f"SELECT unit FROM {d.quote(CHECKPOINT_TABLE)}")]
+            return [str(r[0]) for r in conn.query(
+                f"SELECT unit FROM {conn.dialect.table_ref(CHECKPOINT_TABLE)}")]
         finally:
             conn.close()
 
     # ---- running ---------------------------------------------------------------------
-    def run(self, files: Sequence[WorkUnit], *, resume: bool = False) -> RunStats:
+    def run(self, files: Sequence[WorkUnit], *, resume: bool = False,
+            replace_existing: bool = False) -> RunStats:
         """Plan, prepare the target (fresh schema or resume) and migrate every unit.
 
-        With several workers, the workers start (spawn, imports) while the coordinator
-        plans. ``elapsed_s`` covers planning, starting the workers and migrating, not
-        preparing the schema.
+        ``replace_existing``: a fresh schema also replaces same-named tables the tool did
+        not create (refused otherwise). With several workers, the workers start (spawn,
+        imports) while the coordinator plans. ``elapsed_s`` covers planning, starting the
+        workers and migrating, not preparing the schema.
 
         A run that reads every unit to the end without an error records when it finished
         in the target (:mod:`migrator.runstate`); resuming such a target raises
@@ -176,6 +180,7 @@ class ParallelCoordinator:
             if when is not None:
                 raise NothingToResume(when)
         t0 = time.perf_counter()
+        self._replace_existing = replace_existing
         try:
             stats = self._run(files, resume)
         except BaseException:
@@ -208,7 +213,8 @@ class ParallelCoordinator:
                           ) -> tuple[list[WorkUnit], dict[str, Checkpoint], float]:
         units = self.plan(files, resume=resume)
         t = time.perf_counter()
-        checkpoints = prepare_target(self.target, self.mapping, units, resume=resume)
+        checkpoints = prepare_target(self.target, self.mapping, units, resume=resume,
+                                     replace_existing=self._replace_existing)
         self._prepare_s = time.perf_counter() - t
         self.started = True
         return units, checkpoints, self._prepare_s
@@ -259,7 +265,8 @@ class ParallelCoordinator:
                     continue
                 group = groups[wid - 1]
                 task = WorkerTask(wid, self.mapping, self.config, group,
-                                  {u.id: checkpoints[u.id] for u in group})
+                                  {u.id: checkpoints[u.id] for u in group},
+                                  self.target.namespace)
                 with contextlib.suppress(OSError):  # (dead already: supervising tells why)
                     conn.send(task)
                 workers.append(_Worker(task, proc, conn, pid=proc.pid or 0,
@@ -408,6 +415,7 @@ def worker_main(worker: int, spec: str, conn: Any, stop: Any, init: WorkerInit |
             return  # the coordinator gave up before handing out work
         if task is None:
             return
+        target.set_namespace(task.namespace)
         started = time.perf_counter()
 
         def on_batch(stats: RunStats, position: int) -> None:

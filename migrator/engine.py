@@ -18,9 +18,11 @@ checkpoints in one transaction. ``EngineConfig.pipeline`` chooses whether they t
 from __future__ import annotations
 
 import contextlib
+import datetime
 import gc
 import random
 import time
+import uuid
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
@@ -31,13 +33,19 @@ from migrator.partition import unit_bytes
 from migrator.reader import WorkUnit
 from migrator.rowmap import RecordMapper, RecordRejected, Rows
 from migrator.targets.base import (
+    BOOKKEEPING_TABLES,
     CHECKPOINT_FORMAT,
     CHECKPOINT_TABLE,
     QUARANTINE_TABLE,
+    REGISTRY_TABLE,
     RUN_TABLE,
     Connection,
+    Dialect,
     IntegrityViolation,
     Target,
+    ensure_schema,
+    error_detail,
+    existing_tables,
     unit_key,
 )
 
@@ -210,10 +218,27 @@ Progress = Callable[[RunStats, int], None]  # (stats so far, input bytes consume
 
 
 # ---- schema and checkpoints ---------------------------------------------------------------
+# The target belongs to the user. Every table the tool creates is first recorded in
+# REGISTRY_TABLE (physical name, the mapping's fingerprint, the run, when); a fresh run drops
+# only recorded tables and refuses, before it changes anything, to touch a table of the same
+# name that is not recorded. Where DDL is transactional (PostgreSQL, SQLite, SQL Server) the
+# whole fresh schema is built in one transaction; elsewhere (MariaDB) the run table goes
+# first and comes back last, with a "schema complete" row, so a half-built schema is
+# recognised by --resume, and a fresh run may drop it because the tool recorded it as its own.
+
+SCHEMA_STATE = "schema_state"  # RUN_TABLE key: "complete" once every table exists
+REGISTRY_COLUMNS = ("table_name", "mapping_fingerprint", "run_id", "created_at")
+
+
+class TableOwnershipError(TargetError):
+    """A table the run needs exists and the tool did not create it: nothing was changed."""
+
 
 def prepare_target(target: Target, mapping: Mapping, units: Sequence[WorkUnit], *,
-                   resume: bool) -> dict[str, Checkpoint]:
-    """Create a fresh schema (dropping the mapping's tables), or validate one to resume.
+                   resume: bool, replace_existing: bool = False,
+                   run_id: str | None = None) -> dict[str, Checkpoint]:
+    """Create a fresh schema (replacing the tables this tool created before), or validate
+    one to resume. ``replace_existing`` also drops same-named tables it did not create.
 
     Returns the checkpoint of every unit. Called once per run, before any worker starts.
     """
@@ -221,61 +246,208 @@ def prepare_target(target: Target, mapping: Mapping, units: Sequence[WorkUnit], 
     try:
         if resume:
             return _load_for_resume(conn, mapping, units)
-        _fresh_schema(conn, mapping, units)
+        _fresh_schema(conn, mapping, units, replace_existing=replace_existing,
+                      run_id=run_id or uuid.uuid4().hex[:16])
         return {u.id: Checkpoint(source_bytes=u.size) for u in units}
     finally:
         conn.close()
 
 
-def _exists(conn: Connection, table: str) -> bool:
-    return bool(conn.query(conn.dialect.table_exists_sql(), (table,)))
+@dataclass(frozen=True)
+class Survey:
+    """The namespace's tables as the database lists them, and which the tool created."""
+
+    existing: dict[str, str]  # case-folded physical name → name
+    owned: frozenset[str]  # case-folded physical names in the registry
+    registry: str  # "ours", "missing", or "foreign" (a table of that name, not ours)
+
+    def exists(self, d: Dialect, logical: str) -> bool:
+        return d.table_name(logical).casefold() in self.existing
+
+    def is_owned(self, d: Dialect, logical: str) -> bool:
+        return d.table_name(logical).casefold() in self.owned
 
 
-def _fresh_schema(conn: Connection, mapping: Mapping, units: Sequence[WorkUnit]) -> None:
+def survey(conn: Connection) -> Survey:
+    """Which tables exist in the namespace and which of them the tool recorded as its own."""
     d = conn.dialect
-    for name in [t.name for t in reversed(mapping.tables)] + [
-            QUARANTINE_TABLE, CHECKPOINT_TABLE, RUN_TABLE]:
-        conn.execute(d.drop_table_sql(name))
-    for table in mapping.tables:
-        for sql in d.create_table_sql(mapping, table):
-            conn.execute(sql)
-    for sql in d.bookkeeping_sql():
-        conn.execute(sql)
+    existing = existing_tables(conn)
+    if d.table_name(REGISTRY_TABLE).casefold() not in existing:
+        return Survey(existing, frozenset(), "missing")
+    try:
+        rows = conn.query(f"SELECT {', '.join(REGISTRY_COLUMNS)} "
+                          f"FROM {d.table_ref(REGISTRY_TABLE)}")
+    except TargetError:  # another shape: someone else's table of that name
+        with contextlib.suppress(Exception):
+            conn.rollback()
+        return Survey(existing, frozenset(), "foreign")
+    return Survey(existing, frozenset(str(r[0]).casefold() for r in rows), "ours")
+
+
+def _wanted(mapping: Mapping) -> list[str]:
+    return [t.name for t in mapping.tables] + list(BOOKKEEPING_TABLES)
+
+
+def _refusal(d: Dialect, foreign: Sequence[str]) -> str:
+    names = ", ".join(d.table_display(n) for n in foreign)
+    what = f"table {names}" if len(foreign) == 1 else f"tables {names}"
+    beside = "--table-prefix PREFIX or --schema NAME" if d.supports_schemas \
+        else "--table-prefix PREFIX"
+    return (f"the target already has {what}, which migration-bench did not create; nothing "
+            f"was changed: use {beside} to migrate beside it, or --replace-existing-tables "
+            f"to drop and replace it")
+
+
+def _fresh_schema(conn: Connection, mapping: Mapping, units: Sequence[WorkUnit], *,
+                  replace_existing: bool, run_id: str) -> None:
+    d = conn.dialect
+    for name in (*_wanted(mapping), REGISTRY_TABLE):
+        d.table_name(name)  # (a prefix that makes a name too long fails here, first)
+    ensure_schema(conn)
+    found = survey(conn)
+    foreign = [n for n in _wanted(mapping)
+               if found.exists(d, n) and not found.is_owned(d, n)]
+    if found.registry == "foreign":
+        foreign.insert(0, REGISTRY_TABLE)
+    if foreign and not replace_existing:
+        raise TableOwnershipError(_refusal(d, foreign))
+    conn.rollback()  # (ends the survey's reads)
     conn.begin()
-    conn.insert_rows(RUN_TABLE, ("k", "v"), [("mapping_fingerprint", mapping.fingerprint()),
+    try:
+        _build(conn, mapping, units, found, run_id)
+        conn.commit()
+    except BaseException:
+        with contextlib.suppress(Exception):
+            conn.rollback()
+        raise
+
+
+def _build(conn: Connection, mapping: Mapping, units: Sequence[WorkUnit], found: Survey,
+           run_id: str) -> None:
+    d = conn.dialect
+    # Without transactional DDL each registry change is committed before the DDL it
+    # announces, so a killed run leaves no table the registry does not call the tool's.
+    step = (lambda: None) if d.transactional_ddl else conn.commit
+    fingerprint = mapping.fingerprint()
+    if found.registry == "foreign":
+        _drop(conn, REGISTRY_TABLE, owned=False)
+    if found.registry != "ours":
+        conn.execute(d.registry_sql())
+        step()
+    # The run table goes first: without it the schema is never taken for a run to resume.
+    for name in (RUN_TABLE, QUARANTINE_TABLE, CHECKPOINT_TABLE,
+                 *(t.name for t in reversed(mapping.tables))):
+        if found.exists(d, name):
+            _drop(conn, name, owned=found.is_owned(d, name))
+            _unregister(conn, name)
+            step()
+    bookkeeping = dict(zip(BOOKKEEPING_TABLES, d.bookkeeping_sql(), strict=True))
+    creates = [(t.name, d.create_table_sql(mapping, t)) for t in mapping.tables]
+    creates += [(n, [bookkeeping[n]]) for n in (CHECKPOINT_TABLE, QUARANTINE_TABLE, RUN_TABLE)]
+    for name, statements in creates:
+        _register(conn, name, fingerprint, run_id)
+        step()
+        for sql in statements:
+            conn.execute(sql)
+    conn.insert_rows(RUN_TABLE, ("k", "v"), [("mapping_fingerprint", fingerprint),
                                             ("record_element", mapping.record_element),
-                                            ("checkpoint_format", CHECKPOINT_FORMAT)])
+                                            ("checkpoint_format", CHECKPOINT_FORMAT),
+                                            ("run_id", run_id),
+                                            ("created_at", _now()),
+                                            (SCHEMA_STATE, "complete")])
     conn.insert_rows(CHECKPOINT_TABLE,
                      ("unit_key", "unit", "records_done", "inserted", "quarantined",
                       "finished", "source_bytes"),
                      [(unit_key(u.id), u.id, 0, 0, 0, 0, u.size) for u in units])
-    conn.commit()
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+
+
+def _register(conn: Connection, name: str, fingerprint: str, run_id: str) -> None:
+    _unregister(conn, name)
+    conn.insert_rows(REGISTRY_TABLE, REGISTRY_COLUMNS,
+                     [(conn.dialect.table_name(name), fingerprint, run_id, _now())],
+                     "executemany")
+
+
+def _unregister(conn: Connection, name: str) -> None:
+    d = conn.dialect
+    conn.execute(f"DELETE FROM {d.table_ref(REGISTRY_TABLE)} WHERE table_name = "
+                 f"{d.placeholder}", (d.table_name(name),))
+
+
+def _drop(conn: Connection, name: str, *, owned: bool) -> None:
+    d = conn.dialect
+    try:
+        conn.execute(d.drop_table_sql(name))
+    except (TargetError, IntegrityViolation) as exc:  # (MariaDB: a foreign key is 23000)
+        why = ", which migration-bench created" if owned else " to replace it"
+        raise TargetError(
+            f"cannot drop {d.table_display(name)}{why}: {error_detail(exc)}; remove what "
+            f"depends on it (a foreign key, a view), or leave it and migrate beside it with "
+            f"--table-prefix PREFIX" + (" or --schema NAME" if d.supports_schemas else "")
+        ) from exc
+
+
+def _run_meta(conn: Connection, found: Survey) -> dict[str, str]:
+    """The run table's rows ({} when it is missing or not the tool's shape)."""
+    d = conn.dialect
+    if not found.exists(d, RUN_TABLE):
+        return {}
+    try:
+        rows = conn.query(f"SELECT k, v FROM {d.table_ref(RUN_TABLE)}")
+    except TargetError:
+        with contextlib.suppress(Exception):
+            conn.rollback()
+        return {}
+    return {str(k): str(v) for k, v in rows}
+
+
+def _half_built(d: Dialect, mapping: Mapping, found: Survey) -> ResumeError:
+    wanted = _wanted(mapping)
+    built = [n for n in wanted if found.exists(d, n) and found.is_owned(d, n)]
+    return ResumeError(
+        f"cannot resume: the previous run was stopped while it was preparing its tables "
+        f"({len(built)} of {len(wanted)} in place), before any record was migrated; run "
+        f"again without --resume: it replaces the half-built tables, which migration-bench "
+        f"created")
 
 
 def _load_for_resume(conn: Connection, mapping: Mapping,
                      units: Sequence[WorkUnit]) -> dict[str, Checkpoint]:
     d = conn.dialect
-    if not _exists(conn, RUN_TABLE) or not _exists(conn, CHECKPOINT_TABLE):
+    found = survey(conn)
+    meta = _run_meta(conn, found)
+    if not meta:
+        if found.owned & set(found.existing):  # (names the registry lists, still there)
+            raise _half_built(d, mapping, found)
         raise ResumeError("nothing to resume: the target holds no interrupted run; "
                           "run again without --resume")
-    meta: dict[Any, Any] = dict(conn.query(f"SELECT k, v FROM {d.quote(RUN_TABLE)}"))
     if meta.get("checkpoint_format") != CHECKPOINT_FORMAT:
         raise ResumeError("cannot resume: the interrupted run was written by an older "
                           "migration-bench, whose checkpoints this one cannot continue; "
                           "start again without --resume")
+    if meta.get(SCHEMA_STATE) != "complete":
+        raise _half_built(d, mapping, found)
     if meta.get("mapping_fingerprint") != mapping.fingerprint():
         raise ResumeError("cannot resume: the mapping changed since the interrupted run; "
                           "use the same --mapping or start again without --resume")
+    missing = [n for n in _wanted(mapping) if not found.exists(d, n)]
+    if missing:
+        raise ResumeError(f"cannot resume: table {d.table_display(missing[0])} of the "
+                          f"interrupted run is gone; start again without --resume")
     rows = conn.query(
         f"SELECT unit, records_done, inserted, quarantined, finished, source_bytes "
-        f"FROM {d.quote(CHECKPOINT_TABLE)}")
+        f"FROM {d.table_ref(CHECKPOINT_TABLE)}")
     saved = {str(r[0]): Checkpoint(int(r[1]), int(r[2]), int(r[3]), bool(r[4]), int(r[5]))
              for r in rows}
     wanted = {u.id: u for u in units}
     if set(saved) != set(wanted):
-        missing = sorted(set(saved) - set(wanted))
+        missing_units = sorted(set(saved) - set(wanted))
         extra = sorted(set(wanted) - set(saved))
-        what = f"{missing[0]} is no longer in --input" if missing else \
+        what = f"{missing_units[0]} is no longer in --input" if missing_units else \
             f"{extra[0]} was not part of the interrupted run"
         raise ResumeError(f"cannot resume: the input changed ({what}); pass the same --input")
     for uid, cp in saved.items():
@@ -305,13 +477,13 @@ def reconcile(target: Target, mapping: Mapping) -> Reconciliation:
     """Independent check after a run: checkpoint totals against ``COUNT(*)`` of the tables."""
     conn = target.connect()
     try:
-        q = conn.dialect.quote
+        ref = conn.dialect.table_ref
         (done, ins, qua), = conn.query(
             f"SELECT COALESCE(SUM(records_done),0), COALESCE(SUM(inserted),0), "
-            f"COALESCE(SUM(quarantined),0) FROM {q(CHECKPOINT_TABLE)}")
-        rows = {t.name: int(conn.query(f"SELECT COUNT(*) FROM {q(t.name)}")[0][0])
+            f"COALESCE(SUM(quarantined),0) FROM {ref(CHECKPOINT_TABLE)}")
+        rows = {t.name: int(conn.query(f"SELECT COUNT(*) FROM {ref(t.name)}")[0][0])
                 for t in mapping.tables}
-        qrows = int(conn.query(f"SELECT COUNT(*) FROM {q(QUARANTINE_TABLE)}")[0][0])
+        qrows = int(conn.query(f"SELECT COUNT(*) FROM {ref(QUARANTINE_TABLE)}")[0][0])
     finally:
         conn.close()
     done, ins, qua = int(done), int(ins), int(qua)
@@ -642,7 +814,7 @@ class BatchWriter:
         conn = self.target.connect()
         try:
             d = conn.dialect
-            sql = (f"SELECT records_done, finished FROM {d.quote(CHECKPOINT_TABLE)} "
+            sql = (f"SELECT records_done, finished FROM {d.table_ref(CHECKPOINT_TABLE)} "
                    f"WHERE unit_key = {d.placeholder}")
             for unit_id, (done, _, _, finished) in batch.progress.items():
                 row = conn.query(sql, (unit_key(unit_id),))
@@ -701,7 +873,7 @@ class BatchWriter:
                 conn.rollback_to("mb_record")
                 text = str(exc)
                 code = "duplicate_key" if _is_duplicate(text) else "constraint_violation"
-                batch.rejects.append((unit_id, path, line, key, code, text[:1000]))
+                batch.rejects.append((unit_id, path, line, key, code, text))
                 prog = batch.progress[unit_id]
                 prog[1] -= 1
                 prog[2] += 1
@@ -716,7 +888,7 @@ class BatchWriter:
     def _save_checkpoints(self, conn: Connection, batch: MappedBatch) -> None:
         d = conn.dialect
         p = d.placeholder
-        sql = (f"UPDATE {d.quote(CHECKPOINT_TABLE)} SET records_done = {p}, "
+        sql = (f"UPDATE {d.table_ref(CHECKPOINT_TABLE)} SET records_done = {p}, "
                f"inserted = inserted + {p}, quarantined = quarantined + {p}, finished = {p} "
                f"WHERE unit_key = {p}")
         for unit_id, (done, d_ins, d_quar, finished) in batch.progress.items():

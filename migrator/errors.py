@@ -17,7 +17,12 @@ class MappingError(MigratorError):
 
 
 class TargetError(MigratorError):
-    """The target cannot be parsed, reached or used."""
+    """The target cannot be parsed, reached or used; ``detail`` is the database's own
+    message, when there is one."""
+
+    def __init__(self, message: str = "", detail: str = "") -> None:
+        super().__init__(message)
+        self.detail = detail
 
 
 class InputError(MigratorError):

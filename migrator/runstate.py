@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from migrator.targets.base import RUN_TABLE, Target
+from migrator.targets.base import RUN_TABLE, Target, table_exists
 
 FINISHED_KEY = "finished_at"
 
@@ -23,7 +23,7 @@ def mark_finished(target: Target, when: dt.datetime | None = None) -> str:
         d = conn.dialect
         conn.begin()
         try:
-            conn.execute(f"DELETE FROM {d.quote(RUN_TABLE)} WHERE k = {d.placeholder}",
+            conn.execute(f"DELETE FROM {d.table_ref(RUN_TABLE)} WHERE k = {d.placeholder}",
                          (FINISHED_KEY,))
             conn.insert_rows(RUN_TABLE, ("k", "v"), [(FINISHED_KEY, stamp)])
             conn.commit()
@@ -40,9 +40,9 @@ def finished_at(target: Target) -> str | None:
     conn = target.connect()
     try:
         d = conn.dialect
-        if not conn.query(d.table_exists_sql(), (RUN_TABLE,)):
+        if not table_exists(conn, RUN_TABLE):
             return None
-        rows = conn.query(f"SELECT v FROM {d.quote(RUN_TABLE)} WHERE k = {d.placeholder}",
+        rows = conn.query(f"SELECT v FROM {d.table_ref(RUN_TABLE)} WHERE k = {d.placeholder}",
                           (FINISHED_KEY,))
     finally:
         conn.close()

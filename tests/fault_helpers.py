@@ -11,7 +11,8 @@ Fault points in real processes: :func:`fault_env` returns an environment whose
 Python process of the run — the CLI, its spawned workers and the pipeline's read/map
 process alike (spawned children inherit the environment). In the process named by
 ``MB_FAULT_PROC`` it counts events (``insert`` before ``insert_rows``, ``commit`` before a
-COMMIT, ``committed`` after one, ``batch`` when the reader cuts a batch) and at the
+COMMIT, ``committed`` after one, ``batch`` when the reader cuts a batch, ``ddl`` after a
+CREATE or DROP statement) and at the
 ``MB_FAULT_AT``-th one either SIGKILLs itself (``kill``) or writes a flag file and waits
 for the test to say go (``pause``, to stop a database server at a known point).
 
@@ -41,7 +42,7 @@ from typing import Any
 from lxml import etree
 
 import datasets
-from migrator import default_mapping, open_target, reconcile
+from migrator import Namespace, Target, default_mapping, open_target, reconcile
 from migrator.mapping import Mapping
 from migrator.rowmap import naive_map
 
@@ -102,6 +103,18 @@ _HOOK = textwrap.dedent('''
         setattr(cls, name, patched)
 
 
+    def _wrap_ddl(cls):
+        real = cls.execute
+
+        def patched(self, sql, *args, **kwargs):
+            out = real(self, sql, *args, **kwargs)
+            if sql.lstrip().upper().startswith(("CREATE", "DROP")):
+                _hit("ddl")
+            return out
+
+        cls.execute = patched
+
+
     def install():
         from migrator.engine import BatchProducer
         from migrator.targets.odbc import OdbcConnection
@@ -110,6 +123,7 @@ _HOOK = textwrap.dedent('''
         for cls in (SQLiteConnection, OdbcConnection):
             _wrap(cls, "insert_rows", "insert")
             _wrap(cls, "commit", "commit", "committed")
+            _wrap_ddl(cls)
         _wrap(BatchProducer, "_take", "batch")
 ''')
 
@@ -208,38 +222,50 @@ def make_source(folder: Path, records: int, *, files: int = 3, seed: int = 7,
     return Source(folder, manifest, exp)
 
 
-def db_rows(spec: str, mapping: Mapping) -> dict[str, Counter[tuple[Any, ...]]]:
-    conn = open_target(spec).connect()
+def target_in(spec: str, namespace: Namespace | None = None) -> Target:
+    """``open_target(spec)``, its tables in ``namespace`` (schema, prefix) when given."""
+    target = open_target(spec)
+    if namespace is not None:
+        target.set_namespace(namespace)
+    return target
+
+
+def db_rows(spec: str, mapping: Mapping, namespace: Namespace | None = None
+            ) -> dict[str, Counter[tuple[Any, ...]]]:
+    conn = target_in(spec, namespace).connect()
     try:
         q = conn.dialect.quote
+        ref = conn.dialect.table_ref
         out = {}
         for t in mapping.tables:
             cols = ", ".join(q(c) for c in t.primary_key)
             out[t.name] = Counter(tuple(int(v) if isinstance(v, int | float) else v
                                         for v in r)
-                                  for r in conn.query(f"SELECT {cols} FROM {q(t.name)}"))
+                                  for r in conn.query(f"SELECT {cols} FROM {ref(t.name)}"))
         return out
     finally:
         conn.close()
 
 
-def db_quarantine(spec: str) -> Counter[tuple[str, int, str, str]]:
-    conn = open_target(spec).connect()
+def db_quarantine(spec: str, namespace: Namespace | None = None
+                  ) -> Counter[tuple[str, int, str, str]]:
+    conn = target_in(spec, namespace).connect()
     try:
-        rows = conn.query("SELECT file, line, record_key, reason_code FROM mb_quarantine")
+        rows = conn.query("SELECT file, line, record_key, reason_code FROM "
+                          + conn.dialect.table_ref("mb_quarantine"))
     finally:
         conn.close()
     return Counter((Path(str(f)).name, int(line), str(k), str(c)) for f, line, k, c in rows)
 
 
-def check_exactly_once(spec: str, src: Source) -> None:
+def check_exactly_once(spec: str, src: Source, namespace: Namespace | None = None) -> None:
     """Every valid record inserted once (row sets equal the independent mapping), every
     invalid one quarantined once with its reason, and the checkpoints say the same."""
     mapping = default_mapping()
-    rec = reconcile(open_target(spec), mapping)
+    rec = reconcile(target_in(spec, namespace), mapping)
     assert rec.ok, rec.problems
     assert rec.records_read == src.records
-    got = db_rows(spec, mapping)
+    got = db_rows(spec, mapping, namespace)
     for table, want in src.expected.items():
         have = got[table]
         dup = [k for k, n in have.items() if n > 1]
@@ -250,7 +276,7 @@ def check_exactly_once(spec: str, src: Source) -> None:
             f"{table}: {sum(missing.values())} rows missing (e.g. {list(missing)[:3]}), "
             f"{sum(extra.values())} unexpected (e.g. {list(extra)[:3]})")
     want_q = Counter((i.file, i.line, i.key, i.kind) for i in src.manifest.invalid)
-    assert db_quarantine(spec) == want_q
+    assert db_quarantine(spec, namespace) == want_q
 
 
 def committed_records(spec: str) -> int:
@@ -260,8 +286,8 @@ def committed_records(spec: str) -> int:
     except Exception:
         return 0
     try:
-        return int(conn.query("SELECT COALESCE(SUM(records_done), 0) FROM mb_checkpoint")
-                   [0][0])
+        return int(conn.query("SELECT COALESCE(SUM(records_done), 0) FROM "
+                              + conn.dialect.table_ref("mb_checkpoint"))[0][0])
     except Exception:
         return 0
     finally:

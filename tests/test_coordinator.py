@@ -362,8 +362,9 @@ def pg_keys(target_spec: str) -> dict[str, int]:
     target = open_target(target_spec)
     conn = target.connect()
     try:
+        ref = conn.dialect.table_ref
         return {t.name: int(conn.query(f'SELECT COUNT(DISTINCT "{t.key_column}") '
-                                       f'FROM "{t.name}"')[0][0])
+                                       f'FROM {ref(t.name)}')[0][0])
                 for t in default_mapping().tables}
     finally:
         conn.close()

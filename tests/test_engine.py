@@ -166,7 +166,7 @@ def test_interrupt_rolls_back_the_batch_in_flight(orders: Dataset, tmp_path: Pat
     real = SQLiteConnection.insert_rows
 
     def insert_rows(self, table, columns, rows, method=None):  # type: ignore[no-untyped-def]
-        calls["n"] += 1
+        calls["n"] += not table.startswith("mb_")  # (the 10th insert of records)
         if calls["n"] == 10:
             raise KeyboardInterrupt
         return real(self, table, columns, rows, method)

@@ -358,8 +358,9 @@ def _hostile_rows(spec: str, tmp_path: Path) -> tuple[list[Any], list[Any]]:
         q = conn.dialect.quote
         t0, t1 = mapping.tables
         cols0 = ", ".join(q(c) for c in t0.column_names)
-        rows0 = conn.query(f"SELECT {cols0} FROM {q(t0.name)} ORDER BY {q(t0.key_column)}")
-        rows1 = conn.query(f"SELECT {q('order')}, {q('group')}, {q('user')} FROM {q(t1.name)} "
+        ref = conn.dialect.table_ref
+        rows0 = conn.query(f"SELECT {cols0} FROM {ref(t0.name)} ORDER BY {q(t0.key_column)}")
+        rows1 = conn.query(f"SELECT {q('order')}, {q('group')}, {q('user')} FROM {ref(t1.name)} "
                            f"ORDER BY 1, 2")
     finally:
         conn.close()

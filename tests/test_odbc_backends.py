@@ -24,6 +24,9 @@ from migrator.targets.base import (
     RUN_TABLE,
     UNIT_ID_CHARS,
     IntegrityViolation,
+    Namespace,
+    ensure_schema,
+    table_exists,
     unit_key,
 )
 from migrator.targets.odbc import OdbcConnection, OdbcError, OdbcTarget
@@ -61,10 +64,17 @@ def conn_string(backend: str, request: pytest.FixtureRequest) -> str:
     return os.environ["BENCH_MSSQL"].removeprefix("odbc:")
 
 
+# The tables these tests create and drop themselves carry a prefix of their own: the
+# servers are shared with the `bench run` tests, which refuse tables they did not create.
+TEST_NAMESPACE = Namespace(prefix="backend_")
+
+
 @pytest.fixture
 def conn(conn_string: str) -> Iterator[OdbcConnection]:
     target = OdbcTarget(conn_string)
+    target.set_namespace(TEST_NAMESPACE)
     c = target.connect()
+    ensure_schema(c)
     yield c
     c.rollback()
     c.close()
@@ -84,7 +94,7 @@ def read_table(c: OdbcConnection, mapping: Mapping, name: str) -> list[tuple[Any
     t = mapping.table(name)
     q = c.dialect.quote
     cols = ", ".join(q(n) for n in t.column_names)
-    rows = c.query(f"SELECT {cols} FROM {q(name)}")
+    rows = c.query(f"SELECT {cols} FROM {c.dialect.table_ref(name)}")
     return canonical_rows(rows, column_types(mapping, t))
 
 
@@ -141,9 +151,10 @@ def test_bookkeeping_tables_are_created(conn: OdbcConnection) -> None:
         conn.execute(sql)
     conn.commit()
     for name in (RUN_TABLE, CHECKPOINT_TABLE, QUARANTINE_TABLE):
-        assert conn.query(d.table_exists_sql(), [name]), name
-    assert not conn.query(d.table_exists_sql(), ["no_such_table"])
+        assert table_exists(conn, name), name
+    assert not table_exists(conn, "no_such_table")
     q = d.quote
+    ref = d.table_ref
     # Unit ids are paths (+ a byte range): deep folders make them longer than any server's
     # index-key limit (SQL Server 450 characters, InnoDB 768), so the key is a digest.
     folder = "data/ørders-😀/" + "d" * 3800
@@ -151,19 +162,22 @@ def test_bookkeeping_tables_are_created(conn: OdbcConnection) -> None:
     assert all(len(u.encode("utf-16-le")) // 2 <= UNIT_ID_CHARS for u in units)
     conn.insert_rows(QUARANTINE_TABLE, ["unit", "file", "line", "record_key", "reason_code",
                                         "reason"],
-                     [(units[0], units[0].split("#")[0], 7, None, "too_long", "x" * 4000)],
+                     [(units[0], units[0].split("#")[0], 7, None, "too_long", "x" * 4000),
+                      (units[1], "b.xml", 8, "k" * 5000, "duplicate_key", "y" * 20_000)],
                      None)
     for i, unit in enumerate(units):
-        conn.execute(f"INSERT INTO {q(CHECKPOINT_TABLE)} (unit_key, unit, records_done, "
+        conn.execute(f"INSERT INTO {ref(CHECKPOINT_TABLE)} (unit_key, unit, records_done, "
                      f"inserted, quarantined, finished, source_bytes) "
                      f"VALUES (?, ?, ?, ?, ?, ?, ?)",
                      [unit_key(unit), unit, 1000, 3500 + i, 2, 1, 123])
     conn.commit()
-    got = conn.query(f"SELECT {q('unit')}, {q('inserted')} FROM {q(CHECKPOINT_TABLE)} "
+    got = conn.query(f"SELECT {q('unit')}, {q('inserted')} FROM {ref(CHECKPOINT_TABLE)} "
                      f"WHERE unit_key = ?", [unit_key(units[1])])
     assert got == [(units[1], 3501)]
-    assert conn.query(f"SELECT {q('file')} FROM {q(QUARANTINE_TABLE)}") == \
-        [(units[0].split("#")[0],)]
+    # Keys and reasons of any length are kept whole (text columns, not VARCHAR(n)).
+    assert sorted(conn.query(f"SELECT {q('file')}, record_key, reason "
+                             f"FROM {ref(QUARANTINE_TABLE)}"), key=lambda r: str(r[0])) == \
+        [("b.xml", "k" * 5000, "y" * 20_000), (units[0].split("#")[0], None, "x" * 4000)]
 
 
 def test_rollback_discards_the_batch(conn: OdbcConnection) -> None:
@@ -256,7 +270,7 @@ def test_values_chunks_a_wide_table_under_the_parameter_cap(
     conn.target.values_rows = 10_000  # ask for more than the cap allows
     conn.insert_rows(t.name, t.column_names, rows, "values")
     conn.commit()
-    got = conn.query(f"SELECT * FROM {d.quote(t.name)} ORDER BY 1")
+    got = conn.query(f"SELECT * FROM {d.table_ref(t.name)} ORDER BY 1")
     assert [tuple(r) for r in got] == rows
 
 

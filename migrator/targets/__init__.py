@@ -11,6 +11,7 @@ from migrator.targets.base import (
     Dialect,
     InsertMethod,
     IntegrityViolation,
+    Namespace,
     Target,
     TargetInfo,
 )
@@ -48,5 +49,5 @@ def open_target(spec: str | None) -> Target:
     return target
 
 
-__all__ = ["Connection", "Dialect", "InsertMethod", "IntegrityViolation", "Target",
+__all__ = ["Connection", "Dialect", "InsertMethod", "IntegrityViolation", "Namespace", "Target",
            "TargetInfo", "open_target", "register_scheme", "schemes"]

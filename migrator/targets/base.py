@@ -8,7 +8,9 @@ methods and parameter caps. The engine talks only to :class:`Target` and
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping as AnyMapping, Sequence
 from dataclasses import dataclass, field
@@ -22,10 +24,48 @@ Row = tuple[Any, ...]
 CHECKPOINT_TABLE = "mb_checkpoint"
 QUARANTINE_TABLE = "mb_quarantine"
 RUN_TABLE = "mb_run"
+# The tables the tool created in this namespace: only those are ever dropped or emptied.
+REGISTRY_TABLE = "mb_tables"
+BOOKKEEPING_TABLES = (RUN_TABLE, CHECKPOINT_TABLE, QUARANTINE_TABLE)
 # Format of the bookkeeping tables, stored in RUN_TABLE: --resume refuses another one.
 # 2: checkpoints are keyed by unit_key, a digest of the unit id (format 1 keyed the id).
-CHECKPOINT_FORMAT = "2"
+# 3: the tables are registered in REGISTRY_TABLE, quarantine keys and reasons are text.
+CHECKPOINT_FORMAT = "3"
 UNIT_ID_CHARS = 4000  # a path up to Linux's PATH_MAX, plus a byte range
+# Server dialects with schemas put the tool's tables in their own schema unless told
+# otherwise: a user's `orders` in the default schema can then never be in the way.
+DEFAULT_SCHEMA = "migration_bench"
+PREFIX_MAX_CHARS = 30
+_PREFIX_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_SCHEMA_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+@dataclass(frozen=True)
+class Namespace:
+    """Where the tool's tables live in a target: a schema (None: the dialect's default)
+    and a prefix put before every table name, the bookkeeping tables' included.
+
+    Picklable: it travels to worker processes with their task.
+    """
+
+    schema: str | None = None
+    prefix: str = ""
+
+    def __post_init__(self) -> None:
+        if self.prefix and (len(self.prefix) > PREFIX_MAX_CHARS
+                            or not _PREFIX_RE.fullmatch(self.prefix)):
+            raise ValueError(f"--table-prefix {self.prefix!r}: use letters, digits and _, "
+                             f"not starting with a digit, at most {PREFIX_MAX_CHARS} "
+                             f"characters, e.g. mb1_")
+        if self.schema is not None and (len(self.schema) > 63
+                                        or not _SCHEMA_RE.fullmatch(self.schema)):
+            raise ValueError(f"--schema {self.schema!r}: use letters, digits and _, "
+                             f"not starting with a digit, at most 63 characters, e.g. "
+                             f"{DEFAULT_SCHEMA}")
+
+    def physical(self, logical: str) -> str:
+        """The name a logical table (``orders``, ``mb_checkpoint``) has in the database."""
+        return self.prefix + logical
 
 
 def unit_key(unit_id: str) -> str:
@@ -54,6 +94,17 @@ class Dialect:
     placeholder: ClassVar[str] = "?"
     max_params: ClassVar[int] = 2100
     default_insert_method: ClassVar[str] = "executemany"
+    # Schemas: whether ``--schema`` applies, and where the tables go without it.
+    supports_schemas: ClassVar[bool] = False
+    default_schema: ClassVar[str | None] = None
+    max_identifier_bytes: ClassVar[int] = 128
+    # CREATE/DROP TABLE roll back with the transaction (PostgreSQL, SQLite, SQL Server):
+    # a fresh schema is then built in one transaction, all or nothing.
+    transactional_ddl: ClassVar[bool] = False
+    # Where to keep the tool's tables apart instead, where --schema does not apply.
+    no_schema_hint: ClassVar[str] = ""
+    # Where this target's tables are; the target sets it (Target.set_namespace).
+    namespace: Namespace = Namespace()
 
     # ---- identifiers and types -------------------------------------------------------
     def quote(self, ident: str) -> str:
@@ -62,6 +113,58 @@ class Dialect:
             raise TargetError(f"identifier {ident!r} contains NUL")
         return '"' + ident.replace('"', '""') + '"'
 
+    # ---- table names -----------------------------------------------------------------
+    @property
+    def schema(self) -> str | None:
+        """The schema the tool's tables are in (None: the connection's default)."""
+        schema = self.namespace.schema
+        if schema is None:
+            return self.default_schema
+        if not self.supports_schemas:
+            raise TargetError(f"--schema {schema}: {self.name} has no schemas; keep the "
+                              f"tables apart with --table-prefix PREFIX"
+                              f"{self.no_schema_hint} instead")
+        return schema
+
+    def table_name(self, logical: str) -> str:
+        """The physical name of a logical table: the namespace's prefix + the name."""
+        name = self.namespace.physical(logical)
+        if len(name.encode("utf-8")) > self.max_identifier_bytes:
+            raise TargetError(f"--table-prefix {self.namespace.prefix}: table name {name!r} "
+                              f"is longer than {self.name} allows "
+                              f"({self.max_identifier_bytes} bytes); use a shorter prefix")
+        return name
+
+    def table_ref(self, logical: str) -> str:
+        """The qualified, quoted name of a logical table, as every statement names it."""
+        name = self.quote(self.table_name(logical))
+        schema = self.schema
+        return f"{self.quote(schema)}.{name}" if schema else name
+
+    def table_display(self, logical: str) -> str:
+        """``schema.name`` for messages (unquoted)."""
+        schema = self.schema
+        name = self.table_name(logical)
+        return f"{schema}.{name}" if schema else name
+
+    def list_tables_sql(self) -> tuple[str, tuple[Any, ...]]:
+        """A query listing the name of every table and view in the namespace's schema."""
+        schema = self.schema
+        if schema is None:
+            return ("SELECT table_name FROM information_schema.tables "
+                    "WHERE table_schema = current_schema()", ())
+        return ("SELECT table_name FROM information_schema.tables WHERE table_schema = "
+                + self.placeholder, (schema,))
+
+    def schema_exists_sql(self) -> str:
+        """A query with one parameter (a schema name) returning a row if it exists."""
+        return ("SELECT 1 FROM information_schema.schemata WHERE schema_name = "
+                + self.placeholder)
+
+    def create_schema_sql(self, schema: str) -> str:
+        return f"CREATE SCHEMA {self.quote(schema)}"
+
+    # ---- types -------------------------------------------------------------------------
     def column_sql_type(self, ctype: ColumnType) -> str:
         kind = ctype.kind
         if kind == "int":
@@ -98,38 +201,47 @@ class Dialect:
             cols.append(f"{q(c.name)} {self.column_sql_type(c.type)}{null}")
         pk = ", ".join(q(n) for n in table.primary_key)
         cols.append(f"PRIMARY KEY ({pk})")
-        return [f"CREATE TABLE {q(table.name)} (\n  " + ",\n  ".join(cols) + "\n)"]
+        return [f"CREATE TABLE {self.table_ref(table.name)} (\n  " + ",\n  ".join(cols)
+                + "\n)"]
 
     def drop_table_sql(self, name: str) -> str:
-        return f"DROP TABLE IF EXISTS {self.quote(name)}"
+        """Drop a logical table of this namespace (callers check that the tool owns it)."""
+        return f"DROP TABLE IF EXISTS {self.table_ref(name)}"
 
     def bookkeeping_sql(self) -> list[str]:
-        """The checkpoint, quarantine and run tables the engine keeps in the target."""
-        q = self.quote
+        """The checkpoint, quarantine and run tables the engine keeps in the target, in
+        :data:`BOOKKEEPING_TABLES` order. Quarantined keys and reasons are text: a record's
+        key can be as long as its element's text, and must never stop the run."""
+        ref = self.table_ref
+        text = self.column_sql_type(ColumnType("text"))
         return [
-            f"CREATE TABLE {q(RUN_TABLE)} (k VARCHAR(64) NOT NULL PRIMARY KEY, "
+            f"CREATE TABLE {ref(RUN_TABLE)} (k VARCHAR(64) NOT NULL PRIMARY KEY, "
             f"v VARCHAR(4000) NOT NULL)",
-            f"CREATE TABLE {q(CHECKPOINT_TABLE)} (unit_key VARCHAR(64) NOT NULL PRIMARY KEY, "
+            f"CREATE TABLE {ref(CHECKPOINT_TABLE)} (unit_key VARCHAR(64) NOT NULL PRIMARY KEY, "
             f"unit VARCHAR({UNIT_ID_CHARS}) NOT NULL, "
             f"records_done BIGINT NOT NULL, inserted BIGINT NOT NULL, "
             f"quarantined BIGINT NOT NULL, finished INTEGER NOT NULL, "
             f"source_bytes BIGINT NOT NULL)",
-            f"CREATE TABLE {q(QUARANTINE_TABLE)} (unit VARCHAR({UNIT_ID_CHARS}) NOT NULL, "
+            f"CREATE TABLE {ref(QUARANTINE_TABLE)} (unit VARCHAR({UNIT_ID_CHARS}) NOT NULL, "
             f"file VARCHAR({UNIT_ID_CHARS}) NOT NULL, line BIGINT NOT NULL, "
-            f"record_key VARCHAR(200), "
-            f"reason_code VARCHAR(40) NOT NULL, reason VARCHAR(4000) NOT NULL)",
+            f"record_key {text}, "
+            f"reason_code VARCHAR(40) NOT NULL, reason {text} NOT NULL)",
         ]
 
-    def table_exists_sql(self) -> str:
-        """A query with one ``?``-style parameter (the table name) returning a row if it exists."""
-        return "SELECT 1 FROM information_schema.tables WHERE table_name = " + self.placeholder
+    def registry_sql(self) -> str:
+        """The table listing the tables the tool created here (physical name, the mapping's
+        fingerprint, the run that created it, when): the only ones it drops or empties."""
+        return (f"CREATE TABLE {self.table_ref(REGISTRY_TABLE)} ("
+                f"table_name VARCHAR(200) NOT NULL PRIMARY KEY, "
+                f"mapping_fingerprint VARCHAR(64) NOT NULL, run_id VARCHAR(64) NOT NULL, "
+                f"created_at VARCHAR(40) NOT NULL)")
 
     # ---- DML -------------------------------------------------------------------------
     def insert_sql(self, table_name: str, columns: Sequence[str]) -> str:
         q = self.quote
         cols = ", ".join(q(c) for c in columns)
         marks = ", ".join([self.placeholder] * len(columns))
-        return f"INSERT INTO {q(table_name)} ({cols}) VALUES ({marks})"
+        return f"INSERT INTO {self.table_ref(table_name)} ({cols}) VALUES ({marks})"
 
     def insert_methods(self) -> list[InsertMethod]:
         return [InsertMethod("executemany")]
@@ -208,9 +320,16 @@ class Target(ABC):
 
     scheme: ClassVar[str]
     dialect: Dialect
+    namespace: Namespace = Namespace()
 
     @abstractmethod
     def connect(self) -> Connection: ...
+
+    def set_namespace(self, namespace: Namespace) -> None:
+        """Put the tool's tables in ``namespace`` (schema, prefix) for every later statement
+        of this target's connections."""
+        self.namespace = namespace
+        self.dialect.namespace = namespace
 
     @abstractmethod
     def info(self) -> TargetInfo: ...
@@ -228,3 +347,50 @@ class Target(ABC):
         never written anywhere)."""
         raise NotImplementedError
 
+
+
+# ---- the namespace's tables, read from the database -----------------------------------------
+def existing_tables(conn: Connection) -> dict[str, str]:
+    """Every table and view in the namespace's schema: case-folded name → name. Names are
+    compared case-folded, since SQLite and SQL Server (by default) ignore case."""
+    sql, params = conn.dialect.list_tables_sql()
+    names = (str(r[0]) for r in conn.query(sql, params))
+    return {n.casefold(): n for n in names}
+
+
+def table_exists(conn: Connection, logical: str) -> bool:
+    return conn.dialect.table_name(logical).casefold() in existing_tables(conn)
+
+
+def ensure_schema(conn: Connection) -> None:
+    """Create the namespace's schema if it is missing (committed on its own: an empty
+    schema is harmless). Checked first, so a schema that exists needs no CREATE right."""
+    d = conn.dialect
+    schema = d.schema
+    if schema is None or conn.query(d.schema_exists_sql(), (schema,)):
+        return
+    try:
+        conn.execute(d.create_schema_sql(schema))
+        conn.commit()
+    except TargetError as exc:
+        with contextlib.suppress(Exception):
+            conn.rollback()
+        raise TargetError(
+            f"cannot create schema {schema} for the tables: {error_detail(exc)}; create it "
+            f"beforehand (CREATE SCHEMA {schema}), or name one you may create tables in "
+            f"with --schema NAME") from exc
+
+
+def statement_kind(sql: str) -> str:
+    """``DROP TABLE`` for ``DROP TABLE IF EXISTS "t"``, ``UPDATE`` for an UPDATE …: what
+    an error message says failed, without half a clause."""
+    words = sql.split(None, 2)
+    if len(words) >= 2 and words[0].upper() in ("CREATE", "DROP", "ALTER") \
+            and words[1].isalpha():
+        return f"{words[0]} {words[1]}".upper()
+    return words[0].upper() if words else "statement"
+
+
+def error_detail(exc: BaseException) -> str:
+    """A database error's own text, without the "dialect: statement failed:" lead."""
+    return str(getattr(exc, "detail", "") or exc)

@@ -24,11 +24,11 @@ Decisions:
 from __future__ import annotations
 
 import re
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from migrator.errors import TargetError
 from migrator.mapping import ColumnType
-from migrator.targets.base import InsertMethod
+from migrator.targets.base import DEFAULT_SCHEMA, InsertMethod
 from migrator.targets.odbc import OdbcDialect
 
 NVARCHAR_MAX_SIZED = 4000
@@ -51,6 +51,10 @@ class MSSQLDialect(OdbcDialect):
     # --insert-method fast,values` on a real server settles it.
     auto_methods: ClassVar[tuple[str, ...]] = ("fast", "values", "executemany")
     max_sized_string: ClassVar[int] = NVARCHAR_MAX_SIZED
+    supports_schemas: ClassVar[bool] = True
+    default_schema: ClassVar[str | None] = DEFAULT_SCHEMA
+    max_identifier_bytes: ClassVar[int] = 128  # sysname: 128 characters
+    transactional_ddl: ClassVar[bool] = True
 
     def quote(self, ident: str) -> str:
         if "\x00" in ident:
@@ -79,13 +83,10 @@ class MSSQLDialect(OdbcDialect):
         """The engine's tables, translated: NVARCHAR (Unicode file names and reasons), INT,
         and ``[file]`` quoted (FILE is a reserved word in T-SQL). The checkpoint key, a
         64-character digest, is far inside SQL Server's 900-byte index-key limit."""
-        out = []
-        for sql in super().bookkeeping_sql():
-            sql = re.sub(r"\bVARCHAR\(", "NVARCHAR(", sql)
-            sql = re.sub(r"\bINTEGER\b", "INT", sql)
-            sql = re.sub(r"([(,]\s*)file\b", r"\1[file]", sql)
-            out.append(sql)
-        return out
+        return [_tsql_bookkeeping(sql) for sql in super().bookkeeping_sql()]
+
+    def registry_sql(self) -> str:
+        return _tsql_bookkeeping(super().registry_sql())
 
     # SQL Server's savepoints: SAVE TRANSACTION / ROLLBACK TRANSACTION; nothing to release.
     # Savepoint names are plain identifiers (at most 32 characters), never quoted.
@@ -98,9 +99,16 @@ class MSSQLDialect(OdbcDialect):
     def release_savepoint_sql(self, name: str) -> str | None:
         return None
 
-    def table_exists_sql(self) -> str:
-        return ("SELECT 1 FROM INFORMATION_SCHEMA.TABLES "
-                "WHERE TABLE_SCHEMA = SCHEMA_NAME() AND TABLE_NAME = ?")
+    def list_tables_sql(self) -> tuple[str, tuple[Any, ...]]:
+        schema = self.schema
+        if schema is None:
+            return ("SELECT TABLE_NAME FROM INFORMATION_SCHEMA.TABLES "
+                    "WHERE TABLE_SCHEMA = SCHEMA_NAME()", ())
+        return ("SELECT TABLE_NAME FROM INFORMATION_SCHEMA.TABLES WHERE TABLE_SCHEMA = ?",
+                (schema,))
+
+    def schema_exists_sql(self) -> str:
+        return "SELECT 1 FROM sys.schemas WHERE name = ?"
 
     def param_budget(self) -> int:
         return self.max_params - 1
@@ -117,6 +125,14 @@ class MSSQLDialect(OdbcDialect):
 
     def advice(self) -> list[str]:
         return ["SQL Server: session facts (waits, file stats) need VIEW SERVER STATE"]
+
+
+def _tsql_bookkeeping(sql: str) -> str:
+    """Generic bookkeeping DDL in T-SQL: NVARCHAR (Unicode file names and reasons), INT,
+    and ``[file]`` quoted (FILE is a reserved word)."""
+    sql = re.sub(r"\bVARCHAR\(", "NVARCHAR(", sql)
+    sql = re.sub(r"\bINTEGER\b", "INT", sql)
+    return re.sub(r"([(,]\s*)file\b", r"\1[file]", sql)
 
 
 def _savepoint_name(name: str) -> str:

@@ -37,6 +37,9 @@ FAST_REFUSED_MARIADB = (
 class MySQLDialect(OdbcDialect):
     name: ClassVar[str] = "mysql"
     max_params: ClassVar[int] = 65535
+    max_identifier_bytes: ClassVar[int] = 64  # characters, in fact; ASCII prefixes count 1
+    # (DDL commits implicitly: a fresh schema is made recognisable instead, see engine.)
+    no_schema_hint: ClassVar[str] = " or another Database= in the connection string"
     session_id_sql: ClassVar[str] = "SELECT CONNECTION_ID()"
     values_rows: ClassVar[int] = 100
     # benchmarks/insert_methods.py on MariaDB 10.11 / Connector/ODBC 3.1.15: values ≫
@@ -77,9 +80,12 @@ class MySQLDialect(OdbcDialect):
         far inside InnoDB's 3,072-byte key limit)."""
         return [f"{sql} {TABLE_OPTIONS}" for sql in super().bookkeeping_sql()]
 
-    def table_exists_sql(self) -> str:
-        return ("SELECT 1 FROM information_schema.tables "
-                "WHERE table_schema = DATABASE() AND table_name = ?")
+    def registry_sql(self) -> str:
+        return f"{super().registry_sql()} {TABLE_OPTIONS}"
+
+    def list_tables_sql(self) -> tuple[str, tuple[Any, ...]]:
+        return ("SELECT table_name FROM information_schema.tables "
+                "WHERE table_schema = DATABASE()", ())
 
     def insert_methods(self) -> list[InsertMethod]:
         driver = (self.facts.driver_name if self.facts else "").lower()

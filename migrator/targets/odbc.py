@@ -44,9 +44,11 @@ from migrator.targets.base import (
     Dialect,
     InsertMethod,
     IntegrityViolation,
+    Namespace,
     Row,
     Target,
     TargetInfo,
+    statement_kind,
 )
 
 INSERT_METHODS = ("executemany", "fast", "values", "copy")
@@ -113,19 +115,20 @@ def odbc_error_text(exc: BaseException) -> str:
 
 class OdbcError(TargetError):
     """A database error from the driver, as one line; ``sqlstate`` keeps the class
-    (``23xxx`` integrity, ``08xxx`` connection …)."""
+    (``23xxx`` integrity, ``08xxx`` connection …), ``detail`` the server's own words."""
 
-    def __init__(self, message: str, sqlstate: str = "") -> None:
-        super().__init__(message)
+    def __init__(self, message: str, sqlstate: str = "", detail: str = "") -> None:
+        super().__init__(message, detail)
         self.sqlstate = sqlstate
 
 
 class OdbcIntegrityError(IntegrityViolation):
     """A constraint rejected a row (SQLSTATE 23xxx): the engine retries record by record."""
 
-    def __init__(self, message: str, sqlstate: str = "") -> None:
+    def __init__(self, message: str, sqlstate: str = "", detail: str = "") -> None:
         super().__init__(message)
         self.sqlstate = sqlstate
+        self.detail = detail
 
 
 _INTEGRITY_WORDS = ("constraint failed", "unique constraint", "duplicate entry",
@@ -136,8 +139,8 @@ def _wrap(exc: BaseException, what: str) -> OdbcError | OdbcIntegrityError:
     state = _state_and_text(exc)[0]
     text = odbc_error_text(exc)
     if state.startswith("23") or any(w in text.lower() for w in _INTEGRITY_WORDS):
-        return OdbcIntegrityError(f"{what}: {text}", state)
-    return OdbcError(f"{what}: {text}", state)
+        return OdbcIntegrityError(f"{what}: {text}", state, text)
+    return OdbcError(f"{what}: {text}", state, text)
 
 
 @dataclass(frozen=True)
@@ -378,8 +381,7 @@ class OdbcConnection(Connection):
         try:
             self.cursor().execute(sql, *([list(params)] if params else []))
         except self.pyodbc.Error as exc:
-            raise _wrap(exc, f"{self.dialect.name}: {' '.join(sql.split()[:3])} failed") \
-                from exc
+            raise _wrap(exc, f"{self.dialect.name}: {statement_kind(sql)} failed") from exc
         self._odbc_dirty = self._odbc_wrote = True
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
@@ -550,6 +552,12 @@ class OdbcTarget(Target):
         """Choose driver-manager pooling for this process (before its first connect)."""
         self.pooling = enabled
 
+    def set_namespace(self, namespace: Namespace) -> None:
+        # (without connecting: the dialect, once detected, gets it in connect())
+        self.namespace = namespace
+        if self._dialect is not None:
+            self._dialect.namespace = namespace
+
     def close(self) -> None:
         # Idle psycopg sessions of the COPY path; the driver manager owns its own pool.
         while self.sidecar_pool:
@@ -589,6 +597,7 @@ class OdbcTarget(Target):
                 cnxn.close()
                 raise
         dialect = self._dialect
+        dialect.namespace = self.namespace
         try:
             dialect.configure(cnxn, pyodbc)
         except pyodbc.Error as exc:

@@ -28,7 +28,7 @@ from migrator import odbcini
 from migrator.connstr import ConnectionParams
 from migrator.errors import TargetError
 from migrator.mapping import ColumnType
-from migrator.targets.base import InsertMethod, Row
+from migrator.targets.base import DEFAULT_SCHEMA, InsertMethod, Row
 from migrator.targets.odbc import OdbcConnection, OdbcDialect, OdbcError, OdbcIntegrityError
 
 # Measured (psqlODBC 13.02, PG 15): 7,498 parameters per statement work, 7,499 fail with
@@ -48,6 +48,10 @@ def _on(value: str | None, default: bool) -> bool:
 class PostgresDialect(OdbcDialect):
     name: ClassVar[str] = "postgresql"
     max_params: ClassVar[int] = PG_PARAM_LIMIT
+    supports_schemas: ClassVar[bool] = True
+    default_schema: ClassVar[str | None] = DEFAULT_SCHEMA
+    max_identifier_bytes: ClassVar[int] = 63  # NAMEDATALEN - 1; longer names are cut
+    transactional_ddl: ClassVar[bool] = True
     session_id_sql: ClassVar[str] = "SELECT pg_backend_pid()"
     values_rows: ClassVar[int] = 100
     # benchmarks/insert_methods.py: copy ≫ values > fast (UseServerSidePrepare=0) > executemany
@@ -76,9 +80,17 @@ class PostgresDialect(OdbcDialect):
             return f"NUMERIC({ctype.precision},{ctype.scale})"
         return super().column_sql_type(ctype)
 
-    def table_exists_sql(self) -> str:
-        return ("SELECT 1 FROM information_schema.tables "
-                "WHERE table_schema = current_schema() AND table_name = ?")
+    def list_tables_sql(self) -> tuple[str, tuple[Any, ...]]:
+        # pg_class, not information_schema: that one hides tables we have no right on,
+        # and any relation (a view, a sequence) blocks a table of the same name.
+        schema = self.schema
+        base = ("SELECT c.relname FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n "
+                "ON n.oid = c.relnamespace WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S') "
+                "AND n.nspname = ")
+        return (base + "?", (schema,)) if schema else (base + "current_schema()", ())
+
+    def schema_exists_sql(self) -> str:
+        return "SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = ?"
 
     def insert_methods(self) -> list[InsertMethod]:
         fast = InsertMethod("fast")
@@ -113,7 +125,7 @@ class PostgresDialect(OdbcDialect):
     def sidecar_insert(self, conn: OdbcConnection, table: str, columns: Sequence[str],
                        rows: Sequence[Row]) -> None:
         q = self.quote
-        sql = f"COPY {q(table)} ({', '.join(q(c) for c in columns)}) FROM STDIN"
+        sql = f"COPY {self.table_ref(table)} ({', '.join(q(c) for c in columns)}) FROM STDIN"
         psycopg = _psycopg()
         try:
             with conn.sidecar.cursor() as cur, cur.copy(sql) as copy:
@@ -182,9 +194,10 @@ def _pg_error_text(exc: BaseException) -> str:
 
 def _pg_error(exc: BaseException, what: str) -> Exception:
     state = str(getattr(exc, "sqlstate", "") or "")
+    text = _pg_error_text(exc)
     if state.startswith("23"):
-        return OdbcIntegrityError(f"{what}: {_pg_error_text(exc)}", state)
-    return OdbcError(f"{what}: {_pg_error_text(exc)}", state)
+        return OdbcIntegrityError(f"{what}: {text}", state, text)
+    return OdbcError(f"{what}: {text}", state, text)
 
 
 def qmark_to_pyformat(sql: str) -> str:

@@ -27,6 +27,7 @@ from migrator.targets.base import (
     Row,
     Target,
     TargetInfo,
+    statement_kind,
 )
 
 POOL_SIZE = 4  # idle connections kept per process
@@ -41,6 +42,9 @@ class SQLiteDialect(Dialect):
     placeholder: ClassVar[str] = "?"
     max_params: ClassVar[int] = 32766  # SQLITE_MAX_VARIABLE_NUMBER since 3.32
     default_insert_method: ClassVar[str] = "executemany"
+    max_identifier_bytes: ClassVar[int] = 1000  # no limit of its own; keep names sane
+    transactional_ddl: ClassVar[bool] = True
+    no_schema_hint: ClassVar[str] = " or another database file"
 
     def column_sql_type(self, ctype: ColumnType) -> str:
         if ctype.kind == "decimal":
@@ -58,8 +62,8 @@ class SQLiteDialect(Dialect):
         # object is built only to be formatted again).
         return {"decimal": TEXT, "date": TEXT, "datetime": TEXT, "bool": int}
 
-    def table_exists_sql(self) -> str:
-        return "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?"
+    def list_tables_sql(self) -> tuple[str, tuple[Any, ...]]:
+        return "SELECT name FROM sqlite_master WHERE type IN ('table', 'view')", ()
 
     def insert_methods(self) -> list[InsertMethod]:
         return [InsertMethod("executemany"), InsertMethod("values")]
@@ -89,10 +93,11 @@ class SQLiteConnection(Connection):
         except sqlite3.IntegrityError as exc:
             raise IntegrityViolation(f"{what}: {exc}") from exc
         except sqlite3.Error as exc:
-            raise TargetError(f"sqlite:{self._path}: {what} failed: {exc}") from exc
+            raise TargetError(f"sqlite:{self._path}: {what} failed: {exc}", str(exc)) \
+                from exc
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
-        with self._errors(sql.split(None, 1)[0].lower()):
+        with self._errors(statement_kind(sql).lower()):
             self._db.execute(sql, params)
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:

@@ -28,6 +28,9 @@ class SQLiteOdbcDialect(OdbcDialect):
     session_id_sql: ClassVar[str] = ""
     values_rows: ClassVar[int] = 100
     auto_methods: ClassVar[tuple[str, ...]] = ("values", "executemany")
+    max_identifier_bytes: ClassVar[int] = SQLiteDialect.max_identifier_bytes
+    transactional_ddl: ClassVar[bool] = SQLiteDialect.transactional_ddl
+    no_schema_hint: ClassVar[str] = SQLiteDialect.no_schema_hint
 
     def __init__(self, params: ConnectionParams | None = None,
                  facts: ConnectionFacts | None = None) -> None:
@@ -40,8 +43,8 @@ class SQLiteOdbcDialect(OdbcDialect):
     def value_adapters(self) -> AnyMapping[str, Callable[[Any], Any] | str]:
         return self._native.value_adapters()
 
-    def table_exists_sql(self) -> str:
-        return self._native.table_exists_sql()
+    def list_tables_sql(self) -> tuple[str, tuple[Any, ...]]:
+        return self._native.list_tables_sql()
 
     def insert_methods(self) -> list[InsertMethod]:
         return [InsertMethod("executemany"), InsertMethod("fast", False, FAST_REFUSED),
