@@ -145,7 +145,8 @@ class RunnerMeasure:
         job = {"config": config, "inputs": list(self.settings.inputs),
                "target": self.settings.target, "work_dir": str(self.settings.work_dir),
                "mapping": str(self.settings.mapping) if self.settings.mapping else None,
-               "target_options": self.settings.target_options()}
+               "target_options": {k: v for k, v in self.settings.target_options().items()
+                                  if v}}
         env = dict(os.environ)
         root = str(Path(__file__).resolve().parents[1])
         env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)

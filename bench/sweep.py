@@ -253,7 +253,8 @@ class RunSettings:
 
 
     def target_options(self) -> dict[str, Any]:
-        """The :class:`RunRequest` fields that say where the tables go."""
+        """The :class:`RunRequest` fields that say where the tables go (falsy: the
+        default)."""
         return {"schema": self.schema, "table_prefix": self.table_prefix,
                 "replace_existing_tables": self.replace_existing_tables}
 
@@ -290,7 +291,8 @@ def build_request(config: Mapping[str, ConfigValue], settings: RunSettings) -> r
     fields = _request_fields()
     kwargs: dict[str, Any] = {"inputs": list(settings.inputs), "target": settings.target,
                               "mapping": settings.mapping, "resume": False,
-                              "out": settings.work_dir, **settings.target_options()}
+                              "out": settings.work_dir}
+    kwargs.update((k, v) for k, v in settings.target_options().items() if v)
     for name, value in config.items():
         dim = DIMENSION_BY_NAME[name]
         kwargs[dim.field] = _coerce(value, fields[dim.field])

@@ -288,14 +288,18 @@ def _wanted(mapping: Mapping) -> list[str]:
     return [t.name for t in mapping.tables] + list(BOOKKEEPING_TABLES)
 
 
-def _refusal(d: Dialect, foreign: Sequence[str]) -> str:
+def _refusal(d: Dialect, foreign: Sequence[str], found: Survey) -> str:
     names = ", ".join(d.table_display(n) for n in foreign)
     what = f"table {names}" if len(foreign) == 1 else f"tables {names}"
     beside = "--table-prefix PREFIX or --schema NAME" if d.supports_schemas \
         else "--table-prefix PREFIX"
-    return (f"the target already has {what}, which migration-bench did not create; nothing "
-            f"was changed: use {beside} to migrate beside it, or --replace-existing-tables "
-            f"to drop and replace it")
+    earlier = ""
+    if found.registry == "missing" and set(foreign) & set(BOOKKEEPING_TABLES):
+        earlier = (" (its mb_* tables look like those of a migration-bench that did not "
+                   "record its tables yet)")
+    return (f"the target already has {what}, which migration-bench did not create{earlier}; "
+            f"nothing was changed: use {beside} to migrate beside it, or "
+            f"--replace-existing-tables to drop and replace it")
 
 
 def _fresh_schema(conn: Connection, mapping: Mapping, units: Sequence[WorkUnit], *,
@@ -310,7 +314,7 @@ def _fresh_schema(conn: Connection, mapping: Mapping, units: Sequence[WorkUnit],
     if found.registry == "foreign":
         foreign.insert(0, REGISTRY_TABLE)
     if foreign and not replace_existing:
-        raise TableOwnershipError(_refusal(d, foreign))
+        raise TableOwnershipError(_refusal(d, foreign, found))
     conn.rollback()  # (ends the survey's reads)
     conn.begin()
     try:

@@ -83,8 +83,10 @@ def test_copy_sessions_follow_the_pooling_choice(postgres: Server) -> None:
     """The COPY path's psycopg sessions are kept for reuse only while pooling is on."""
     child = textwrap.dedent("""
         import json, sys
+        from migrator.targets.base import Namespace
         from migrator.targets.odbc import OdbcTarget
         target = OdbcTarget(sys.argv[2], pooling=sys.argv[1] == "on")
+        target.set_namespace(Namespace(schema="public"))  # (where the table below is)
         conn = target.connect()
         conn.execute("DROP TABLE IF EXISTS pool_copy_t")
         conn.execute("CREATE TABLE pool_copy_t (a int)")

@@ -64,6 +64,11 @@ class UserSession:
         cur.close()
 
     def run_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        if self.backend == "sqlite":  # one transaction, not one per row (and fsync)
+            with self.conn:
+                self.conn.execute("BEGIN")
+                self.conn.executemany(sql, [tuple(r) for r in rows])
+            return
         cur = self.conn.cursor()
         cur.executemany(self._sql(sql), [tuple(r) for r in rows])
         cur.close()
@@ -258,6 +263,23 @@ def test_replacing_a_table_a_foreign_key_points_at_fails_in_one_clear_line(
     user_rows_untouched(db)
 
 
+@with_backends(SERVERS)
+def test_a_user_foreign_key_on_the_tools_table_stops_a_fresh_run_in_one_clear_line(
+        db: Db, src: Source, tmp_path: Path) -> None:
+    first = run(db, src, tmp_path / "r1")
+    assert first.exit_code == 0, first.output
+    orders = "migration_bench.orders" if db.backend == "postgresql" else "orders"
+    db.user.run(f"CREATE TABLE notes (order_id BIGINT NOT NULL, "
+                f"FOREIGN KEY (order_id) REFERENCES {orders} (order_id))")
+    again = run(db, src, tmp_path / "r2")
+    line = one_error_line(again, rf"cannot drop {orders}, which migration-bench created",
+                          r"(?i)foreign key|depend", "--table-prefix")
+    assert "DROP TABLE IF" not in line
+    assert "notes" in db.user.tables()
+    if db.backend == "postgresql":  # one transaction: the complete run is still there
+        check_exactly_once(db.spec, src)
+
+
 @with_backends(BACKENDS)
 def test_a_second_fresh_run_replaces_the_tools_own_tables(
         db: Db, src: Source, tmp_path: Path) -> None:
@@ -304,6 +326,25 @@ def test_schema_is_refused_where_the_dialect_has_no_schemas(
     result = run(db, src, tmp_path / "r", "--schema", "stage")
     one_error_line(result, "--schema stage", "has no schemas", "--table-prefix PREFIX")
     assert not db.user.tables() & TOOL_TABLES
+
+
+def test_tables_of_a_version_that_recorded_nothing_are_named_and_replaced_on_request(
+        src: Source, tmp_path: Path) -> None:
+    spec = f"sqlite:{tmp_path / 't.db'}"
+    out = cli.invoke(app, ["run", "-i", str(src.dir), "-t", spec, "--no-sample", "--out",
+                           str(tmp_path / "r1")])
+    assert out.exit_code == 0, out.output
+    with sqlite3.connect(tmp_path / "t.db") as con:  # what an earlier version left behind
+        con.execute("DROP TABLE mb_tables")
+    db = Db("sqlite", spec, UserSession("sqlite", None), [])
+    refused = run(db, src, tmp_path / "r2")
+    one_error_line(refused, "orders, order_lines, payments, mb_run, mb_checkpoint",
+                   "did not record its tables", "--replace-existing-tables")
+    resumed = run(db, src, tmp_path / "r3", "--resume", "--schema", "x")
+    one_error_line(resumed, "--schema x: sqlite has no schemas")
+    replaced = run(db, src, tmp_path / "r4", "--replace-existing-tables")
+    assert replaced.exit_code == 0, replaced.output
+    check_exactly_once(spec, src)
 
 
 def test_a_bad_prefix_or_schema_is_a_usage_error(src: Source, tmp_path: Path) -> None:

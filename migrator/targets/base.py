@@ -2,7 +2,9 @@
 
 A *target* is where a run writes (``sqlite:PATH``, ``odbc:CONNECTION-STRING``); its
 *dialect* owns the SQL: DDL from the mapping, identifier quoting, value adapters, insert
-methods and parameter caps. The engine talks only to :class:`Target` and
+methods and parameter caps. Every table is named through :meth:`Dialect.table_ref`, which
+qualifies a logical name (``orders``, ``mb_checkpoint``) with the target's
+:class:`Namespace` (schema and prefix). The engine talks only to :class:`Target` and
 :class:`Connection`, so adding a dialect never touches the engine.
 """
 
@@ -125,6 +127,10 @@ class Dialect:
                               f"tables apart with --table-prefix PREFIX"
                               f"{self.no_schema_hint} instead")
         return schema
+
+    def check_namespace(self) -> None:
+        """Raise the one-line error for a ``--schema`` this dialect cannot have."""
+        _ = self.schema
 
     def table_name(self, logical: str) -> str:
         """The physical name of a logical table: the namespace's prefix + the name."""
@@ -353,6 +359,7 @@ class Target(ABC):
 def existing_tables(conn: Connection) -> dict[str, str]:
     """Every table and view in the namespace's schema: case-folded name → name. Names are
     compared case-folded, since SQLite and SQL Server (by default) ignore case."""
+    conn.dialect.check_namespace()
     sql, params = conn.dialect.list_tables_sql()
     names = (str(r[0]) for r in conn.query(sql, params))
     return {n.casefold(): n for n in names}
