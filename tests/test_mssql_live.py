@@ -15,6 +15,7 @@ from collections.abc import Iterator
 import pytest
 
 from migrator.mapping import parse_mapping
+from migrator.targets.base import ensure_schema
 from migrator.targets.odbc import OdbcConnection, OdbcTarget
 
 pytestmark = [pytest.mark.mssql, pytest.mark.odbc,
@@ -38,6 +39,7 @@ long = { path = "l", type = "text" }
 def conn(pyodbc_module: object) -> Iterator[OdbcConnection]:
     c = OdbcTarget(os.environ["BENCH_MSSQL"].removeprefix("odbc:")).connect()
     d = c.dialect
+    ensure_schema(c)  # (the tool's tables go to the migration_bench schema)
     c.execute(d.drop_table_sql("bench_live_t"))
     for sql in d.create_table_sql(MAPPING, MAPPING.root):
         c.execute(sql)
@@ -54,7 +56,8 @@ def test_emoji_at_full_length_and_max_text_round_trip(conn: OdbcConnection, meth
     rows = [(1, "😀" * 10, "x" * 100_000 + "😀"), (2, "東" * 10, None), (3, None, "")]
     conn.insert_rows("bench_live_t", ["id", "short", "long"], rows, method)
     conn.commit()
-    got = [tuple(r) for r in conn.query("SELECT id, short, long FROM bench_live_t ORDER BY id")]
+    got = [tuple(r) for r in conn.query(f"SELECT id, short, long FROM "
+                                        f"{conn.dialect.table_ref('bench_live_t')} ORDER BY id")]
     assert got == rows
 
 
