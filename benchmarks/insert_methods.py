@@ -35,6 +35,7 @@ from migrator.mapping import Mapping, default_mapping  # noqa: E402
 from migrator.odbcini import apply_environ, build_odbcsysini  # noqa: E402
 from migrator.reader import RecordStream  # noqa: E402
 from migrator.rowmap import RecordMapper, RecordRejected  # noqa: E402
+from migrator.targets.base import ensure_schema  # noqa: E402
 from migrator.targets.odbc import OdbcTarget  # noqa: E402
 
 Batch = list[list[tuple[Any, ...]]]  # one row list per table
@@ -65,6 +66,7 @@ def measure(conn_string: str, method: str, batches: Sequence[Batch], mapping: Ma
     target = OdbcTarget(conn_string, values_rows=values_rows)
     conn = target.connect()
     d = conn.dialect
+    ensure_schema(conn)  # (tables go to the dialect's schema: migration_bench on PostgreSQL)
     for t in reversed(mapping.tables):
         conn.execute(d.drop_table_sql(t.name))
     for t in mapping.tables:
@@ -82,7 +84,7 @@ def measure(conn_string: str, method: str, batches: Sequence[Batch], mapping: Ma
         if time.perf_counter() - t0 > max_seconds:
             break
     seconds = time.perf_counter() - t0
-    got = conn.query(f"SELECT COUNT(*) FROM {d.quote(mapping.root.name)}")[0][0]
+    got = conn.query(f"SELECT COUNT(*) FROM {d.table_ref(mapping.root.name)}")[0][0]
     conn.commit()
     conn.close()
     assert int(got) == done, (got, done)

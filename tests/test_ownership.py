@@ -560,7 +560,7 @@ def test_sigkill_while_replacing_a_complete_run(db: Db, src: Source, tmp_path: P
     recovers on every backend."""
     first = run(db, src, tmp_path / "first")
     assert first.exit_code == 0, first.output
-    for at in (1, 4, 9):
+    for at in (1, 9):  # after the first DROP; after the drops and 3 of the CREATEs
         args = ["run", "-i", str(src.dir), "-t", db.spec, "-b", str(BATCH), "--no-sample",
                 "--out", str(tmp_path / f"k{at}")]
         killed = bench_proc(args, env=fault_env(tmp_path, at=at, events="ddl"))
