@@ -24,8 +24,11 @@ A mapping is a TOML file::
     quantity = { path = "quantity", type = "int", required = true }
 
 Paths are relative to the record element (or, for a child table's columns, to the repeated
-element): ``a/b`` is the text of the first ``<b>`` inside the first ``<a>``, ``a/@x`` is an
-attribute, ``.`` is the element's own text. Types: ``int``, ``bigint``, ``decimal(p,s)``,
+element) and mean what XPath says. A column's ``a/b`` is the text of the first ``<b>``
+inside any ``<a>`` in document order (XPath ``(a/b)[1]``: if the first ``<a>`` holds no
+``<b>``, a later one's counts), ``a/@x`` is an attribute, ``.`` is the element's own text.
+A child table's ``rows = "a/b"`` is every ``<b>`` inside every ``<a>``, in document order;
+positions count across all of them. Types: ``int``, ``bigint``, ``decimal(p,s)``,
 ``str(n)``, ``text``, ``date``, ``datetime``, ``bool``.
 
 This module only parses and validates; :mod:`migrator.rowmap` compiles a mapping into the

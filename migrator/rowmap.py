@@ -44,6 +44,17 @@ class _Node:
     def is_text_leaf(self) -> bool:
         return bool(self.text_slots) and not (self.attrs or self.captures or self.children)
 
+    @property
+    def has_captures(self) -> bool:
+        return bool(self.captures) or any(c.has_captures for c in self.children.values())
+
+    def values(self) -> list[str]:
+        """The variables of every value read here and below (not the captures)."""
+        found = [var for _, var in self.attrs] + self.text_slots
+        for sub in self.children.values():
+            found.extend(sub.values())
+        return found
+
 
 def _build_trie(paths: list[tuple[str, str]],
                 captures: Sequence[tuple[str, str]] = ()) -> _Node:
@@ -130,24 +141,34 @@ class _CodeGen:
     def emit(self, depth: int, line: str) -> None:
         self.lines.append("    " * depth + line)
 
-    def fill(self, node: _Node, elem: str, depth: int) -> None:
-        """Read ``node``'s attributes and text from ``elem`` and descend into its children."""
+    def fill(self, node: _Node, elem: str, depth: int, once: bool = True) -> None:
+        """Read ``node``'s attributes and text from ``elem`` and descend into its children.
+
+        Every element matching a step is visited, in document order, so a capture (the
+        containers of a multi-step ``rows`` path) collects all of them, and a value path
+        keeps the first match in document order across all branches, as XPath's
+        ``(a/b)[1]``. ``once``: ``elem`` is the record or item itself, met exactly once,
+        so its values need no "already found?" guard.
+        """
         for attr, var in node.attrs:
-            self.emit(depth, f"{var} = {elem}.get({attr!r})")
+            if once:
+                self.emit(depth, f"{var} = {elem}.get({attr!r})")
+            else:
+                self.emit(depth, f"if {var} is None:")
+                self.emit(depth + 1, f"{var} = {elem}.get({attr!r})")
         if node.text_slots:
-            self.emit(depth, f"_t = {elem}.text")
+            inner = depth
+            if not once:  # the slots of one node are set together: the first one tells
+                self.emit(depth, f"if {node.text_slots[0]} is None:")
+                inner += 1
+            self.emit(inner, f"_t = {elem}.text")
             for var in node.text_slots:
-                self.emit(depth, f"{var} = '' if _t is None else _t")
+                self.emit(inner, f"{var} = '' if _t is None else _t")
         for var in node.captures:
-            self.emit(depth, f"{var} = {elem}")
+            self.emit(depth, f"{var}.append({elem})")
         if not node.children:
             return
         child, tag = self.var("_c"), self.var("_g")
-        flags = {}
-        for name, sub in node.children.items():
-            if not sub.is_text_leaf:
-                flags[name] = self.var("_f")
-                self.emit(depth, f"{flags[name]} = False")
         self.emit(depth, f"for {child} in {elem}:")
         self.emit(depth + 1, f"{tag} = {child}.tag")
         for i, (name, sub) in enumerate(node.children.items()):
@@ -157,10 +178,12 @@ class _CodeGen:
                 self.emit(depth + 3, f"_t = {child}.text")
                 for var in sub.text_slots:
                     self.emit(depth + 3, f"{var} = '' if _t is None else _t")
-            else:
-                self.emit(depth + 2, f"if not {flags[name]}:")
-                self.emit(depth + 3, f"{flags[name]} = True")
-                self.fill(sub, child, depth + 3)
+            elif sub.has_captures:  # every match holds rows: always descend
+                self.fill(sub, child, depth + 2, once=False)
+            else:  # only values below: a later match matters while one is still missing
+                unset = " or ".join(f"{var} is None" for var in sub.values())
+                self.emit(depth + 2, f"if {unset}:")
+                self.fill(sub, child, depth + 3, once=False)
 
     def convert(self, plans: list[_ColumnPlan], raws: list[str], depth: int) -> list[str]:
         """Emit the conversion of ``raws``; returns the names of the converted values."""
@@ -219,17 +242,20 @@ def _compile(mapping: Mapping, adapters: Adapters) -> Compiled:
     child_plans = [[_plan(t, c, adapters) for c in t.columns] for t, _, _ in children]
 
     def read_record() -> tuple[str, list[str], list[str]]:
-        """Emit the walk over the record ``e``: key, root texts, child containers."""
+        """Emit the walk over the record ``e``: key, root texts, and per child table the
+        list of its containers (every element at ``rows`` minus its last step, in document
+        order), or ``(e,)`` for a one-step ``rows``."""
         key_raw = g.var("_v")
         root_raws = [g.var("_v") for _ in root.columns]
-        containers = [g.var("_cont") if path else "e" for _, path, _ in children]
+        containers = [g.var("_cont") if path else "(e,)" for _, path, _ in children]
         captures = [(path, var) for (_, path, _), var in zip(children, containers, strict=True)
                     if path]
         trie = _build_trie([(mapping.key_path, key_raw)]
                            + [(c.path, v) for c, v in zip(root.columns, root_raws, strict=True)],
                            captures)
-        every = [key_raw, *root_raws, *(var for _, var in captures)]
-        g.emit(1, " = ".join(every) + " = None")
+        g.emit(1, " = ".join([key_raw, *root_raws]) + " = None")
+        for _, var in captures:  # one list each: a chained "= []" would share one
+            g.emit(1, f"{var} = []")
         g.fill(trie, "e", 1)
         return key_raw, root_raws, containers
 
@@ -270,9 +296,9 @@ def _compile(mapping: Mapping, adapters: Adapters) -> Compiled:
         rows, item = g.var("_rows"), g.var("_it")
         result.append(rows)
         g.emit(2, f"{rows} = []")
-        g.emit(2, f"if {container} is not None:")
-        g.emit(3, "_p = 0")
-        g.emit(3, f"for {item} in {container}.iterchildren({item_tag!r}):")
+        g.emit(2, "_p = 0")
+        g.emit(2, f"for _ct in {container}:")
+        g.emit(3, f"for {item} in _ct.iterchildren({item_tag!r}):")
         g.emit(4, "_p += 1")
         outs = g.convert(plans, read_item(table, item, 4), 4)
         g.emit(4, f"{rows}.append((k, _p, {', '.join(outs)}))")
@@ -286,8 +312,8 @@ def _compile(mapping: Mapping, adapters: Adapters) -> Compiled:
         items, item = g.var("_items"), g.var("_it")
         lists.append(items)
         g.emit(1, f"{items} = []")
-        g.emit(1, f"if {container} is not None:")
-        g.emit(2, f"for {item} in {container}.iterchildren({item_tag!r}):")
+        g.emit(1, f"for _ct in {container}:")
+        g.emit(2, f"for {item} in _ct.iterchildren({item_tag!r}):")
         raws = read_item(table, item, 3)
         g.emit(3, f"{items}.append(({', '.join(raws)},))")
     g.emit(1, f"return ({', '.join([key_raw, *root_raws, *lists])},)")
@@ -341,6 +367,8 @@ class RecordMapper:
 def naive_map(mapping: Mapping, elem: Any) -> dict[str, list[dict[str, str | None]]]:
     """Reference extraction with one ``xpath`` per column: slow, obviously correct.
 
+    Plain XPath semantics, asked of lxml: a column's path gives its first match in document
+    order (``(a/b)[1]``), a child table's ``rows`` every match (``a/b``), in document order.
     Tests compare :class:`RecordMapper` against it; it returns raw texts, not converted values.
     """
     def get(e: Any, path: str) -> str | None:
