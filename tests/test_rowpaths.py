@@ -343,11 +343,11 @@ def stored(spec: str) -> tuple[list[tuple[int, int, str]], dict[int, str | None]
     """The cities table, and each country's first_city, read back from the target."""
     conn = open_target(spec).connect()
     try:
-        q = conn.dialect.quote
+        q, ref = conn.dialect.quote, conn.dialect.table_ref
         cities = conn.query(f"SELECT {q('country_id')}, {q('city_no')}, {q('name')} "
-                            f"FROM {q('nest_cities')}")
+                            f"FROM {ref('nest_cities')}")
         firsts = conn.query(f"SELECT {q('country_id')}, {q('first_city')} "
-                            f"FROM {q('nest_countries')}")
+                            f"FROM {ref('nest_countries')}")
     finally:
         conn.close()
     return (sorted((int(c), int(n), str(name)) for c, n, name in cities),
