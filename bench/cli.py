@@ -309,6 +309,8 @@ def _print_run(s: dict[str, Any]) -> None:
                              f"{e['threshold']})" for e in b.get("evidence", [])[:2])
         con.print(f"bottleneck: {b['label']} — {b['description']} "
                   f"(confidence {b['confidence']:.2f}): {evidence}", markup=False)
+        for blocker in (b.get("blockers") or [])[:3]:
+            con.print(f"  blocked by {blocker.get('description', '?')}", markup=False)
     failed = "" if s.get("status", "complete") == "complete" else \
         f" (status {s['status']}: not a measurement)"
     con.print(f"result: {s['result_file']}{failed}", markup=False)

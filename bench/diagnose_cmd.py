@@ -36,7 +36,7 @@ from bench.cli import (
     app,
     user_errors,
 )
-from bench.preflight import check_target_folder, ensure_writable_dir
+from bench.preflight import check_target_folder, check_target_reachable, ensure_writable_dir
 from bench.ranges import RangeError, parse_range
 from bench.results import build_result, new_run_dir, write_result
 from bench.runner import RunRequest
@@ -59,6 +59,7 @@ from diagnostics.pooling import (
 from migrator.connstr import redact_connection_string
 from migrator.errors import MigratorError
 from migrator.pipeline import describe_exit
+from migrator.session import new_run_id, run_prefix
 
 diagnose_app = typer.Typer(name="diagnose", help="Diagnose why a migration is as fast as it "
                            "is.", no_args_is_help=True)
@@ -92,7 +93,7 @@ if job["target"] is None:  # a fresh default database file per run, as the sweep
 fields = {f.name: f for f in dataclasses.fields(RunRequest)}
 kwargs = {"inputs": job["inputs"], "target": job["target"], "resume": False, "out": work,
           "mapping": Path(job["mapping"]) if job["mapping"] else None,
-          **job.get("target_options", {})}
+          "run_id": job.get("run_id"), **job.get("target_options", {})}
 for name, value in job["config"].items():
     kind = fields[name].type
     kind = kind if isinstance(kind, str) else getattr(kind, "__name__", "")
@@ -142,11 +143,14 @@ class RunnerMeasure:
         why = self._missing(list(config))
         if why:
             raise MeasureUnsupported(why)
+        # The run's sessions carry this id, so the sampler here counts exactly them.
+        run_id = new_run_id()
         job = {"config": config, "inputs": list(self.settings.inputs),
                "target": self.settings.target, "work_dir": str(self.settings.work_dir),
                "mapping": str(self.settings.mapping) if self.settings.mapping else None,
                "target_options": {k: v for k, v in self.settings.target_options().items()
-                                  if v}}
+                                  if v},
+               "run_id": run_id}
         env = dict(os.environ)
         root = str(Path(__file__).resolve().parents[1])
         env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
@@ -163,7 +167,7 @@ class RunnerMeasure:
             proc.stdin.flush()
             self._line(proc)  # ready: imports done
             if sample:
-                session = self.sampling.session(proc.pid, workers or 1)
+                session = self.sampling.session(proc.pid, workers or 1, run_id)
                 session.start()
             t0 = time.monotonic()
             proc.stdin.write("go\n")
@@ -242,14 +246,15 @@ class SamplerSetup:
         self.interval = interval
         self.dialect = "sqlite"
 
-    def session(self, pid: int, workers: int) -> Any:
+    def session(self, pid: int, workers: int, run_id: str | None = None) -> Any:
+        """Sampling of the run process ``pid`` whose sessions carry ``run_id``."""
         from bench.sampling import SAMPLED_DIALECTS, sampler_connect
         from diagnostics import sampling_session
 
         dialect = self.dialect if self.dialect in SAMPLED_DIALECTS else "sqlite"
-        return sampling_session(dialect, sampler_connect(self.target, dialect),
+        return sampling_session(dialect, sampler_connect(self.target, dialect, run_id),
                                 interval=self.interval, pids=lambda: [pid],
-                                db_path=self.db_path)
+                                db_path=self.db_path, program_name=run_prefix(run_id))
 
 
 # ---- thresholds from flags and bench.toml -----------------------------------------------------
@@ -382,11 +387,14 @@ def pooling(
     flag = _on_off(pyodbc_pooling, "--pyodbc-pooling")
     run_dir = out or new_run_dir()
     work_dir = run_dir / "work"
-    with user_errors():  # before any measurement: where results go, where the target is
+    given = target or os.environ.get("BENCH_TARGET")
+    with user_errors():  # before any measurement: where the target is, where results go
+        check_target_folder(target)
+        if given:  # one connection first: an unreachable target stops here, once
+            check_target_reachable(given)
         ensure_writable_dir(run_dir)
         work_dir.mkdir(parents=True, exist_ok=True)
-        check_target_folder(target)
-    spec = target or os.environ.get("BENCH_TARGET") or f"sqlite:{work_dir / 'mig.db'}"
+    spec = given or f"sqlite:{work_dir / 'mig.db'}"
     display = ("odbc:" + redact_connection_string(spec[5:]) if spec.startswith("odbc:")
                else spec)
 

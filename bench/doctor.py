@@ -9,9 +9,11 @@ results-folder check writes one small file, or makes one folder, and deletes it)
 Checks, in order: unixODBC present and its version; the ODBC drivers installed and which
 ``odbcinst.ini`` is in force; psqlODBC's ``CommLog=1`` trap (and other driver logging);
 pooling configuration as in force; connectivity and DBMS version (``--target``);
-permissions for server-side sampling (``--target``); psutil per-disk counters and which
-disk holds the database; free space for the results folder and whether it can really be
-written; the clock source.
+permissions for server-side sampling and the views it reads on that server version
+(``--target``); psutil per-disk counters and which disk holds the database — for a server
+on this machine (loopback address, Unix socket, one of its own addresses) its data
+directory, or why it cannot be read; free space for the results folder and whether it can
+really be written; the clock source.
 """
 
 from __future__ import annotations
@@ -303,19 +305,34 @@ class Connectivity(Check):
 
 _PERMISSION_SQL = {
     "postgresql": (
-        "SELECT rolsuper OR pg_has_role(current_user, 'pg_read_all_stats', 'member') "
+        "SELECT rolsuper OR pg_has_role(current_user, 'pg_read_all_stats', 'member'), "
+        "current_setting('server_version_num')::int "
         "FROM pg_roles WHERE rolname = current_user",
-        "PostgreSQL sampling reads pg_stat_activity, pg_stat_io and other sessions' wait "
-        "events; without pg_monitor (or pg_read_all_stats) other sessions show as "
-        "'<insufficient privilege>'",
+        "PostgreSQL sampling reads {views} and other sessions' wait events; without "
+        "pg_monitor (or pg_read_all_stats) other sessions show as '<insufficient privilege>'",
         "GRANT pg_monitor TO <user>;"),
     "mssql": (
         "SELECT HAS_PERMS_BY_NAME(NULL, NULL, 'VIEW SERVER STATE')",
-        "SQL Server sampling reads sys.dm_io_virtual_file_stats, sys.dm_os_wait_stats and "
-        "sys.dm_os_performance_counters, which need VIEW SERVER STATE",
+        "SQL Server sampling reads sys.dm_io_virtual_file_stats, sys.dm_os_wait_stats, "
+        "sys.dm_os_performance_counters, sys.dm_exec_requests and sys.dm_os_waiting_tasks, "
+        "which need VIEW SERVER STATE",
         "GRANT VIEW SERVER STATE TO <login>; (SQL Server 2022: VIEW SERVER PERFORMANCE "
         "STATE)"),
 }
+
+
+def pg_sampled_views(version_num: int | None) -> str:
+    """The statistics views the PostgreSQL sampler reads on that server version (only
+    those it has: pg_stat_wal from 14, pg_stat_checkpointer from 17, pg_stat_io from 16)."""
+    views = ["pg_stat_activity", "pg_stat_database", "pg_locks"]
+    if version_num is None or version_num >= 140000:
+        views.append("pg_stat_wal")
+    if version_num is not None and version_num >= 170000:
+        views.append("pg_stat_checkpointer")
+    views.append("pg_stat_bgwriter")
+    if version_num is not None and version_num >= 160000:
+        views.append("pg_stat_io")
+    return ", ".join(views)
 
 
 class SamplingPermissions(Check):
@@ -333,7 +350,8 @@ class SamplingPermissions(Check):
             return
         if dialect not in _PERMISSION_SQL:
             what = {"sqlite": "SQLite has no server-side counters; host sampling only",
-                    "mysql": "MariaDB/MySQL SHOW GLOBAL STATUS needs no extra privilege"}
+                    "mysql": "MariaDB/MySQL SHOW GLOBAL STATUS and the processlist need no "
+                             "extra privilege (PROCESS shows other users' sessions)"}
             out.ok(self.name, what.get(str(dialect), f"{dialect}: no privilege needed"))
             return
         sql, why, grant = _PERMISSION_SQL[str(dialect)]
@@ -342,12 +360,67 @@ class SamplingPermissions(Check):
         except Exception as exc:
             out.warning(self.name, f"could not check the sampling privileges: {exc}", grant)
             return
+        views = ""
+        if dialect == "postgresql" and rows and len(rows[0]) > 1:
+            views = pg_sampled_views(int(rows[0][1]))
+            why = why.format(views=views)
         if rows and rows[0][0] and int(rows[0][0]) == 1:
             needed = "pg_monitor/pg_read_all_stats" if dialect == "postgresql" \
                 else "VIEW SERVER STATE"
-            out.ok(self.name, f"server-side sampling allowed ({needed})")
+            reads = f": reads {views}" if views else ""
+            out.ok(self.name, f"server-side sampling allowed ({needed}){reads}")
         else:
             out.warning(self.name, f"{why}: server-side figures will be partial", grant)
+
+
+_DATA_DIRECTORY_SQL = {"postgresql": "SHOW data_directory", "mysql": "SELECT @@datadir"}
+
+
+def server_host(target: str | None) -> str | None:
+    """Where an ``odbc:`` target's server is, as the connection string says: its
+    ``Server``/``Host`` value, "" when it names none (the driver's default, a Unix socket
+    for psqlODBC and MariaDB), None for other targets or a DSN (odbc.ini decides)."""
+    if not target or not target.startswith("odbc:"):
+        return None
+    from migrator.connstr import ConnectionStringError, parse_connection_string
+
+    try:
+        params = parse_connection_string(target[len("odbc:"):])
+    except ConnectionStringError:
+        return None
+    host = params.get_any("Server", "Servername", "Host", "Address", "Addr")
+    if host is None:
+        return None if params.get_any("DSN") else ""
+    return host.strip()
+
+
+def is_local_host(host: str) -> bool:
+    """Is ``host`` this machine: a loopback address or name, a Unix-socket folder, the
+    empty default, or one of this machine's own names or addresses?"""
+    import ipaddress
+    import socket
+
+    name = host.strip().strip("[]").lower()
+    if name.startswith("tcp:"):
+        name = name[4:]
+    name = name.split(",")[0].split("\\")[0]  # SQL Server: host,port and host\instance
+    if name in ("", ".", "(local)", "localhost", "localhost.localdomain") or name.startswith("/"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback or name in _own_addresses()
+    except ValueError:
+        pass
+    return name in (socket.gethostname().lower(), socket.getfqdn().lower())
+
+
+def _own_addresses() -> set[str]:
+    import psutil
+
+    try:
+        return {a.address.split("%")[0] for addrs in psutil.net_if_addrs().values()
+                for a in addrs}
+    except (OSError, RuntimeError):
+        return set()
 
 
 class DiskCounters(Check):
@@ -360,10 +433,9 @@ class DiskCounters(Check):
                         "/proc/diskstats?): disk rates, IOPS and busy % will be missing",
                         "run on the host or mount /proc/diskstats; the migration still runs")
             return
-        path = self._database_path(ctx)
+        path, server_dir = self._database_path(ctx)
         if path is None:
-            out.ok(self.name, f"per-disk counters for {len(counters)} device(s); the database "
-                   "is remote or its files are unknown: host disk figures are the client's")
+            self._no_path(ctx, out, len(counters), server_dir)
             return
         from diagnostics.host import device_for_path
 
@@ -373,8 +445,9 @@ class DiskCounters(Check):
                         f"network file system): its I/O cannot be attributed",
                         "put the database on a block device to sample its disk")
             return
+        where = "" if ctx.sqlite_path is not None else "the server runs on this machine; "
         sampled = dev.name in counters or dev.disk in counters
-        msg = (f"per-disk counters for {len(counters)} device(s); {path} is on "
+        msg = (f"per-disk counters for {len(counters)} device(s); {where}{path} is on "
                f"{dev.name} (disk {dev.disk}, {dev.fstype or '?'} at {dev.mountpoint or '?'})")
         if sampled:
             out.ok(self.name, msg)
@@ -382,19 +455,48 @@ class DiskCounters(Check):
             out.warning(self.name, msg + ", which psutil does not list",
                         "check /proc/diskstats for that device")
 
+    def _no_path(self, ctx: DoctorContext, out: Collector, devices: int,
+                 server_dir: str | None) -> None:
+        host = server_host(ctx.target)
+        head = f"per-disk counters for {devices} device(s); "
+        if host is not None and is_local_host(host):
+            shown = host or "the default local socket"
+            where = (f"its data directory {server_dir} is not readable by this user"
+                     if server_dir else "it does not tell this user its data directory")
+            fix = ("run bench as a user who can read the data directory (e.g. the server's "
+                   "own account or root)")
+            if not server_dir and ctx.facts.get("dialect") == "postgresql":
+                fix = "GRANT pg_read_all_settings TO <user>; (SHOW data_directory needs it)"
+            out.warning(self.name, f"{head}the server is local ({shown}) but {where}: the "
+                        "database disk cannot be told apart from the others", fix)
+        elif host:
+            out.ok(self.name, f"{head}the server is remote ({host}): host disk figures are "
+                   "the client's, server I/O comes from the server's own statistics")
+        else:
+            out.ok(self.name, f"{head}the server's location is not in the connection string "
+                   "(a DSN?) and its files are not readable here: host disk figures are the "
+                   "client's")
+
     @staticmethod
-    def _database_path(ctx: DoctorContext) -> Path | None:
+    def _database_path(ctx: DoctorContext) -> tuple[Path | None, str | None]:
+        """The database's path when readable here, and the data directory the server
+        reports (readable or not)."""
         if ctx.sqlite_path is not None:
-            return ctx.sqlite_path
+            return ctx.sqlite_path, None
         conn = ctx.facts.get("connection")
-        if ctx.facts.get("dialect") == "postgresql" and conn is not None:
-            try:
-                rows = conn.query("SHOW data_directory")
-                path = Path(str(rows[0][0]))
-                return path if path.exists() else None  # a local server only
-            except Exception:
-                return None
-        return None
+        sql = _DATA_DIRECTORY_SQL.get(str(ctx.facts.get("dialect")))
+        if sql is None or conn is None:
+            return None, None
+        try:
+            reported = str(conn.query(sql)[0][0])
+        except Exception:
+            return None, None
+        path = Path(reported)
+        try:
+            readable = path.is_dir() and os.access(path, os.R_OK | os.X_OK)
+        except OSError:
+            readable = False
+        return (path if readable else None), reported
 
 
 class FreeSpace(Check):

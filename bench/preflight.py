@@ -4,7 +4,9 @@
   and deleting a small file — permission bits alone do not tell (root ignores them; a
   read-only mount or a path under a regular file refuses everyone);
 * a ``sqlite:`` target's folder exists (a typo must not become a new folder tree);
-* the input holds at least one record element (:func:`migrator.reader.check_records`).
+* the input holds at least one record element (:func:`migrator.reader.check_records`);
+* before a multi-step measurement (``bench diagnose pooling``), the target accepts one
+  connection (:func:`check_target_reachable`): one clear error instead of one per step.
 
 Each failure is a :class:`PreflightError`: one line naming the option or file and the fix.
 """
@@ -97,6 +99,18 @@ def check_target_folder(spec: str | None) -> None:
     target = open_target(spec)
     if isinstance(target, SQLiteTarget):
         target.check_folder()
+
+
+def check_target_reachable(spec: str) -> None:
+    """Open one connection to ``spec`` and close it; a failure raises the target's one-line
+    error (which names a misspelled connection-string keyword when there is one)."""
+    from migrator.targets import open_target
+
+    target = open_target(spec)
+    try:
+        target.connect().close()
+    finally:
+        target.close()
 
 
 def check_inputs(inputs: list[str], mapping: Path | None) -> list[str]:

@@ -15,7 +15,10 @@ Format history (bump ``SCHEMA_VERSION`` and add an upgrader for every change):
   a failed or interrupted run keeps what it measured before it stopped (counts, batches,
   stages) and sweeps, baselines, comparisons and reports skip it, saying so. Version 2 runs
   become ``failed`` when they recorded an error or a reconciliation that did not hold (what
-  made `bench run` exit 1), else ``complete``.
+  made `bench run` exit 1), else ``complete``. Runs written since may also hold
+  ``run_id`` and ``session_name`` (what the run's database sessions were named) and, in
+  ``samples``, ``blockers`` (sessions seen holding a lock the run waited for); readers treat
+  them as optional.
 
 The pyperf file stores *seconds per record* per configuration, so pyperf's lower-is-better
 comparison reads correctly: ``python -m pyperf compare_to a/pyperf.json b/pyperf.json``.

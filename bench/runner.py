@@ -51,6 +51,7 @@ from migrator.engine import apply_pooling
 from migrator.errors import MigratorError
 from migrator.mapping import Mapping, describe as describe_mapping
 from migrator.reader import WorkUnit, check_records
+from migrator.session import run_scope, session_name
 
 
 @dataclass
@@ -74,6 +75,8 @@ class RunRequest:
     schema: str | None = None
     table_prefix: str = ""
     replace_existing_tables: bool = False
+    # Names every database session of the run (migrator.session); None: a new one.
+    run_id: str | None = None
 
 
 @dataclass
@@ -124,6 +127,7 @@ class RunOutcome:
             "pooling": self.request.pooling,
             "insert_method": self.request.insert_method,
             "bottleneck": self.extra.get("bottleneck"),
+            "run_id": self.extra.get("run_id"),
             "result_file": str(self.result_file),
             "pyperf_file": str(self.pyperf_file) if self.pyperf_file else None,
         }
@@ -182,7 +186,9 @@ def execute_run(request: RunRequest,
     created = not run_dir.exists()
     ensure_writable_dir(run_dir)
     try:
-        return _migrate(request, run_dir, mapping, units, without_records, progress)
+        with run_scope(request.run_id) as run_id:  # (inherited by the workers it spawns)
+            return _migrate(request, run_dir, mapping, units, without_records, progress,
+                            run_id)
     except BaseException:
         if created:  # a refusal (nothing to resume, say) leaves no empty run folder behind
             with contextlib.suppress(OSError):
@@ -191,7 +197,8 @@ def execute_run(request: RunRequest,
 
 
 def _migrate(request: RunRequest, run_dir: Path, mapping: Mapping, units: list[WorkUnit],
-             without_records: list[str], progress: Callable[..., None] | None) -> RunOutcome:
+             without_records: list[str], progress: Callable[..., None] | None,
+             run_id: str) -> RunOutcome:
     target_spec = request.target or f"sqlite:{run_dir / 'mig.db'}"
     target = open_target(target_spec)
     target.set_namespace(Namespace(request.schema, request.table_prefix))
@@ -236,6 +243,8 @@ def _migrate(request: RunRequest, run_dir: Path, mapping: Mapping, units: list[W
     run_doc = {
         "status": status,
         "error": error,
+        "run_id": run_id,
+        "session_name": session_name(run_id=run_id),
         "config": {"batch_size": request.batch_size, "workers": request.workers,
                    "pipeline": request.pipeline, "queue_depth": request.queue_depth,
                    "pooling": request.pooling, "insert_method": config.insert_method
@@ -267,7 +276,8 @@ def _migrate(request: RunRequest, run_dir: Path, mapping: Mapping, units: list[W
                                     [stats.elapsed_s / stats.records_read]})
     outcome = RunOutcome(request, run_dir, info.display, stats, rec, result_file, pyperf_file,
                          {"bottleneck": run_doc["bottleneck"],
-                          "schema": tables_in["schema"]}, status, error, without_records)
+                          "schema": tables_in["schema"], "run_id": run_id},
+                         status, error, without_records)
     if isinstance(stopped_by, KeyboardInterrupt):
         raise RunInterrupted(outcome) from stopped_by
     if stopped_by is not None:

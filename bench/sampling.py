@@ -11,16 +11,23 @@ from migrator.targets import Target
 SAMPLED_DIALECTS = ("mssql", "postgresql", "mysql", "mariadb", "sqlite")
 
 
-def sampler_connect(target_spec: str, dialect: str) -> Callable[[], Any] | None:
-    """The sampler's OWN DB-API connection factory (never a worker's connection)."""
+def sampler_connect(target_spec: str, dialect: str,
+                    run_id: str | None = None) -> Callable[[], Any] | None:
+    """The sampler's OWN DB-API connection factory (never a worker's connection); its
+    session is named ``migration-bench <run id> sampler``."""
     scheme, _, rest = target_spec.partition(":")
     if scheme != "odbc" or dialect == "sqlite":
         return None
 
     def connect() -> Any:
-        from migrator.targets.odbc import import_pyodbc
+        from migrator.connstr import parse_connection_string
+        from migrator.odbckeys import driver_family
+        from migrator.session import session_name
+        from migrator.targets.odbc import import_pyodbc, named_connection_string, string_driver
 
-        return import_pyodbc().connect(rest, autocommit=True, timeout=15)
+        family = driver_family(string_driver(parse_connection_string(rest)))
+        text = named_connection_string(rest, family, session_name("sampler", run_id))
+        return import_pyodbc().connect(text, autocommit=True, timeout=15)
 
     return connect
 
@@ -38,8 +45,10 @@ def our_pids() -> list[int]:
 
 def start_sampling(target: Target, target_spec: str, interval: float,
                    t0: float | None = None) -> Any:
-    """A started :class:`diagnostics.SamplingSession` for a run into ``target``."""
+    """A started :class:`diagnostics.SamplingSession` for a run into ``target``, counting
+    the sessions of this process's run (:func:`migrator.session.run_scope`)."""
     from diagnostics import sampling_session
+    from migrator.session import run_prefix
 
     dialect = target.dialect.name
     if dialect not in SAMPLED_DIALECTS:
@@ -48,7 +57,7 @@ def start_sampling(target: Target, target_spec: str, interval: float,
     session = sampling_session(dialect, sampler_connect(target_spec, dialect),
                                interval=interval, t0=t0, pids=our_pids,
                                db_path=str(db_path) if db_path and db_path != ":memory:"
-                               else None)
+                               else None, program_name=run_prefix())
     session.start()
     return session
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal, NamedTuple
 
 from diagnostics.sampler import SampleSeries
@@ -328,6 +328,8 @@ class Verdict:
     runner_up_evidence: tuple[Evidence, ...] = ()
     scores: Mapping[str, float] = field(default_factory=dict)
     facts: Mapping[str, Fact] = field(default_factory=dict)
+    blockers: tuple[Mapping[str, Any], ...] = ()
+    """Sessions seen holding locks the run waited for (:attr:`SampleSeries.blockers`)."""
 
     @property
     def description(self) -> str:
@@ -348,6 +350,8 @@ class Verdict:
             head += ": " + "; ".join(str(e) for e in support)
         if self.runner_up:
             head += f"; runner-up {self.runner_up}"
+        if self.label == "lock-contention" and self.blockers:
+            head += f"; blocked by {self.blockers[0].get('description', '?')}"
         return head
 
     def to_dict(self) -> dict[str, Any]:
@@ -364,6 +368,7 @@ class Verdict:
             "runner_up_evidence": ev(self.runner_up_evidence),
             "scores": dict(self.scores),
             "facts": {k: f._asdict() for k, f in sorted(self.facts.items())},
+            "blockers": [dict(b) for b in self.blockers],
         }
 
 
@@ -397,9 +402,13 @@ def attribute(
     series: SampleSeries | None = None,
     rules: Iterable[Rule] = RULES,
 ) -> Verdict:
-    """Decide the bottleneck of one run from its stage timings and sample series."""
+    """Decide the bottleneck of one run from its stage timings and sample series; a
+    verdict carries the lock holders the samplers saw, so lock contention names them."""
     facts = derive_facts(timings, series)
-    return decide(facts, rules)
+    verdict = decide(facts, rules)
+    if series is not None and series.blockers:
+        verdict = replace(verdict, blockers=tuple(series.blockers))
+    return verdict
 
 
 def decide(facts: Mapping[str, Fact], rules: Iterable[Rule] = RULES) -> Verdict:
@@ -420,7 +429,7 @@ def decide(facts: Mapping[str, Fact], rules: Iterable[Rule] = RULES) -> Verdict:
         return Verdict(
             label="unknown",
             confidence=0.0,
-            evidence=tuple(e for label in ordered for e in fired[label] if e.weight > 0),
+            evidence=_distinct(e for label in ordered for e in fired[label] if e.weight > 0),
             runner_up=top if s1 > 0 else None,
             scores=scores,
             facts=dict(facts),
@@ -436,6 +445,19 @@ def decide(facts: Mapping[str, Fact], rules: Iterable[Rule] = RULES) -> Verdict:
         scores=scores,
         facts=dict(facts),
     )
+
+
+def _distinct(items: Iterable[Evidence]) -> tuple[Evidence, ...]:
+    """Each piece of evidence once: several labels share rules (``stage.db_share_pct``
+    supports db-cpu, data-io and log-io), and a list of everything seen would repeat it."""
+    seen: set[tuple[str, str, float, str]] = set()
+    out: list[Evidence] = []
+    for e in items:
+        key = (e.fact, e.op, e.threshold, e.reason)
+        if key not in seen:
+            seen.add(key)
+            out.append(e)
+    return tuple(out)
 
 
 def _by_weight(items: Iterable[Evidence]) -> list[Evidence]:

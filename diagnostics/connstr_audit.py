@@ -7,9 +7,11 @@ like connection pooling and does nothing, because pooling under ODBC belongs to 
 manager, not to the connection string.
 
 :func:`audit_connection_string` classifies every keyword against the keyword table of the
-driver family (:data:`DRIVER_KEYWORDS`, taken from each driver's documentation), flags the
-ADO.NET-only ones (:data:`ADONET_ONLY`) with the real ODBC way to get their effect, and
-names the ADO.NET spellings of keywords ODBC spells differently (:data:`ADONET_SPELLINGS`).
+driver family (:data:`migrator.odbckeys.DRIVER_KEYWORDS`, taken from each driver's
+documentation), flags the ADO.NET-only ones (:data:`ADONET_ONLY`) with the real ODBC way to
+get their effect, names the ADO.NET spellings of keywords ODBC spells differently
+(:data:`ADONET_SPELLINGS`), and for any other unknown keyword the documented one it most
+probably misspells (``Sever`` → "did you mean Server?").
 Pure functions, no I/O; values of secret keys never appear in the output.
 """
 
@@ -23,92 +25,21 @@ from migrator.connstr import (
     is_secret_key,
     parse_connection_string,
 )
+from migrator.odbckeys import (
+    DRIVER_KEYWORDS,
+    DRIVER_MANAGER_KEYWORDS,
+    FAMILY_NAMES,
+    Family,
+    driver_family,
+    nearest_keyword,
+    norm as _norm,
+)
 
-Family = Literal["mssql", "freetds", "psqlodbc", "mariadb", "mysql", "sqlite", "unknown"]
 Status = Literal["known", "adonet-only", "adonet-spelling", "unknown", "driver-manager"]
 
-FAMILY_NAMES: dict[str, str] = {
-    "mssql": "Microsoft ODBC Driver for SQL Server",
-    "freetds": "FreeTDS",
-    "psqlodbc": "psqlODBC (PostgreSQL)",
-    "mariadb": "MariaDB Connector/ODBC",
-    "mysql": "MySQL Connector/ODBC",
-    "sqlite": "SQLite ODBC (Christian Werner)",
-    "unknown": "an unidentified driver",
-}
-
-
-def _norm(key: str) -> str:
-    return key.strip().lower().replace(" ", "").replace("_", "")
-
-
-def _keys(*names: str) -> frozenset[str]:
-    return frozenset(_norm(n) for n in names)
-
-
-# Read by the driver manager itself (SQLDriverConnect), whatever the driver.
-DRIVER_MANAGER_KEYWORDS = _keys("Driver", "DSN", "FileDSN", "SaveFile")
-
-# Per driver family, the keywords its documentation lists (aliases included). A keyword
-# missing here is reported as "unknown to this driver": probably ignored, worth a look.
-DRIVER_KEYWORDS: dict[str, frozenset[str]] = {
-    # learn.microsoft.com: "DSN and connection string keywords and attributes" (17/18).
-    "mssql": _keys(
-        "Server", "Address", "Addr", "Database", "UID", "PWD", "Trusted_Connection",
-        "Encrypt", "TrustServerCertificate", "HostNameInCertificate", "ServerCertificate",
-        "MultiSubnetFailover", "ApplicationIntent", "APP", "WSID", "Language",
-        "MARS_Connection", "Authentication", "ColumnEncryption", "ConnectRetryCount",
-        "ConnectRetryInterval", "KeepAlive", "KeepAliveInterval", "AnsiNPW",
-        "AttachDBFileName", "AutoTranslate", "Description", "Failover_Partner",
-        "FailoverPartnerSPN", "ServerSPN", "QuotedId", "Regional", "Network", "Net",
-        "TransparentNetworkIPResolution", "UseFMTONLY", "LongAsMax", "ClientCertificate",
-        "ClientKey", "KeystoreAuthentication", "KeystorePrincipalId", "KeystoreSecret",
-        "IpAddressPreference", "StatsLog_On", "StatsLogFile", "GetDataExtensions",
-        "Replication", "RetryExec", "SQLSetConnectAttr"),
-    # freetds.org userguide: "ODBC-only connection attributes" + odbc.ini keys.
-    "freetds": _keys(
-        "Server", "Servername", "Address", "Port", "Database", "UID", "PWD",
-        "TDS_Version", "ClientCharset", "APP", "WSID", "Language", "Trusted_Connection",
-        "Encryption", "Encrypt", "AttachDbFilename", "Domain", "UseNTLMv2", "REALM",
-        "ServerSPN", "MARS_Connection", "Timeout", "ConnectTimeout", "TextSize",
-        "ApplicationIntent", "DebugFlags", "DumpFile", "Description", "HostName",
-        "CAFile", "CRLFile", "Check_Certificate_Hostname", "SSL_Version"),
-    # odbc.postgresql.org/docs/config-opt.html (long names; the two-letter aliases are rare).
-    "psqlodbc": _keys(
-        "Servername", "Server", "Port", "Database", "UID", "Username", "PWD", "Password",
-        "SSLmode", "ReadOnly", "Protocol", "UseDeclareFetch", "Fetch", "UseServerSidePrepare",
-        "BatchSize", "CommLog", "Debug", "ConnSettings", "pqopt", "MaxVarcharSize",
-        "MaxLongVarcharSize", "TextAsLongVarchar", "UnknownsAsLongVarchar", "BoolsAsChar",
-        "Parse", "LFConversion", "UpdatableCursors", "TrueIsMinus1", "ByteaAsLongVarBinary",
-        "LowerCaseIdentifier", "ShowOidColumn", "FakeOidIndex", "RowVersioning",
-        "ShowSystemTables", "UnknownSizes", "ExtraSysTablePrefixes", "GssAuthUseGSS",
-        "XaOpt", "KeepaliveTime", "KeepaliveInterval", "OptionalErrors", "FetchRefcursors",
-        "IgnoreTimeout", "NumericAsLongVarchar", "Description", "Optimizer", "Ksqo",
-        "DisallowPremature"),
-    # mariadb.com: "About MariaDB Connector/ODBC" — connection parameters.
-    "mariadb": _keys(
-        "Server", "Port", "Database", "DB", "UID", "User", "PWD", "Password", "Socket",
-        "Option", "Options", "Charset", "InitStmt", "ConnectTimeout", "ReadTimeout",
-        "WriteTimeout", "SSLKey", "SSLCert", "SSLCA", "SSLCAPath", "SSLCipher", "SSLVerify",
-        "SSLCRL", "SSLCRLPath", "TlsVersion", "TlsPeerFP", "TlsPeerFPList", "ForceTLS",
-        "NamedPipe", "TCPIP", "Description", "AutoReconnect", "NoBigint", "NoCache",
-        "MultiStatements", "NoSsps", "NoLocalInfile", "UseCompression", "ServerKey",
-        "OPT_MULTI_STATEMENTS", "NO_SSPS"),
-    # dev.mysql.com: "Connector/ODBC Connection Parameters".
-    "mysql": _keys(
-        "Server", "Port", "Database", "DB", "UID", "User", "PWD", "Password", "Socket",
-        "Option", "Charset", "InitStmt", "SSLMode", "SSLKey", "SSLCert", "SSLCA",
-        "SSLCAPath", "SSLCipher", "SSLVerify", "ReadTimeout", "WriteTimeout",
-        "Interactive", "Prefetch", "No_SSPS", "Auto_Reconnect", "Multi_Statements",
-        "No_Prompt", "Description", "Big_Packets", "Compressed_Proto", "Enable_Cleartext_Plugin",
-        "Get_Server_Public_Key", "Default_Auth", "Plugin_Dir", "No_Schema", "No_Cache",
-        "Log_Query", "Min_Date_To_Zero", "Zero_Date_To_Min", "TLS_Versions"),
-    # ch-werner.de/sqliteodbc: DSN keys of sqlite3odbc.
-    "sqlite": _keys(
-        "Database", "Timeout", "StepAPI", "SyncPragma", "NoTXN", "ShortNames", "LongNames",
-        "NoCreat", "NoWCHAR", "FKSupport", "JournalMode", "LoadExt", "OEMCP", "BigInt",
-        "JDConv", "Description", "Attach"),
-}
+__all__ = ["ADONET_ONLY", "ADONET_SPELLINGS", "DRIVER_KEYWORDS", "FAMILY_NAMES",
+           "ConnectionStringAudit", "KeywordFinding", "audit_connection_string",
+           "classify_keyword", "driver_family"]
 
 
 @dataclass(frozen=True)
@@ -179,26 +110,6 @@ ADONET_SPELLINGS: dict[str, tuple[str, str]] = {
 }
 
 
-def driver_family(driver: str) -> Family:
-    """The family of a driver from its registered name or library path."""
-    d = driver.strip().strip("{}").lower()
-    if not d:
-        return "unknown"
-    if "freetds" in d or "tdsodbc" in d:
-        return "freetds"
-    if "sql server" in d or "msodbcsql" in d or "sql native client" in d:
-        return "mssql"
-    if "postgres" in d or "psqlodbc" in d:
-        return "psqlodbc"
-    if "mariadb" in d or "maodbc" in d:
-        return "mariadb"
-    if "mysql" in d or "myodbc" in d:
-        return "mysql"
-    if "sqlite" in d:
-        return "sqlite"
-    return "unknown"
-
-
 @dataclass(frozen=True)
 class KeywordFinding:
     keyword: str  # as written
@@ -267,7 +178,9 @@ def classify_keyword(key: str, family: Family) -> tuple[Status, str]:
         return "adonet-spelling", f"ADO.NET spelling ({what}); ODBC: {odbc}"
     if known is None:
         return "unknown", "driver not identified: cannot tell whether it reads this keyword"
-    return "unknown", f"not a documented {FAMILY_NAMES[family]} keyword: probably ignored"
+    near = nearest_keyword(key, family)
+    hint = f" (did you mean {near}?)" if near else ""
+    return "unknown", f"not a documented {FAMILY_NAMES[family]} keyword: probably ignored{hint}"
 
 
 def audit_connection_string(text: str, *, driver: str | None = None,

@@ -8,7 +8,17 @@
   lock, ASYNC_NETWORK_IO → client …).
 * ``sys.dm_os_performance_counters`` honouring ``cntr_type``: 272696576 cumulative →
   Δ/s; 65792 raw value; 537003264 value / its base (1073939712); 1073874176 Δvalue / Δbase.
-* ``sys.dm_exec_sessions``: our sessions (by program name) and all user sessions.
+* ``sys.dm_exec_sessions``: the run's sessions and all user sessions. The run's sessions
+  are those whose ``program_name`` (the ``APP=`` keyword) is the run's prefix
+  ``migration-bench <run id>`` or starts with it and a space (:mod:`migrator.session`).
+* ``sys.dm_exec_requests``: what each of the run's sessions is doing at the sample — running
+  (``cpu``) or waiting, its ``wait_type`` in the categories above. These per-session
+  samples are ``server.wait.<category>.sessions``; the server-wide wait deltas stay as
+  ``mssql.wait.*`` and ``mssql.server_wait.<category>.sessions``, and stand in for the
+  per-session figures only when ``sys.dm_exec_requests`` cannot be read (``info["wait_source"]``).
+* ``sys.dm_os_waiting_tasks`` with ``sys.dm_tran_locks``: while a run's session waits on a
+  lock (``LCK_M_*``), who blocks it (``blocking_session_id``: program, login, host, the
+  start of its request and transaction, its statement) and on which object.
 
 Rates use the server's own clock (``ms_ticks`` / ``sample_ms``), so the time a query
 takes to travel does not distort them — and recorded snapshots replay exactly in tests.
@@ -25,7 +35,7 @@ from typing import Any, ClassVar, NamedTuple
 from diagnostics._dbapi import Connection, fetch_rows, sql_literal
 from diagnostics.host import ServerLocation
 from diagnostics.sampler import SamplerUnavailable, Value, counter_delta, ratio
-from diagnostics.server import DatabaseSampler
+from diagnostics.server import QUERY_CHARS, Blocker, DatabaseSampler
 
 # --------------------------------------------------------------------------- queries
 
@@ -87,13 +97,71 @@ PERF_COUNTERS_SQL = (
 )
 
 
+def run_filter(program_name: str, alias: str = "") -> str:
+    """T-SQL condition: the session is one of the run's (by ``program_name`` prefix)."""
+    col = f"{alias}.program_name" if alias else "program_name"
+    return (
+        f"({col} = N{sql_literal(program_name)}"
+        f" OR LEFT({col}, {len(program_name) + 1}) = N{sql_literal(program_name + ' ')})"
+    )
+
+
 def sessions_sql(program_name: str) -> str:
     return (
         "SELECT COUNT(*) AS sessions,"
         " COALESCE(SUM(CASE WHEN status = N'running' THEN 1 ELSE 0 END), 0) AS running,"
         " (SELECT COUNT(*) FROM sys.dm_exec_sessions WHERE is_user_process = 1)"
         " AS user_sessions FROM sys.dm_exec_sessions"
-        f" WHERE is_user_process = 1 AND program_name = N{sql_literal(program_name)}"
+        f" WHERE is_user_process = 1 AND session_id <> @@SPID AND {run_filter(program_name)}"
+    )
+
+
+def requests_sql(program_name: str) -> str:
+    """The current request of each of the run's sessions (idle sessions have none)."""
+    return (
+        "SELECT r.session_id, r.status, r.command, COALESCE(r.wait_type, N'') AS wait_type,"
+        " r.wait_time, COALESCE(r.blocking_session_id, 0) AS blocking_session_id"
+        " FROM sys.dm_exec_requests AS r"
+        " INNER JOIN sys.dm_exec_sessions AS s ON s.session_id = r.session_id"
+        " WHERE s.is_user_process = 1 AND r.session_id <> @@SPID"
+        f" AND {run_filter(program_name, 's')}"
+    )
+
+
+def blocking_sql(program_name: str) -> str:
+    """Who blocks the run's waiting tasks, on what (object name of the lock's resource)."""
+    return (
+        "SELECT wt.session_id AS waiter, wt.wait_type, wt.wait_duration_ms,"
+        " wt.blocking_session_id AS blocker,"
+        " COALESCE(wt.resource_description, N'') AS resource_description,"
+        " COALESCE(l.resource_type, N'') AS resource_type,"
+        " COALESCE(l.request_mode, N'') AS request_mode,"
+        " CASE WHEN l.resource_type = N'OBJECT'"
+        " THEN OBJECT_NAME(l.resource_associated_entity_id, l.resource_database_id)"
+        " WHEN l.resource_type IN (N'KEY', N'PAGE', N'RID', N'HOBT')"
+        " THEN (SELECT TOP (1) OBJECT_NAME(p.object_id, l.resource_database_id)"
+        " FROM sys.partitions AS p WHERE p.hobt_id = l.resource_associated_entity_id)"
+        " END AS object_name,"
+        " COALESCE(b.program_name, N'') AS blocker_program,"
+        " COALESCE(b.login_name, N'') AS blocker_login,"
+        " COALESCE(b.host_name, N'') AS blocker_host,"
+        " COALESCE(b.status, N'') AS blocker_status,"
+        " CONVERT(NVARCHAR(33), b.last_request_start_time, 126) AS blocker_request_start,"
+        " (SELECT CONVERT(NVARCHAR(33), MIN(at.transaction_begin_time), 126)"
+        " FROM sys.dm_tran_session_transactions AS st"
+        " INNER JOIN sys.dm_tran_active_transactions AS at"
+        " ON at.transaction_id = st.transaction_id"
+        " WHERE st.session_id = wt.blocking_session_id) AS blocker_transaction_start,"
+        f" LEFT(COALESCE(t.text, N''), {QUERY_CHARS}) AS blocker_query"
+        " FROM sys.dm_os_waiting_tasks AS wt"
+        " INNER JOIN sys.dm_exec_sessions AS s ON s.session_id = wt.session_id"
+        " LEFT JOIN sys.dm_tran_locks AS l ON l.lock_owner_address = wt.resource_address"
+        " LEFT JOIN sys.dm_exec_sessions AS b ON b.session_id = wt.blocking_session_id"
+        " LEFT JOIN sys.dm_exec_connections AS c ON c.session_id = wt.blocking_session_id"
+        " OUTER APPLY sys.dm_exec_sql_text(c.most_recent_sql_handle) AS t"
+        " WHERE wt.blocking_session_id IS NOT NULL"
+        " AND wt.blocking_session_id <> wt.session_id AND s.is_user_process = 1"
+        f" AND {run_filter(program_name, 's')}"
     )
 
 
@@ -105,6 +173,8 @@ def all_queries(program_name: str = "migration-bench") -> dict[str, str]:
         "wait_stats": WAIT_STATS_SQL,
         "perf_counters": PERF_COUNTERS_SQL,
         "sessions": sessions_sql(program_name),
+        "requests": requests_sql(program_name),
+        "blocking": blocking_sql(program_name),
     }
 
 
@@ -243,6 +313,17 @@ _PREFIX_CATEGORY = (
     ("LATCH_", "latch"),
     ("PREEMPTIVE_", "other"),
 )
+
+
+def request_category(status: str, wait_type: str) -> str | None:
+    """Category of one ``sys.dm_exec_requests`` row: running or runnable (waiting for a
+    CPU) is ``cpu``; a suspended request is its wait's category; None when not working."""
+    status = status.strip().lower()
+    if status in ("running", "runnable"):
+        return "cpu" if not wait_type or status == "runnable" else wait_category(wait_type)
+    if status == "suspended" and wait_type:
+        return wait_category(wait_type)
+    return None
 
 
 def wait_category(wait_type: str) -> str | None:
@@ -515,6 +596,13 @@ class MssqlSampler(DatabaseSampler):
             "perf_counters": fetch_rows(conn, PERF_COUNTERS_SQL),
             "sessions": fetch_rows(conn, sessions_sql(self.program_name)),
         }
+        requests: list[dict[str, Any]] | None
+        try:
+            requests = fetch_rows(conn, requests_sql(self.program_name))
+        except Exception as exc:  # server-wide waits stand in (see the module doc)
+            requests = None
+            self.facts["wait_source"] = (
+                f"server-wide (sys.dm_os_wait_stats): sys.dm_exec_requests failed: {exc}")
         prev = self._previous
         self._previous = snap
         if not self.physical_names:
@@ -529,13 +617,60 @@ class MssqlSampler(DatabaseSampler):
         self.perf = counter_values(prev.get("perf_counters", []), snap["perf_counters"])
         out: dict[str, Value] = {}
         out.update(self._file_metrics())
-        out.update(self._wait_metrics(bool(prev)))
+        server_wide = self._wait_metrics(bool(prev))
+        out.update(server_wide)
         out.update(self._counter_metrics())
         sess = snap["sessions"][0] if snap["sessions"] else {}
         out["server.sessions"] = float(sess.get("sessions") or 0)
         out["server.active.sessions"] = float(sess.get("running") or 0)
         out["mssql.user_sessions"] = float(sess.get("user_sessions") or 0)
+        if requests is not None:
+            self.facts["wait_source"] = "the run's sessions (sys.dm_exec_requests)"
+            for key in [k for k in server_wide if k.startswith("server.wait.")]:
+                category = key[len("server.wait."):]
+                out[f"mssql.server_wait.{category}"] = out.pop(key)
+            out.update(self._session_waits(conn, requests))
         return out
+
+    def _session_waits(self, conn: Connection, requests: list[dict[str, Any]]) -> dict[str, Value]:
+        counts = dict.fromkeys(("cpu", "data_io", "log_io", "other_io", "lock", "latch",
+                                "client"), 0)
+        blocked = False
+        for row in requests:
+            category = request_category(str(row["status"] or ""), str(row["wait_type"] or ""))
+            if category is None:
+                continue
+            counts[category] = counts.get(category, 0) + 1
+            blocked = blocked or (category == "lock" and int(row["blocking_session_id"] or 0) > 0)
+        out: dict[str, Value] = {f"server.wait.{c}.sessions": float(n) for c, n in counts.items()}
+        out["server.active.sessions"] = float(sum(counts.values()))
+        if blocked:  # (only then: the blocking query joins several DMVs)
+            self._find_blockers(conn)
+        return out
+
+    def _find_blockers(self, conn: Connection) -> None:
+        now = self.now()
+        seen: dict[tuple[str, str], tuple[Blocker, set[int]]] = {}
+        for row in fetch_rows(conn, blocking_sql(self.program_name)):
+            what = str(row.get("object_name") or "") or str(row["resource_description"])
+            kind = str(row["resource_type"] or "").lower()
+            found = Blocker(
+                session=str(row["blocker"]),
+                application=str(row["blocker_program"]),
+                user=str(row["blocker_login"]),
+                client=str(row["blocker_host"]),
+                state=str(row["blocker_status"]),
+                query_start=str(row.get("blocker_request_start") or ""),
+                transaction_start=str(row.get("blocker_transaction_start") or ""),
+                query=" ".join(str(row["blocker_query"]).split()),
+                object=(f"{kind} of {what}" if kind not in ("", "object") and what
+                        else f"table {what}" if what else kind),
+                lock_mode=str(row["request_mode"] or row["wait_type"]),
+            )
+            entry = seen.setdefault((found.session, found.object), (found, set()))
+            entry[1].add(int(row["waiter"]))
+        for found, waiting in seen.values():
+            self.note_blocker(found, len(waiting), now)
 
     def _file_metrics(self) -> dict[str, Value]:
         out: dict[str, Value] = {}
@@ -567,6 +702,7 @@ class MssqlSampler(DatabaseSampler):
         return out
 
     def _wait_metrics(self, have_interval: bool) -> dict[str, Value]:
+        """Server-wide wait deltas: ``server.wait.<category>.sessions`` as Δwait / Δt."""
         out: dict[str, Value] = {}
         if not have_interval:
             return out

@@ -1,20 +1,40 @@
-"""MariaDB/MySQL sampler: ``SHOW GLOBAL STATUS`` deltas.
+"""MariaDB/MySQL sampler: ``SHOW GLOBAL STATUS`` deltas and the run's sessions.
 
 Fsyncs, log bytes written, row lock waits and time, rows written, statement counts and
 connections; ``Threads_connected``/``Threads_running`` are gauges. Variables a server
 version lacks are simply absent. ``innodb_flush_log_at_trx_commit`` and ``sync_binlog``
 (what a commit costs in fsyncs) are reported in ``info``.
+
+The run's sessions. MariaDB Connector/ODBC (3.1) has no keyword for connection attributes,
+and the ``@migration_bench_run`` variable each session sets (see
+:func:`migrator.targets.odbc.session_keywords`) is visible to other sessions only through
+performance_schema, which MariaDB leaves off by default. So the sampler finds the run's
+sessions in ``information_schema.PROCESSLIST`` by their client address: ``HOST`` is
+``address:port`` of the client socket, and the run's processes (``pids``) hold exactly the
+TCP sockets to the server whose local ports those are (psutil). Over a Unix socket there
+is no port; then every session of the sampler's user in its database counts, and
+``info["session_match"]`` says so.
+
+Each of those sessions is classified from the processlist and ``INNODB_TRX``: an InnoDB
+``LOCK WAIT`` or a "Waiting for … lock" state is ``lock``; a commit state ``log_io``; a
+sleeping session inside an open transaction waits for its client (``client``); any other
+running statement is ``cpu``. Lock holders come from ``INNODB_LOCK_WAITS`` (row locks) and,
+for metadata locks (``LOCK TABLES``, DDL), from ``information_schema.METADATA_LOCK_INFO``
+when the ``metadata_lock_info`` plugin is installed (``INSTALL SONAME
+'metadata_lock_info'``); without it a metadata-lock holder cannot be named.
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections import Counter
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
-from diagnostics._dbapi import Connection, as_float, fetch_rows, sql_literal
+from diagnostics._dbapi import Connection, Row, as_float, fetch_rows, sql_literal
 from diagnostics.host import ServerLocation
 from diagnostics.sampler import SamplerUnavailable, Value
-from diagnostics.server import DatabaseSampler
+from diagnostics.server import QUERY_CHARS, Blocker, DatabaseSampler
 
 STATUS_COUNTERS = (
     "Innodb_data_fsyncs",
@@ -54,8 +74,90 @@ STATUS_SQL = "SHOW GLOBAL STATUS WHERE Variable_name IN ({})".format(
 )
 SETTINGS_SQL = (
     "SELECT VERSION() AS version, @@innodb_flush_log_at_trx_commit AS flush_log_at_trx_commit,"
-    " @@sync_binlog AS sync_binlog, @@datadir AS datadir, @@pid_file AS pid_file"
+    " @@sync_binlog AS sync_binlog, @@datadir AS datadir, @@pid_file AS pid_file,"
+    " CONNECTION_ID() AS connection_id, CURRENT_USER() AS current_user_host,"
+    " DATABASE() AS database_name"
 )
+OWN_HOST_SQL = "SELECT HOST FROM information_schema.PROCESSLIST WHERE ID = CONNECTION_ID()"
+PROCESSLIST_SQL = (
+    "SELECT ID, USER, HOST, DB, COMMAND, TIME, STATE, INFO"
+    " FROM information_schema.PROCESSLIST WHERE ID <> CONNECTION_ID()"
+)
+TRX_SQL = (
+    "SELECT trx_mysql_thread_id, trx_state FROM information_schema.INNODB_TRX"
+)
+ROW_LOCK_WAITS_SQL = (
+    "SELECT r.trx_mysql_thread_id AS waiter, b.trx_mysql_thread_id AS blocker,"
+    " COALESCE(l.lock_table, '') AS lock_table, COALESCE(l.lock_mode, '') AS lock_mode,"
+    " COALESCE(bl.lock_mode, '') AS held_mode, b.trx_started AS trx_started,"
+    f" LEFT(COALESCE(b.trx_query, ''), {QUERY_CHARS}) AS trx_query"
+    " FROM information_schema.INNODB_LOCK_WAITS w"
+    " JOIN information_schema.INNODB_TRX r ON r.trx_id = w.requesting_trx_id"
+    " JOIN information_schema.INNODB_TRX b ON b.trx_id = w.blocking_trx_id"
+    " LEFT JOIN information_schema.INNODB_LOCKS l ON l.lock_id = w.requested_lock_id"
+    " LEFT JOIN information_schema.INNODB_LOCKS bl ON bl.lock_id = w.blocking_lock_id"
+)
+MDL_PLUGIN_SQL = (
+    "SELECT COUNT(*) AS n FROM information_schema.PLUGINS"
+    " WHERE PLUGIN_NAME = 'METADATA_LOCK_INFO' AND PLUGIN_STATUS = 'ACTIVE'"
+)
+MDL_HOLDERS_SQL = (
+    "SELECT THREAD_ID, LOCK_MODE, TABLE_SCHEMA, TABLE_NAME"
+    " FROM information_schema.METADATA_LOCK_INFO"
+    " WHERE LOCK_TYPE = 'Table metadata lock'"
+    " AND LOCK_MODE IN ('MDL_EXCLUSIVE', 'MDL_SHARED_NO_READ_WRITE', 'MDL_SHARED_NO_WRITE',"
+    " 'MDL_SHARED_READ_ONLY')"
+)
+MDL_PLUGIN_NOTE = (
+    "a metadata-lock holder (LOCK TABLES, DDL) can be named only with the metadata_lock_info "
+    "plugin: INSTALL SONAME 'metadata_lock_info'"
+)
+_COMMIT_STATES = frozenset({"commit", "committing", "waiting for handler commit",
+                            "commit implicit", "rollback"})
+_CLIENT_STATES = frozenset({"writing to net", "reading from net", "sending to client"})
+
+
+def session_category(command: str, state: str, trx_state: str | None) -> str | None:
+    """Wait category of one processlist session; None when it is not working (asleep
+    outside a transaction)."""
+    command, low = command.strip().lower(), (state or "").strip().lower()
+    if trx_state == "LOCK WAIT" or (low.startswith("waiting for") and "lock" in low):
+        return "lock"
+    if command == "sleep":
+        return "client" if trx_state else None  # inside a transaction, waiting for us
+    if command not in ("query", "execute"):
+        return None  # Connect, Binlog Dump, Daemon …: not a statement of ours
+    if low in _COMMIT_STATES:
+        return "log_io"
+    if low in _CLIENT_STATES:
+        return "client"
+    return "cpu"
+
+
+def client_port(host: object) -> int | None:
+    """The port of a processlist ``HOST`` (``127.0.0.1:53412``); None for a Unix socket
+    (``localhost``)."""
+    text = str(host or "")
+    head, sep, tail = text.rpartition(":")
+    return int(tail) if sep and head and tail.isdigit() else None
+
+
+def run_ports(pids: set[int], server: tuple[str, int]) -> set[int]:
+    """Local ports of the TCP connections from ``pids`` (and their descendants) to the
+    server at ``server`` (address and port as the client sees them)."""
+    import psutil
+
+    family: set[int] = set()
+    for pid in pids:
+        with contextlib.suppress(psutil.Error):
+            family.add(pid)
+            family.update(c.pid for c in psutil.Process(pid).children(recursive=True))
+    ports: set[int] = set()
+    for conn in psutil.net_connections(kind="tcp"):
+        remote, local = conn.raddr, conn.laddr
+        if conn.pid in family and remote and local and (remote.ip, remote.port) == server:
+            ports.add(int(local.port))
+    return ports
 
 
 def parse_status(rows: list[dict[str, object]]) -> dict[str, float]:
@@ -88,6 +190,36 @@ class MysqlSampler(DatabaseSampler):
             datadir=str(row["datadir"]),
             pid_file=str(row["pid_file"]),
         )
+        self._user = str(row["current_user_host"] or "").rpartition("@")[0]
+        self._database = str(row["database_name"] or "")
+        self._server = self._server_address()
+        self.facts["session_match"] = (
+            "client TCP ports of the run's processes"
+            if self._server and self.pids is not None
+            else f"every session of user {self._user} in database {self._database or '?'} "
+            "(no TCP port to match the run's processes by)"
+        )
+        try:
+            self._mdl_plugin = bool(int(fetch_rows(self.conn, MDL_PLUGIN_SQL)[0]["n"]))
+        except Exception:
+            self._mdl_plugin = False
+
+    def _server_address(self) -> tuple[str, int] | None:
+        """The server's address and port as this process's sampler socket sees it (found
+        by the local port the server reports for the sampler's own session)."""
+        assert self.conn is not None
+        try:
+            import psutil
+
+            port = client_port(fetch_rows(self.conn, OWN_HOST_SQL)[0]["host"])
+            if port is None:
+                return None
+            for conn in psutil.Process().net_connections(kind="tcp"):
+                if conn.laddr and conn.laddr.port == port and conn.raddr:
+                    return (str(conn.raddr.ip), int(conn.raddr.port))
+        except Exception:
+            return None
+        return None
 
     def server_location(self) -> ServerLocation:
         pid: int | None = None
@@ -131,7 +263,81 @@ class MysqlSampler(DatabaseSampler):
         out["server.wait.lock.sessions"] = None if lock_ms is None else lock_ms / 1000.0
         if "Threads_connected" in status:
             out["server.connections"] = status["Threads_connected"]
-        if "Threads_running" in status:
-            # our own SHOW STATUS is one of the running threads
-            out["server.active.sessions"] = max(status["Threads_running"] - 1.0, 0.0)
+        out.update(self._sessions(conn))
         return out
+
+    def _ours(self, rows: list[Row]) -> list[Row]:
+        if self._server is not None and self.pids is not None:
+            ports = run_ports(set(self.pids()), self._server)
+            return [r for r in rows if client_port(r["host"]) in ports]
+        return [r for r in rows
+                if str(r["user"] or "") == self._user and str(r["db"] or "") == self._database]
+
+    def _sessions(self, conn: Connection) -> dict[str, Value]:
+        ours = self._ours(fetch_rows(conn, PROCESSLIST_SQL))
+        trx = {int(r["trx_mysql_thread_id"]): str(r["trx_state"])
+               for r in fetch_rows(conn, TRX_SQL)}
+        categories: Counter[str] = Counter()
+        waiters: list[Row] = []
+        for row in ours:
+            category = session_category(str(row["command"] or ""), str(row["state"] or ""),
+                                        trx.get(int(row["id"])))
+            if category is None:
+                continue
+            categories[category] += 1
+            if category == "lock":
+                waiters.append(row)
+        if waiters:
+            self._find_blockers(conn, waiters, {int(r["id"]) for r in ours}, trx)
+        out: dict[str, Value] = {
+            "server.sessions": float(len(ours)),
+            "server.active.sessions": float(sum(categories.values())),
+        }
+        for category in ("cpu", "data_io", "log_io", "lock", "latch", "client", "other_io",
+                         "other"):
+            out[f"server.wait.{category}.sessions"] = float(categories.get(category, 0))
+        return out
+
+    def _find_blockers(self, conn: Connection, waiters: list[Row], ours: set[int],
+                       trx: dict[int, str]) -> None:
+        now = self.now()
+        found: dict[tuple[str, str], tuple[Blocker, set[int]]] = {}
+        waiting_ids = {int(r["id"]) for r in waiters}
+        if any(trx.get(i) == "LOCK WAIT" for i in waiting_ids):
+            for row in fetch_rows(conn, ROW_LOCK_WAITS_SQL):
+                if int(row["waiter"]) not in waiting_ids:
+                    continue
+                b = self._blocker(conn, int(row["blocker"]), f"rows of {row['lock_table']}",
+                                  str(row["lock_mode"]), str(row["held_mode"]),
+                                  str(row["trx_started"] or ""), str(row["trx_query"]))
+                found.setdefault((b.session, b.object), (b, set()))[1].add(int(row["waiter"]))
+        mdl = [r for r in waiters if trx.get(int(r["id"])) != "LOCK WAIT"]
+        if mdl and self._mdl_plugin:
+            for row in fetch_rows(conn, MDL_HOLDERS_SQL):
+                holder = int(row["thread_id"])
+                table = f"{row['table_schema']}.{row['table_name']}"
+                if holder in ours or (self._database and row["table_schema"] != self._database):
+                    continue
+                b = self._blocker(conn, holder, f"table {table}", "metadata lock",
+                                  str(row["lock_mode"]), "", "")
+                entry = found.setdefault((b.session, b.object), (b, set()))
+                entry[1].update(int(r["id"]) for r in mdl
+                                if str(row["table_name"]) in str(r["info"] or ""))
+        elif mdl:
+            self.facts["blockers_note"] = MDL_PLUGIN_NOTE
+        for blocker, waiting in found.values():
+            self.note_blocker(blocker, len(waiting), now)
+
+    def _blocker(self, conn: Connection, thread: int, what: str, wanted: str, held: str,
+                 trx_started: str, query: str) -> Blocker:
+        rows = fetch_rows(conn, "SELECT USER, HOST, COMMAND, STATE, TIME, INFO"
+                                f" FROM information_schema.PROCESSLIST WHERE ID = {thread}")
+        info: dict[str, Any] = rows[0] if rows else {}
+        return Blocker(
+            session=str(thread), id_label="thread", user=str(info.get("user") or ""),
+            client=str(info.get("host") or ""),
+            state=" ".join(filter(None, (str(info.get("command") or ""),
+                                         str(info.get("state") or "")))),
+            transaction_start=trx_started,
+            query=" ".join((query or str(info.get("info") or ""))[:QUERY_CHARS].split()),
+            object=what, lock_mode=wanted, held_mode=held)

@@ -1,5 +1,11 @@
 """PostgreSQL sampler: ``pg_stat_database``, ``pg_stat_wal``, bgwriter/checkpointer,
-``pg_stat_io`` (16+) and wait events of our backends from ``pg_stat_activity``.
+``pg_stat_io`` (16+) and wait events of the run's backends from ``pg_stat_activity``.
+
+The run's backends are those whose ``application_name`` is the run's prefix
+(``migration-bench <run id>``, see :mod:`migrator.session`) or starts with it and a space
+(``… copy`` for the COPY sessions). Their ``wait_event_type`` (Lock, LWLock, IO, Client,
+IPC …) is classified by :func:`wait_category`; while one of them waits on a ``Lock``, the
+sampler asks ``pg_blocking_pids()`` and ``pg_locks`` who holds it and on what relation.
 
 Version differences handled: ``pg_stat_wal`` exists from 14 (before, WAL bytes come from
 ``pg_current_wal_lsn()``); 17 moved checkpoint counters to ``pg_stat_checkpointer``; 18
@@ -15,7 +21,7 @@ from typing import ClassVar, NamedTuple
 from diagnostics._dbapi import Connection, fetch_rows, sql_literal
 from diagnostics.host import ServerLocation
 from diagnostics.sampler import SamplerUnavailable, Value, ratio
-from diagnostics.server import DatabaseSampler
+from diagnostics.server import QUERY_CHARS, Blocker, DatabaseSampler
 
 
 class PgQueries(NamedTuple):
@@ -86,15 +92,52 @@ def queries_for(version_num: int) -> PgQueries:
 
 
 def activity_sql(program_name: str | None) -> str:
-    """Wait events of the client backends in our database (and application, if named)."""
-    app = f" AND application_name = {sql_literal(program_name)}" if program_name else ""
+    """State and wait event of each client backend of the run in our database (of every
+    client backend there when ``program_name`` is None); never the sampler's own."""
+    app = ""
+    if program_name:
+        app = (
+            f" AND (application_name = {sql_literal(program_name)}"
+            f" OR left(application_name, {len(program_name) + 1})"
+            f" = {sql_literal(program_name + ' ')})"
+        )
     return (
-        "SELECT coalesce(wait_event_type, '') AS wait_event_type,"
-        " coalesce(wait_event, '') AS wait_event, coalesce(state, '') AS state,"
-        " count(*) AS n FROM pg_stat_activity"
+        "SELECT pid, coalesce(wait_event_type, '') AS wait_event_type,"
+        " coalesce(wait_event, '') AS wait_event, coalesce(state, '') AS state"
+        " FROM pg_stat_activity"
         " WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()"
         f" AND datname = current_database(){app}"
-        " GROUP BY 1, 2, 3"
+    )
+
+
+_PG_TIME = "YYYY-MM-DD HH24:MI:SS TZ"
+
+
+def blockers_sql(waiting_pids: list[int]) -> str:
+    """Who holds the locks the given backends wait for, and on what: one row per (waiting
+    lock, blocking backend), from ``pg_locks`` and ``pg_blocking_pids()``."""
+    pids = ", ".join(str(int(p)) for p in waiting_pids)
+    return (
+        "SELECT w.pid AS waiter, w.mode AS wanted_mode,"
+        " CASE WHEN w.relation IS NOT NULL THEN 'table ' || w.relation::regclass::text"
+        " WHEN w.transactionid IS NOT NULL"
+        " THEN 'a row lock (transaction ' || w.transactionid::text || ')'"
+        " ELSE w.locktype END AS object,"
+        " b.pid AS blocker, coalesce(b.application_name, '') AS application,"
+        " coalesce(b.usename::text, '') AS usr,"
+        " coalesce(host(b.client_addr), CASE WHEN b.pid IS NOT NULL"
+        " THEN 'local socket' END, '') AS client,"
+        " coalesce(b.state, '') AS state,"
+        f" coalesce(to_char(b.query_start, '{_PG_TIME}'), '') AS query_start,"
+        f" coalesce(to_char(b.xact_start, '{_PG_TIME}'), '') AS xact_start,"
+        " extract(epoch FROM now() - b.xact_start) AS xact_age_s,"
+        f" left(coalesce(b.query, ''), {QUERY_CHARS}) AS query,"
+        " coalesce((SELECT string_agg(DISTINCT h.mode, ', ') FROM pg_locks h"
+        " WHERE h.pid = bp.pid AND h.granted AND w.relation IS NOT NULL"
+        " AND h.relation = w.relation), '') AS held_mode"
+        " FROM pg_locks w CROSS JOIN LATERAL unnest(pg_blocking_pids(w.pid)) AS bp(pid)"
+        " LEFT JOIN pg_stat_activity b ON b.pid = bp.pid"
+        f" WHERE NOT w.granted AND w.pid IN ({pids})"
     )
 
 
@@ -281,17 +324,21 @@ class PostgresSampler(DatabaseSampler):
         categories: Counter[str] = Counter()
         events: Counter[str] = Counter()
         sessions = 0
+        lock_waiters: list[int] = []
         for row in fetch_rows(conn, self._activity_sql):
-            n = int(row["n"])
-            sessions += n
+            sessions += 1
             category = wait_category(row["wait_event_type"], row["wait_event"], row["state"])
             if category is None:
                 continue
-            categories[category] += n
+            categories[category] += 1
             label = (
                 f"{row['wait_event_type']}:{row['wait_event']}" if row["wait_event_type"] else "CPU"
             )
-            events[label] += n
+            events[label] += 1
+            if category == "lock":
+                lock_waiters.append(int(row["pid"]))
+        if lock_waiters:  # (only then: pg_blocking_pids() is not free)
+            self._find_blockers(conn, lock_waiters)
         out: dict[str, Value] = {"server.sessions": float(sessions)}
         out["server.active.sessions"] = float(sum(categories.values()))
         for category in (
@@ -308,6 +355,34 @@ class PostgresSampler(DatabaseSampler):
         for label, n in events.items():
             out[f"pg.wait.{label}.sessions"] = float(n)
         return out
+
+
+    def _find_blockers(self, conn: Connection, waiters: list[int]) -> None:
+        now = self.now()
+        seen: dict[tuple[str, str], tuple[Blocker, set[int]]] = {}
+        for row in fetch_rows(conn, blockers_sql(waiters)):
+            if row["blocker"] is None:
+                continue
+            age = _num(row["xact_age_s"])
+            found = Blocker(
+                session=str(row["blocker"]),
+                id_label="pid",
+                application=str(row["application"]),
+                user=str(row["usr"]),
+                client=str(row["client"]),
+                state=str(row["state"]),
+                query_start=str(row["query_start"]),
+                transaction_start=str(row["xact_start"]),
+                transaction_age_s=round(age, 3) if age is not None else None,
+                query=" ".join(str(row["query"]).split()),
+                object=str(row["object"]),
+                lock_mode=str(row["wanted_mode"]),
+                held_mode=str(row["held_mode"]),
+            )
+            entry = seen.setdefault((found.session, found.object), (found, set()))
+            entry[1].add(int(row["waiter"]))
+        for found, waiting in seen.values():
+            self.note_blocker(found, len(waiting), now)
 
 
 def _first(rows: list[dict[str, object]]) -> dict[str, object]:

@@ -17,7 +17,7 @@ from diagnostics.mssql import MssqlSampler
 from diagnostics.mysql import MysqlSampler
 from diagnostics.postgresql import PostgresSampler
 from diagnostics.sampler import DEFAULT_INTERVAL, Sampler, SamplingSession
-from diagnostics.server import DEFAULT_PROGRAM_NAME, DatabaseSampler
+from diagnostics.server import DatabaseSampler
 
 SERVER_SAMPLERS: dict[str, type[DatabaseSampler] | None] = {
     "mssql": MssqlSampler,
@@ -31,10 +31,13 @@ SERVER_SAMPLERS: dict[str, type[DatabaseSampler] | None] = {
 def server_sampler(
     dialect: str,
     connect: ConnectionFactory | None,
-    program_name: str = DEFAULT_PROGRAM_NAME,
+    program_name: str | None = None,
     database: str | None = None,
+    pids: Callable[[], Iterable[int]] | None = None,
 ) -> DatabaseSampler | None:
-    """The server sampler for ``dialect`` (``None`` for SQLite or without ``connect``)."""
+    """The server sampler for ``dialect`` (``None`` for SQLite or without ``connect``).
+
+    ``program_name``: the run's session-name prefix (default: this process's run)."""
     try:
         cls = SERVER_SAMPLERS[dialect]
     except KeyError:
@@ -42,7 +45,7 @@ def server_sampler(
         raise ValueError(f"no sampler for dialect {dialect!r}; known: {valid}") from None
     if cls is None or connect is None:
         return None
-    return cls(connect, program_name=program_name, database=database)
+    return cls(connect, program_name=program_name, database=database, pids=pids)
 
 
 def build_samplers(
@@ -51,7 +54,7 @@ def build_samplers(
     *,
     pids: Callable[[], Iterable[int]] | None = None,
     db_path: str | None = None,
-    program_name: str = DEFAULT_PROGRAM_NAME,
+    program_name: str | None = None,
     database: str | None = None,
     server_port: int | None = None,
     host: bool = True,
@@ -63,7 +66,7 @@ def build_samplers(
     when the server runs on this host); ``server_port`` disambiguates local servers.
     """
     samplers: list[Sampler] = []
-    server = server_sampler(dialect, connect, program_name, database)
+    server = server_sampler(dialect, connect, program_name, database, pids)
     if server is not None:
         samplers.append(server)
     if host:
@@ -81,7 +84,7 @@ def sampling_session(
     t0: float | None = None,
     pids: Callable[[], Iterable[int]] | None = None,
     db_path: str | None = None,
-    program_name: str = DEFAULT_PROGRAM_NAME,
+    program_name: str | None = None,
     database: str | None = None,
     server_port: int | None = None,
 ) -> SamplingSession:

@@ -7,7 +7,9 @@ live server (``python -m diagnostics.replay "DRIVER=...;SERVER=..." out.json``),
 
 File format: ``{"description", "program_name", "database", "probe": [row],
 "snapshots": [{"file_stats": [rows], "wait_stats": [...], "perf_counters": [...],
-"sessions": [...]}, ...]}`` — rows are objects keyed by column name.
+"sessions": [...], "requests": [...], "blocking": [...]}, ...]}`` — rows are objects keyed
+by column name. A section a recording lacks (``requests`` and ``blocking`` came later)
+fails when queried, as the DMV would on a server that refuses it.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from diagnostics.mssql import all_queries
 
 # which recorded section answers a statement: the first marker found in the SQL wins
 _MARKERS = (
+    ("dm_os_waiting_tasks", "blocking"),
+    ("dm_exec_requests", "requests"),
     ("dm_io_virtual_file_stats", "file_stats"),
     ("dm_os_wait_stats", "wait_stats"),
     ("dm_os_performance_counters", "perf_counters"),
@@ -93,7 +97,9 @@ class ReplayConnection:
         index = self._next.get(section, 0)
         self._next[section] = index + 1
         snapshot = self.snapshots[min(index, len(self.snapshots) - 1)]
-        return [dict(r) for r in snapshot.get(section, [])]
+        if section not in snapshot:
+            raise ReplayError(f"{section} was not recorded")
+        return [dict(r) for r in snapshot[section]]
 
     def cursor(self) -> _ReplayCursor:
         return _ReplayCursor(self)

@@ -211,6 +211,9 @@ class SampleSeries:
     info: Mapping[str, Mapping[str, InfoValue]] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
     overhead: SamplerOverhead | None = None
+    blockers: tuple[Mapping[str, Any], ...] = ()
+    """Sessions outside the run seen holding a lock one of the run's sessions waited for
+    (see :class:`diagnostics.server.Blocker`), most often seen first; times in run time."""
 
     @property
     def units(self) -> dict[str, str]:
@@ -254,6 +257,7 @@ class SampleSeries:
             "info": {k: dict(v) for k, v in self.info.items()},
             "warnings": list(self.warnings),
             "overhead": self.overhead.to_dict() if self.overhead else None,
+            "blockers": [dict(b) for b in self.blockers],
         }
 
     @classmethod
@@ -271,6 +275,7 @@ class SampleSeries:
             info={k: dict(v) for k, v in data.get("info", {}).items()},
             warnings=tuple(data.get("warnings", ())),
             overhead=SamplerOverhead.from_dict(overhead) if overhead else None,
+            blockers=tuple(dict(b) for b in data.get("blockers") or ()),  # (absent before)
         )
 
     @classmethod
@@ -282,6 +287,7 @@ class SampleSeries:
         warnings: Sequence[str] = (),
         overhead: SamplerOverhead | None = None,
         started_at: str = "",
+        blockers: Sequence[Mapping[str, Any]] = (),
     ) -> SampleSeries:
         """Build a series from ``(t, {metric: value})`` rows; absent metrics become ``None``."""
         names = sorted({name for _, row in rows for name in row})
@@ -294,6 +300,7 @@ class SampleSeries:
             info=dict(info or {}),
             warnings=tuple(warnings),
             overhead=overhead,
+            blockers=tuple(blockers),
         )
 
 
@@ -412,8 +419,22 @@ class SamplingSession:
             warnings=self._warnings,
             overhead=overhead,
             started_at=self._started_at,
+            blockers=self._blockers(),
         )
         return self.series
+
+    def _blockers(self) -> list[dict[str, Any]]:
+        """What the samplers that track lock holders saw, on the run's clock."""
+        found: list[dict[str, Any]] = []
+        for state in self._states:
+            report = getattr(state.sampler, "blockers", None)
+            if report is None:
+                continue
+            try:
+                found.extend(b.to_dict(self.t0) for b in report())
+            except Exception as exc:
+                self.warn(f"{state.sampler.name}: lock holders unavailable: {exc!r}")
+        return sorted(found, key=lambda b: -int(b.get("samples", 0)))
 
     def __enter__(self) -> SamplingSession:
         return self.start()

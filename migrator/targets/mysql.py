@@ -41,10 +41,14 @@ class MySQLDialect(OdbcDialect):
     # (DDL commits implicitly: a fresh schema is made recognisable instead, see engine.)
     no_schema_hint: ClassVar[str] = " or another Database= in the connection string"
     session_id_sql: ClassVar[str] = "SELECT CONNECTION_ID()"
+    server_version_sql: ClassVar[str] = "SELECT VERSION()"
     values_rows: ClassVar[int] = 100
     # benchmarks/insert_methods.py on MariaDB 10.11 / Connector/ODBC 3.1.15: values ≫
     # executemany; fast is refused (it loses rows, see FAST_REFUSED_MARIADB).
     auto_methods: ClassVar[tuple[str, ...]] = ("values", "fast", "executemany")
+
+    def format_server_version(self, value: Any) -> str:
+        return str(value).split("-", 1)[0]  # "10.11.18-MariaDB-0+deb12u1" → "10.11.18"
 
     @property
     def is_mariadb(self) -> bool:

@@ -23,22 +23,27 @@ session, so the batch still commits atomically with its checkpoint.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime
 import importlib
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from pathlib import Path
 from typing import Any, ClassVar
 
-from migrator import odbcini
+from migrator import odbcini, session
 from migrator.connstr import (
     ConnectionParams,
     ConnectionStringError,
     parse_connection_string,
     redact_connection_string,
+    with_params,
 )
 from migrator.errors import TargetError
+from migrator.odbckeys import driver_family, misspelled_keywords
 from migrator.targets.base import (
     Connection,
     Dialect,
@@ -169,6 +174,9 @@ class OdbcDialect(Dialect):
     # Longest string (UTF-16 code units) bound as a sized parameter under `fast`; longer
     # ones are bound as size 0, which pyodbc streams (SQL Server's (MAX) types).
     max_sized_string: ClassVar[int] = 1_000_000_000
+    # The server's own version, where the driver's SQL_DBMS_VER misleads (psqlODBC reports
+    # PostgreSQL 15.18 as "15.0.18"); read once, with the connection facts.
+    server_version_sql: ClassVar[str] = ""
 
     def __init__(self, params: ConnectionParams | None = None,
                  facts: ConnectionFacts | None = None) -> None:
@@ -212,6 +220,10 @@ class OdbcDialect(Dialect):
             raise TargetError(f"insert method {name!r} refused for {self.describe()}: "
                               f"{m.reason}")
         return name
+
+    def format_server_version(self, value: Any) -> str:
+        """The answer of :attr:`server_version_sql` as a version string."""
+        return str(value)
 
     def describe(self) -> str:
         if self.facts is None:
@@ -331,6 +343,54 @@ def dialect_for(facts: ConnectionFacts, params: ConnectionParams) -> OdbcDialect
     raise TargetError(f"odbc: connected to {facts.dbms_name!r} ({facts.driver_name}), which "
                       f"has no dialect; supported: {', '.join(known)} "
                       f"(PostgreSQL, SQL Server, MariaDB/MySQL, SQLite)")
+
+
+# A session's name goes into the connection string, so the driver sends it at login: free,
+# where a statement after connecting would cost a round trip on every (pooled) checkout.
+MARIADB_SESSION_VARIABLE = "migration_bench_run"
+
+
+def session_keywords(family: str, name: str, params: ConnectionParams) -> dict[str, str]:
+    """The connection-string keywords that make a driver of ``family`` name its session
+    ``name``; {} for a driver with no such keyword (SQLite, unknown drivers).
+
+    * psqlODBC: ``pqopt`` (libpq options sent at login) ``application_name``, after the
+      user's own pqopt options (libpq keeps the last value of a repeated option);
+    * SQL Server and FreeTDS: ``APP`` (``program_name`` in ``sys.dm_exec_sessions``);
+    * MariaDB/MySQL Connector/ODBC: no keyword adds connection attributes (3.1), so
+      ``InitStmt`` sets the session variable ``@migration_bench_run``, which the server
+      shows in ``performance_schema.user_variables_by_thread`` (when performance_schema is
+      on); a string with its own ``InitStmt`` keeps it.
+    """
+    if family == "psqlodbc":
+        own = (params.get_any("pqopt") or "").strip()
+        return {"pqopt": (own + " " if own else "") + f"application_name='{name}'"}
+    if family in ("mssql", "freetds"):
+        return {"APP": name}
+    if family in ("mariadb", "mysql") and params.get_any("InitStmt") is None:
+        return {"InitStmt": f"SET @{MARIADB_SESSION_VARIABLE}='{name}'"}
+    return {}
+
+
+def named_connection_string(text: str, family: str, name: str) -> str:
+    """``text`` with the keywords that name the session ``name`` (see
+    :func:`session_keywords`); unchanged for drivers that cannot."""
+    updates = session_keywords(family, name, parse_connection_string(text))
+    return with_params(text, **updates) if updates else text
+
+
+def string_driver(params: ConnectionParams) -> str:
+    """The driver a connection string names: ``Driver=``, or its ``DSN``'s driver in
+    odbc.ini (system, then user); "" when neither says."""
+    driver = (params.get_any("Driver") or "").strip().strip("{}")
+    dsn = params.get_any("DSN")
+    if driver or not dsn:
+        return driver
+    for path in (odbcini.system_paths().odbc_ini, Path(os.path.expanduser("~/.odbc.ini"))):
+        ini = odbcini.read_ini(path)
+        if ini.has_section(dsn):
+            return str(ini[dsn].get("Driver", "") or ini[dsn].get("driver", "")).strip()
+    return ""
 
 
 class OdbcConnection(Connection):
@@ -534,6 +594,8 @@ class OdbcTarget(Target):
         self.last_connect_seconds = 0.0
         # Idle psycopg sessions of the COPY path, reused while pooling is on.
         self.sidecar_pool: list[Any] = []
+        self._family = driver_family(string_driver(self.params))
+        self._named: tuple[str, str] = ("", "")  # (session name, connection string)
 
     # ---- dialect -----------------------------------------------------------------------------
     @property  # type: ignore[override]
@@ -576,27 +638,21 @@ class OdbcTarget(Target):
             odbcini.activate(self.pooling)
         pyodbc = import_pyodbc()
         odbcini.mark_env_allocated()
+        text = self.session_string()
         t0 = time.perf_counter()
         try:
-            cnxn = pyodbc.connect(self.connection_string, autocommit=False,
-                                  timeout=LOGIN_TIMEOUT)
+            cnxn = pyodbc.connect(text, autocommit=False, timeout=LOGIN_TIMEOUT)
         except pyodbc.Error as exc:
             raise self._connect_error(exc, pyodbc) from None
         self.last_connect_seconds = time.perf_counter() - t0
         if self._dialect is None:
             try:
-                self._facts = ConnectionFacts(
-                    dbms_name=str(cnxn.getinfo(pyodbc.SQL_DBMS_NAME) or ""),
-                    dbms_version=str(cnxn.getinfo(pyodbc.SQL_DBMS_VER) or ""),
-                    driver_name=str(cnxn.getinfo(pyodbc.SQL_DRIVER_NAME) or ""),
-                    driver_version=str(cnxn.getinfo(pyodbc.SQL_DRIVER_VER) or ""),
-                    driver_odbc_version=str(cnxn.getinfo(pyodbc.SQL_DRIVER_ODBC_VER) or ""),
-                )
-                self._dialect = dialect_for(self._facts, self.params)
+                self._learn_facts(cnxn, pyodbc)
             except BaseException:
                 cnxn.close()
                 raise
         dialect = self._dialect
+        assert dialect is not None
         dialect.namespace = self.namespace
         try:
             dialect.configure(cnxn, pyodbc)
@@ -604,6 +660,37 @@ class OdbcTarget(Target):
             cnxn.close()
             raise _wrap(exc, f"{self.display}: session setup failed") from None
         return OdbcConnection(self, cnxn, pyodbc, dialect)
+
+    def session_string(self) -> str:
+        """The connection string a new session connects with: the user's, plus the
+        keywords that name it after the run (:mod:`migrator.session`)."""
+        name = session.session_name()
+        if self._named[0] != name:
+            self._named = (name, named_connection_string(self.connection_string,
+                                                         self._family, name))
+        return self._named[1]
+
+    def _learn_facts(self, cnxn: Any, pyodbc: Any) -> None:
+        facts = ConnectionFacts(
+            dbms_name=str(cnxn.getinfo(pyodbc.SQL_DBMS_NAME) or ""),
+            dbms_version=str(cnxn.getinfo(pyodbc.SQL_DBMS_VER) or ""),
+            driver_name=str(cnxn.getinfo(pyodbc.SQL_DRIVER_NAME) or ""),
+            driver_version=str(cnxn.getinfo(pyodbc.SQL_DRIVER_VER) or ""),
+            driver_odbc_version=str(cnxn.getinfo(pyodbc.SQL_DRIVER_ODBC_VER) or ""),
+        )
+        dialect = dialect_for(facts, self.params)
+        if dialect.server_version_sql:
+            try:
+                row = cnxn.cursor().execute(dialect.server_version_sql).fetchone()
+                facts = dataclasses.replace(
+                    facts, dbms_version=dialect.format_server_version(row[0]))
+                cnxn.rollback()
+            except pyodbc.Error:
+                pass  # keep the driver's figure
+            dialect.facts = facts
+        if self._family == "unknown":  # (a DSN whose driver odbc.ini did not tell)
+            self._family = driver_family(facts.driver_name)
+        self._facts, self._dialect = facts, dialect
 
     def _connect_error(self, exc: BaseException, pyodbc: Any) -> TargetError:
         text = odbc_error_text(exc)
@@ -614,6 +701,12 @@ class OdbcTarget(Target):
             drivers = ", ".join(pyodbc.drivers()) or "none"
             hint = (f"; installed ODBC drivers: {drivers} (see odbcinst -q -d; "
                     f"DSNs: odbcinst -q -s)")
+        # A misspelled keyword is ignored by the driver, which then fails on a default
+        # (a Unix socket for a missing Server): name the typo, not only its symptom.
+        typos = misspelled_keywords([k for k, _ in self.params.pairs], self._family)
+        if typos:
+            hint += "; " + "; ".join(f"the driver ignores {key}= (did you mean {near}=?)"
+                                     for key, near in typos)
         return OdbcError(f"cannot connect to {self.display}: {text}{hint}",
                          _state_and_text(exc)[0])
 

@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
-from migrator import odbcini
+from migrator import odbcini, session
 from migrator.connstr import ConnectionParams
 from migrator.errors import TargetError
 from migrator.mapping import ColumnType
@@ -53,6 +53,7 @@ class PostgresDialect(OdbcDialect):
     max_identifier_bytes: ClassVar[int] = 63  # NAMEDATALEN - 1; longer names are cut
     transactional_ddl: ClassVar[bool] = True
     session_id_sql: ClassVar[str] = "SELECT pg_backend_pid()"
+    server_version_sql: ClassVar[str] = "SELECT current_setting('server_version_num')"
     values_rows: ClassVar[int] = 100
     # benchmarks/insert_methods.py: copy ≫ values > fast (UseServerSidePrepare=0) > executemany
     auto_methods: ClassVar[tuple[str, ...]] = ("copy", "values", "fast", "executemany")
@@ -71,6 +72,9 @@ class PostgresDialect(OdbcDialect):
         if "-" in proto:
             return proto.rsplit("-", 1)[1] == "2"
         return True
+
+    def format_server_version(self, value: Any) -> str:
+        return pg_version(int(value))
 
     def param_budget(self) -> int:
         return SSP_PARAM_LIMIT if self.server_side_prepare else super().param_budget()
@@ -180,6 +184,14 @@ class PostgresDialect(OdbcDialect):
 
     def sidecar_session_id(self, conn: OdbcConnection) -> str:
         return str(conn.sidecar.info.backend_pid)
+
+
+def pg_version(version_num: int) -> str:
+    """``server_version_num`` as PostgreSQL writes it: 150018 → "15.18" (two parts since
+    PostgreSQL 10), 90624 → "9.6.24"."""
+    if version_num >= 100000:
+        return f"{version_num // 10000}.{version_num % 10000}"
+    return f"{version_num // 10000}.{version_num // 100 % 100}.{version_num % 100}"
 
 
 def _psycopg() -> Any:
@@ -296,7 +308,7 @@ def _open_sidecar(conn: OdbcConnection) -> None:
     kwargs = psycopg_kwargs(conn.target.params)
     try:
         conn.sidecar = psycopg.connect(**kwargs, connect_timeout=15,
-                                       application_name="migration-bench copy")
+                                       application_name=session.session_name("copy"))
     except psycopg.Error as exc:
         raise TargetError(f"postgresql: COPY needs a psycopg session and it could not "
                           f"connect: {_pg_error_text(exc)}") from None
