@@ -8,7 +8,9 @@ results-folder check writes one small file, or makes one folder, and deletes it)
 
 Checks, in order: unixODBC present and its version; the ODBC drivers installed and which
 ``odbcinst.ini`` is in force; psqlODBC's ``CommLog=1`` trap (and other driver logging);
-pooling configuration as in force; connectivity and DBMS version (``--target``);
+pooling configuration as in force; the connection string's keywords the driver would
+ignore, with the keyword a misspelled one probably means (``--target``); connectivity and
+DBMS version (``--target``);
 permissions for server-side sampling and the views it reads on that server version
 (``--target``); psutil per-disk counters and which disk holds the database — for a server
 on this machine (loopback address, Unix socket, one of its own addresses) its data
@@ -270,6 +272,39 @@ class PoolingInForce(Check):
         else:
             out.ok(self.name, f"{path}: pooling OFF ([ODBC] Pooling is not Yes); "
                    f"pyodbc.pooling alone changes nothing with unixODBC")
+
+
+class ConnectionString(Check):
+    """Keywords of an ``odbc:`` target the driver will not read (misspelled, ADO.NET-only):
+    drivers ignore them silently, so a typo only ever shows as its consequence."""
+
+    name = "connection-string"
+
+    def available(self, ctx: DoctorContext) -> bool:
+        return ctx.wants_odbc
+
+    def run(self, ctx: DoctorContext, out: Collector) -> None:
+        from diagnostics.connstr_audit import FAMILY_NAMES, audit_connection_string
+        from migrator.connstr import ConnectionStringError, parse_connection_string
+        from migrator.targets.odbc import string_driver
+
+        assert ctx.target is not None
+        text = ctx.target[len("odbc:"):]
+        try:
+            dsn_driver = string_driver(parse_connection_string(text))
+        except ConnectionStringError as exc:
+            out.error(self.name, f"the connection string does not parse: {exc}",
+                      "write key=value pairs separated by ';', braces around values with ';'")
+            return
+        audit = audit_connection_string(text, dsn_driver=dsn_driver or None)
+        ignored = [f for f in audit.findings if f.ignored]
+        for f in ignored:
+            out.warning(self.name, f"{f.keyword}={f.value}: {f.note}",
+                        "fix or remove the keyword (the driver does not read it)")
+        if not ignored:
+            driver = FAMILY_NAMES[audit.family]
+            out.ok(self.name, f"{len(audit.findings)} keyword(s), each read by {driver} or "
+                   "the driver manager")
 
 
 class Connectivity(Check):
@@ -567,8 +602,8 @@ class ClockSource(Check):
 
 
 CHECKS: tuple[type[Check], ...] = (UnixOdbc, OdbcDrivers, DriverLogging, PoolingInForce,
-                                   Connectivity, SamplingPermissions, DiskCounters, FreeSpace,
-                                   ResultsWritable, ClockSource)
+                                   ConnectionString, Connectivity, SamplingPermissions,
+                                   DiskCounters, FreeSpace, ResultsWritable, ClockSource)
 
 
 def run_checks(ctx: DoctorContext, checks: Sequence[type[Check]] = CHECKS,

@@ -134,7 +134,7 @@ def describe_blocker(b: Mapping[str, Any]) -> str:
     if since:
         line += "; " + ", ".join(since)
     if b.get("query"):
-        line += f"; statement: {b['query']}"
+        line += f"; statement: {str(b['query']).rstrip('; ')}"
     if b.get("samples"):
         line += f"; seen in {b['samples']} sample(s)"
     return line

@@ -310,3 +310,29 @@ def test_cpu_heavy_mapping_into_a_fast_target_is_client_cpu(tmp_path: Path) -> N
     verdict = sampled_run(tmp_path, rows=6_000, batch=1_000, map_work=200, synchronous="OFF")
     assert verdict.label == "client-cpu", verdict.summary()
     assert "stage.client_share_pct" in evidence_facts(verdict)
+
+
+def test_unknown_lists_each_piece_of_evidence_once() -> None:
+    # stage.db_share_pct >= 50 supports db-cpu, data-io and log-io: one line, not three
+    verdict = attribute(stages(map_=1, insert=6, commit=1))
+    assert verdict.label == "unknown"
+    shown = [(e.fact, e.reason) for e in verdict.evidence]
+    assert shown.count(("stage.db_share_pct", "insert+commit take most of the time")) == 1
+    assert len(shown) == len(set(shown))
+
+
+def test_lock_contention_names_the_blocker_from_the_series() -> None:
+    blocker = {"session": "4711", "id_label": "pid", "application": "nightly-report",
+               "object": "table orders", "samples": 12,
+               "description": "pid 4711 (application 'nightly-report') on table orders"}
+    rows: list[tuple[float, Mapping[str, Value]]] = [(0.0, {})]
+    rows += [(0.5 * (i + 1), {"server.wait.lock.sessions": 1.0}) for i in range(10)]
+    verdict = attribute(stages(map_=1, insert=9, commit=1),
+                        SampleSeries.from_rows(rows, blockers=[blocker]))
+    assert verdict.label == "lock-contention"
+    assert verdict.summary().endswith("blocked by pid 4711 (application 'nightly-report') on "
+                                      "table orders")
+    data = json.loads(json.dumps(verdict.to_dict()))
+    assert data["blockers"] == [blocker]
+    again = SampleSeries.from_dict(SampleSeries.from_rows(rows, blockers=[blocker]).to_dict())
+    assert again.blockers == (blocker,)

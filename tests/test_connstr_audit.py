@@ -124,3 +124,13 @@ def test_duplicates_and_bad_strings() -> None:
     assert audit.duplicates == ("port",)
     broken = audit_connection_string("Driver={unterminated;PWD=s3cret")
     assert broken.error and not broken.findings
+
+
+def test_misspelled_keyword_names_the_one_it_probably_means() -> None:
+    audit = audit_connection_string("Driver={PostgreSQL Unicode};Sever=127.0.0.1;Port=5432;"
+                                    "Databse=mig;Frobnicate=1")
+    notes = {f.keyword: f.note for f in audit.findings}
+    assert notes["Sever"].endswith("(did you mean Server?)")
+    assert notes["Databse"].endswith("(did you mean Database?)")
+    assert "did you mean" not in notes["Frobnicate"]
+    assert all(f.ignored for f in audit.findings if f.keyword in ("Sever", "Databse"))

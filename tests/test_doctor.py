@@ -326,3 +326,110 @@ def test_doctor_as_a_real_process(tmp_path: Path) -> None:
                           check=False)
     doc = json.loads(proc.stdout)
     assert proc.returncode == doc["exit_code"] in (0, 3)
+
+
+# ---- server version, sampled views, locality --------------------------------------------------
+@pytest.mark.postgres
+def test_postgres_version_views_and_local_data_directory(postgres: Any) -> None:
+    import psycopg
+
+    from migrator.targets.postgresql import pg_version
+
+    with psycopg.connect(postgres.psycopg_dsn()) as conn:
+        num = int(conn.execute("SHOW server_version_num").fetchone()[0])
+        data_dir = str(conn.execute("SHOW data_directory").fetchone()[0])
+    ctx = DoctorContext(target="odbc:" + postgres.odbc())
+    found = {f.check: f for f in run_checks(ctx, [Connectivity, SamplingPermissions,
+                                                  DiskCounters]).findings}
+    assert f"connected to PostgreSQL {pg_version(num)} via" in found["connectivity"].message
+    perm = found["sampling-permissions"]
+    assert perm.status == OK and "pg_stat_activity" in perm.message
+    assert ("pg_stat_io" in perm.message) == (num >= 160000)
+    disk = found["disk-counters"]
+    if disk.status == OK:  # (a tmpfs /tmp gives "cannot tell which disk" instead)
+        assert f"the server runs on this machine; {data_dir} is on" in disk.message
+        assert "remote" not in disk.message
+
+
+@pytest.mark.postgres
+def test_local_server_that_hides_its_data_directory(postgres: Any) -> None:
+    import psycopg
+
+    with psycopg.connect(postgres.psycopg_dsn(), autocommit=True) as admin:
+        admin.execute("DROP ROLE IF EXISTS mb_doctor_dir")
+        admin.execute("CREATE ROLE mb_doctor_dir LOGIN PASSWORD 'dir-pw'")
+        num = int(admin.execute("SHOW server_version_num").fetchone()[0])
+    target = "odbc:" + postgres.odbc().replace("Uid=bench", "Uid=mb_doctor_dir").split(
+        ";Pwd=")[0] + ";Pwd=dir-pw"
+    found = {f.check: f for f in run_checks(DoctorContext(target=target),
+                                            [Connectivity, SamplingPermissions,
+                                             DiskCounters]).findings}
+    disk = found["disk-counters"]
+    assert disk.status == WARNING
+    assert "the server is local (127.0.0.1) but it does not tell this user its data " \
+           "directory" in disk.message
+    assert disk.fix.startswith("GRANT pg_read_all_settings")
+    perm = found["sampling-permissions"]  # the views named are the ones this server has
+    assert perm.status == WARNING and "pg_stat_activity" in perm.message
+    assert ("pg_stat_io" in perm.message) == (num >= 160000)
+
+
+class _Remote:
+    def query(self, sql: str) -> list[tuple[Any, ...]]:
+        return [("/var/lib/postgresql/16/main",)]  # a path of the server's machine
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize(("server", "expected"), [
+    ("db.example.com", "the server is remote (db.example.com)"),
+    ("127.0.0.1", "the server is local (127.0.0.1) but its data directory "
+                  "/var/lib/postgresql/16/main is not readable by this user"),
+])
+def test_remote_and_unreadable_local_servers(server: str, expected: str,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(doctor, "disk_counters", lambda: {"vda": object()})
+    monkeypatch.setattr("pathlib.Path.is_dir", lambda self: False)  # not on this machine
+    ctx = DoctorContext(target=f"odbc:Driver={{PostgreSQL Unicode}};Server={server};Uid=u",
+                        facts={"connection": _Remote(), "dialect": "postgresql"})
+    [(status, msg, _)] = check(DiskCounters, ctx)
+    assert expected in msg
+    assert status == (OK if server == "db.example.com" else WARNING)
+
+
+@pytest.mark.parametrize(("host", "local"), [
+    ("127.0.0.1", True), ("::1", True), ("[::1]", True), ("localhost", True), ("", True),
+    ("/var/run/postgresql", True), (".\\SQLEXPRESS", True), ("tcp:127.0.0.1,1433", True),
+    ("db.example.com", False), ("10.254.254.254", False)])
+def test_local_hosts(host: str, local: bool) -> None:
+    assert doctor.is_local_host(host) is local
+
+
+def test_server_host_from_the_connection_string() -> None:
+    assert doctor.server_host("odbc:Driver={X};Server=db1;Port=5") == "db1"
+    assert doctor.server_host("odbc:Driver={X};Database=mig") == ""  # the driver's default
+    assert doctor.server_host("odbc:DSN=prod") is None  # odbc.ini decides
+    assert doctor.server_host("sqlite:x.db") is None
+
+
+@pytest.mark.parametrize(("num", "io"), [(150018, False), (160004, True), (None, False)])
+def test_sampled_views_follow_the_version(num: int | None, io: bool) -> None:
+    views = doctor.pg_sampled_views(num)
+    assert ("pg_stat_io" in views) is io
+    assert ("pg_stat_checkpointer" in views) is (num is not None and num >= 170000)
+
+
+def test_connection_string_keywords_the_driver_ignores() -> None:
+    ctx = DoctorContext(target="odbc:Driver={PostgreSQL Unicode};Sever=db1;Port=5432;"
+                               "Pwd=s3cret;Max Pool Size=10")
+    findings = check(doctor.ConnectionString, ctx)
+    assert statuses(findings) == [WARNING, WARNING]
+    assert findings[0][1] == ("Sever=db1: not a documented psqlODBC (PostgreSQL) keyword: "
+                              "probably ignored (did you mean Server?)")
+    assert findings[1][1].startswith("Max Pool Size=10: ADO.NET/SqlClient only")
+    assert all("s3cret" not in msg for _, msg, _ in findings)
+    ok = check(doctor.ConnectionString,
+               DoctorContext(target="odbc:Driver={PostgreSQL Unicode};Server=db1;Pwd=x"))
+    assert statuses(ok) == [OK] and "3 keyword(s)" in ok[0][1]
+    assert check(doctor.ConnectionString, DoctorContext(target="sqlite:x.db")) == []

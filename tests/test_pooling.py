@@ -314,3 +314,32 @@ def test_postgres_contention_and_bottleneck(postgres: Server, dataset: str,
     assert sampled["diagnose_test"] == "bottleneck" and sampled["samples"]
     assert any(name.startswith("server.") for name in sampled["samples"].get("names", [])
                ) or sampled["samples"]
+
+
+@pytest.mark.odbc
+@pytest.mark.postgres
+def test_cli_stops_at_an_unreachable_target_with_one_line(postgres: Server,
+                                                          tmp_path: Path) -> None:
+    runner = CliRunner(env={"COLUMNS": "120", "NO_COLOR": "1"})
+    target = "odbc:" + postgres.odbc().replace("Server=", "Sever=")
+    out = tmp_path / "run"
+    res = runner.invoke(app, ["diagnose", "pooling", "--target", target, "--workers", "1",
+                              "--records", str(RECORDS), "--out", str(out)])
+    assert res.exit_code == 1, res.output
+    lines = [line for line in res.output.splitlines() if line.strip()]
+    assert len(lines) == 1, res.output  # one connection, one error: no test ran
+    assert lines[0].startswith("error: cannot connect to odbc:")
+    assert "did you mean Server=?" in lines[0] and postgres.password not in lines[0]
+    assert not out.exists()  # nothing measured, no run folder
+
+
+@pytest.mark.odbc
+@pytest.mark.postgres
+def test_sampled_run_in_its_own_process_counts_that_runs_sessions(
+        postgres: Server, dataset: str, tmp_path: Path) -> None:
+    # The parent samples; the run is a child process: they share the run id it is given.
+    measure = _measure(dataset, tmp_path / "work", "odbc:" + postgres.odbc(), "postgresql")
+    m = measure(workers=None, pooling=None, sample=True)
+    sessions = [v for v in m.run["samples"]["metrics"]["server.sessions"] if v is not None]
+    assert max(sessions) >= 1, sessions
+    assert m.run["session_name"] == f"migration-bench {m.run['run_id']}"

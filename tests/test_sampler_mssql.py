@@ -9,11 +9,13 @@ file and tempdb have no reads (Δops = 0) and LCK_M_X first appears in the 2nd.
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from diagnostics.attribution import StageTimings, attribute
 from diagnostics.mssql import (
     BENIGN_WAITS,
     PERF_AVERAGE_BULK,
@@ -25,6 +27,7 @@ from diagnostics.mssql import (
     counter_values,
     file_deltas,
     is_permission_error,
+    request_category,
     wait_category,
     wait_deltas,
 )
@@ -277,3 +280,82 @@ def test_missing_view_server_state_is_one_clear_warning() -> None:
     assert "GRANT VIEW SERVER STATE" in series.warnings[0]
     assert not any(name.startswith("server.") for name in series.metrics)
     assert len(conn.executed) == 1  # probed once, then left alone
+
+
+# --------------------------------------------------------------------------- the run's sessions
+
+LOCK_FIXTURE = Path(__file__).parent / "data" / "dmv" / "lock_wait.json"
+
+
+def test_queries_count_only_the_runs_sessions() -> None:
+    q = all_queries("migration-bench ab12")
+    for name, column in (("sessions", "program_name"), ("requests", "s.program_name"),
+                         ("blocking", "s.program_name")):
+        assert f"{column} = N'migration-bench ab12'" in q[name]
+        # "… ab12 copy" is the run's too; "… ab123" is another run
+        assert f"LEFT({column}, 21) = N'migration-bench ab12 '" in q[name]
+    assert "session_id <> @@SPID" in q["sessions"]  # never the sampler's own session
+    assert "r.session_id <> @@SPID" in q["requests"]
+    assert "sys.dm_exec_requests" in q["requests"]
+    assert "sys.dm_os_waiting_tasks" in q["blocking"] and "sys.dm_tran_locks" in q["blocking"]
+
+
+@pytest.mark.parametrize(("status", "wait", "category"), [
+    ("running", "", "cpu"), ("runnable", "", "cpu"), ("suspended", "LCK_M_X", "lock"),
+    ("suspended", "WRITELOG", "log_io"), ("suspended", "PAGEIOLATCH_SH", "data_io"),
+    ("suspended", "WAITFOR", None), ("sleeping", "", None), ("background", "", None)])
+def test_request_categories(status: str, wait: str, category: str | None) -> None:
+    assert request_category(status, wait) == category
+
+
+def test_recorded_lock_wait_counts_the_runs_sessions_and_names_the_blocker() -> None:
+    sampler = MssqlSampler(lambda: ReplayConnection.from_json(LOCK_FIXTURE))
+    sampler.open()
+    first = sampler.sample()
+    assert first["server.sessions"] == 4
+    assert first["server.wait.lock.sessions"] == 3 and first["server.wait.cpu.sessions"] == 1
+    second = sampler.sample()
+    assert second["server.wait.lock.sessions"] == 4 and second["server.active.sessions"] == 4
+    # the server-wide wait deltas stay available under their own name
+    assert second["mssql.server_wait.lock.sessions"] == pytest.approx(18_600 / 5_000)
+    assert sampler.info()["wait_source"] == "the run's sessions (sys.dm_exec_requests)"
+    sampler.sample()
+    [blocker] = sampler.blockers()
+    assert blocker.session == "61" and blocker.samples == 3 and blocker.waiting == 4
+    assert blocker.application == "Microsoft SQL Server Management Studio - Query"
+    assert blocker.user == "CORP\\dba" and blocker.client == "DBA-LAPTOP"
+    assert blocker.object == "table orders" and blocker.lock_mode == "IX"
+    assert blocker.transaction_start == "2024-05-14T10:31:02.113"
+    assert "TABLOCKX" in blocker.query
+    sampler.close()
+
+
+def test_recorded_lock_wait_is_lock_contention_naming_the_blocker() -> None:
+    conn = ReplayConnection.from_json(LOCK_FIXTURE)
+    deadline = time.monotonic() + 30
+    with SamplingSession([MssqlSampler(lambda: conn)], interval=0.01) as session:
+        while len([q for q in conn.executed if "dm_exec_requests" in q]) < 3 \
+                and time.monotonic() < deadline:
+            time.sleep(0.01)
+    series = session.series
+    assert series is not None and series.blockers
+    verdict = attribute(StageTimings(parse_s=0.4, map_s=0.8, insert_s=52.0, commit_s=0.6,
+                                     connect_s=0.3, wall_s=15.0, workers=4), series)
+    assert verdict.label == "lock-contention"
+    assert verdict.blockers[0]["session"] == "61"
+    summary = verdict.summary()
+    assert "blocked by session 61 (application 'Microsoft SQL Server Management Studio" in \
+        summary and "on table orders" in summary
+    assert verdict.to_dict()["blockers"][0]["samples"] >= 3
+
+
+def test_recording_without_requests_falls_back_to_server_wide_waits() -> None:
+    sampler = MssqlSampler(lambda: ReplayConnection.from_json(FIXTURE))
+    sampler.open()
+    sampler.sample()
+    second = sampler.sample()
+    assert str(sampler.info()["wait_source"]).startswith("server-wide (sys.dm_os_wait_stats)")
+    assert second["server.wait.log_io.sessions"] == pytest.approx(10_400 / 5_000)
+    assert "mssql.server_wait.log_io.sessions" not in second
+    assert sampler.blockers() == []
+    sampler.close()

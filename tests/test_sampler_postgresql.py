@@ -11,7 +11,13 @@ from typing import Any
 import pytest
 
 from diagnostics.host import find_server_process
-from diagnostics.postgresql import PostgresSampler, activity_sql, queries_for, wait_category
+from diagnostics.postgresql import (
+    PostgresSampler,
+    activity_sql,
+    blockers_sql,
+    queries_for,
+    wait_category,
+)
 from diagnostics.registry import sampling_session
 
 APP = "migration-bench-test"
@@ -69,6 +75,20 @@ def test_wait_event_categories(
 def test_activity_query_quotes_the_program_name() -> None:
     assert "application_name = 'o''brien'" in activity_sql("o'brien")
     assert "application_name" not in activity_sql(None)
+
+
+def test_activity_query_matches_the_run_and_its_roles_only() -> None:
+    sql = activity_sql("migration-bench ab12")
+    assert "application_name = 'migration-bench ab12'" in sql
+    # "… ab12 copy" is the run's; "… ab123" (another run) is not: no LIKE, a prefix + space
+    assert "left(application_name, 21) = 'migration-bench ab12 '" in sql
+    assert "pid <> pg_backend_pid()" in sql
+
+
+def test_blockers_query_asks_only_about_the_waiting_backends() -> None:
+    sql = blockers_sql([101, 202])
+    assert "pg_blocking_pids(w.pid)" in sql and "w.pid IN (101, 202)" in sql
+    assert "NOT w.granted" in sql and "regclass" in sql
 
 
 # --------------------------------------------------------------------------- live
