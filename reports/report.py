@@ -777,6 +777,18 @@ class _Builder:
                                        _value_text(e.get("weight")), str(e.get("reason", ""))])
             if table.rows:
                 sec.add_table(table)
+            blockers = [b for b in v.get("blockers") or [] if isinstance(b, Mapping)]
+            if blockers:
+                sec.add_table(Table(
+                    f"Sessions holding locks the run waited for ({scope})",
+                    ["session", "application", "user", "object", "held", "samples",
+                     "transaction start", "statement"],
+                    [[f"{b.get('id_label', 'session')} {b.get('session', '')}",
+                      str(b.get("application", "")), str(b.get("user", "")),
+                      str(b.get("object", "")), str(b.get("held_mode", "")),
+                      _value_text(b.get("samples")), str(b.get("transaction_start", "")),
+                      str(b.get("query", ""))] for b in blockers[:5]],
+                    frozenset({5})))
             scores = v.get("scores")
             if isinstance(scores, Mapping) and scores:
                 sec.add_table(Table("Score of every label (net evidence)", ["label", "score"],

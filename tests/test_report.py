@@ -323,3 +323,22 @@ def test_embedded_raw_data_is_valid_json_for_any_content() -> None:
     # An HTML parser finds the same text in the element.
     (script,) = lxml.html.fromstring(html).xpath('//script[@id="raw-results"]')
     assert json.loads(script.text) == payload
+
+
+def test_lock_holders_are_listed_under_the_bottleneck() -> None:
+    doc = json.loads((DATA / "run.json").read_text(encoding="utf-8"))
+    run = doc["runs"][0]
+    run["bottleneck"] = {**doc["verdicts"][0], "label": "lock-contention",
+                         "blockers": [{"session": "4711", "id_label": "pid",
+                                       "application": "nightly-report", "user": "etl",
+                                       "object": "table orders",
+                                       "held_mode": "AccessExclusiveLock", "samples": 19,
+                                       "transaction_start": "2026-12-01 14:41:00 UTC",
+                                       "query": "LOCK TABLE orders"}]}
+    html = render_html(build_report([doc]))
+    cells = [" ".join(td.text_content().split())
+             for td in lxml.html.fromstring(html).iter("th", "td")]
+    at = cells.index("pid 4711")
+    assert cells[at:at + 8] == ["pid 4711", "nightly-report", "etl", "table orders",
+                                "AccessExclusiveLock", "19", "2026-12-01 14:41:00 UTC",
+                                "LOCK TABLE orders"]
