@@ -18,6 +18,7 @@ import pytest
 import datasets
 from bench.runner import RunRequest, execute_run
 from migrator.session import RUN_ID_ENV, run_scope
+from migrator.targets.base import DEFAULT_SCHEMA, Namespace
 from migrator.targets.odbc import OdbcTarget
 
 pytestmark = [pytest.mark.odbc]
@@ -124,6 +125,7 @@ def test_postgres_sessions_are_named_after_the_run(postgres: Any) -> None:
 def test_copy_session_carries_the_run_and_its_role(postgres: Any) -> None:
     pytest.importorskip("psycopg")
     target = OdbcTarget(postgres.odbc())
+    target.set_namespace(Namespace("public"))
     with no_run_id(), run_scope("c0py1d"):
         setup = target.connect()
         setup.execute("DROP TABLE IF EXISTS session_copy")
@@ -167,7 +169,8 @@ def test_postgres_held_lock_is_lock_contention_naming_the_holder(
 
     def take() -> Any:
         conn = psycopg.connect(postgres.psycopg_dsn(), application_name="nightly-report")
-        conn.execute('LOCK TABLE "orders" IN ACCESS EXCLUSIVE MODE')  # held until rollback
+        # held until rollback; the run's tables are in the tool's schema
+        conn.execute(f'LOCK TABLE "{DEFAULT_SCHEMA}"."orders" IN ACCESS EXCLUSIVE MODE')
         return conn
 
     def release(conn: Any) -> None:
@@ -182,7 +185,7 @@ def test_postgres_held_lock_is_lock_contention_naming_the_holder(
     assert holder.seen.is_set(), f"the sampler looked for the holder {holder.rounds} times"
     blocker = assert_lock_contention(run_doc, "nightly-report")
     assert blocker["id_label"] == "pid" and int(blocker["session"]) > 0
-    assert blocker["object"] == "table orders"
+    assert blocker["object"] == f"table {DEFAULT_SCHEMA}.orders"
     assert blocker["held_mode"] == "AccessExclusiveLock"
     assert blocker["query_start"] and "LOCK TABLE" in blocker["query"]
     assert f"pid {blocker['session']} (application 'nightly-report'" in blocker["description"]
