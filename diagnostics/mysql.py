@@ -112,6 +112,7 @@ MDL_PLUGIN_NOTE = (
     "a metadata-lock holder (LOCK TABLES, DDL) can be named only with the metadata_lock_info "
     "plugin: INSTALL SONAME 'metadata_lock_info'"
 )
+FAMILY_REFRESH_S = 5.0  # how often the run's process tree is looked up regardless
 _COMMIT_STATES = frozenset({"commit", "committing", "waiting for handler commit",
                             "commit implicit", "rollback"})
 _CLIENT_STATES = frozenset({"writing to net", "reading from net", "sending to client"})
@@ -142,21 +143,36 @@ def client_port(host: object) -> int | None:
     return int(tail) if sep and head and tail.isdigit() else None
 
 
-def run_ports(pids: set[int], server: tuple[str, int]) -> set[int]:
-    """Local ports of the TCP connections from ``pids`` (and their descendants) to the
-    server at ``server`` (address and port as the client sees them)."""
+def descendants(pids: set[int]) -> set[int]:
+    """``pids`` and every process below them (one pass over the process table)."""
     import psutil
 
+    children: dict[int, list[int]] = {}
+    for proc in psutil.process_iter(["ppid"]):
+        children.setdefault(int(proc.info["ppid"] or 0), []).append(proc.pid)
     family: set[int] = set()
-    for pid in pids:
-        with contextlib.suppress(psutil.Error):
+    todo = list(pids)
+    while todo:
+        pid = todo.pop()
+        if pid not in family:
             family.add(pid)
-            family.update(c.pid for c in psutil.Process(pid).children(recursive=True))
+            todo.extend(children.get(pid, ()))
+    return family
+
+
+def run_ports(family: set[int], server: tuple[str, int]) -> set[int]:
+    """Local ports of the TCP connections from the processes ``family`` to the server at
+    ``server`` (address and port as the client sees them). Only those processes' sockets
+    are read: a system-wide socket scan costs far more."""
+    import psutil
+
     ports: set[int] = set()
-    for conn in psutil.net_connections(kind="tcp"):
-        remote, local = conn.raddr, conn.laddr
-        if conn.pid in family and remote and local and (remote.ip, remote.port) == server:
-            ports.add(int(local.port))
+    for pid in family:
+        with contextlib.suppress(psutil.Error):
+            for conn in psutil.Process(pid).net_connections(kind="tcp"):
+                remote, local = conn.raddr, conn.laddr
+                if remote and local and (remote.ip, remote.port) == server:
+                    ports.add(int(local.port))
     return ports
 
 
@@ -193,6 +209,8 @@ class MysqlSampler(DatabaseSampler):
         self._user = str(row["current_user_host"] or "").rpartition("@")[0]
         self._database = str(row["database_name"] or "")
         self._server = self._server_address()
+        self._family: set[int] = set()
+        self._family_at = float("-inf")
         self.facts["session_match"] = (
             "client TCP ports of the run's processes"
             if self._server and self.pids is not None
@@ -268,10 +286,22 @@ class MysqlSampler(DatabaseSampler):
 
     def _ours(self, rows: list[Row]) -> list[Row]:
         if self._server is not None and self.pids is not None:
-            ports = run_ports(set(self.pids()), self._server)
+            ports = run_ports(self._family, self._server)
+            # The run's processes change rarely (workers start), its sockets often: look
+            # the process tree up again only when a session of our user and database is
+            # unexplained, or now and then.
+            unexplained = any(client_port(r["host"]) not in ports and self._same_user(r)
+                              for r in rows)
+            now = self.now()
+            if unexplained or now - self._family_at >= FAMILY_REFRESH_S:
+                self._family = descendants(set(self.pids()))
+                self._family_at = now
+                ports = run_ports(self._family, self._server)
             return [r for r in rows if client_port(r["host"]) in ports]
-        return [r for r in rows
-                if str(r["user"] or "") == self._user and str(r["db"] or "") == self._database]
+        return [r for r in rows if self._same_user(r)]
+
+    def _same_user(self, row: Row) -> bool:
+        return str(row["user"] or "") == self._user and str(row["db"] or "") == self._database
 
     def _sessions(self, conn: Connection) -> dict[str, Value]:
         ours = self._ours(fetch_rows(conn, PROCESSLIST_SQL))

@@ -25,7 +25,8 @@ from types import TracebackType
 from typing import Any, Protocol, runtime_checkable
 
 SERIES_FORMAT = "migration-bench.samples/1"
-"""Version tag of :meth:`SampleSeries.to_dict`. History: 1 — first version."""
+"""Version tag of :meth:`SampleSeries.to_dict`. History: 1 — first version; ``blockers``
+(lock holders) was added later as an optional key, empty when absent."""
 
 DEFAULT_INTERVAL = 0.5
 MAX_CONSECUTIVE_FAILURES = 5
@@ -212,8 +213,8 @@ class SampleSeries:
     warnings: tuple[str, ...] = ()
     overhead: SamplerOverhead | None = None
     blockers: tuple[Mapping[str, Any], ...] = ()
-    """Sessions outside the run seen holding a lock one of the run's sessions waited for
-    (see :class:`diagnostics.server.Blocker`), most often seen first; times in run time."""
+    """Sessions seen holding a lock one of the run's sessions waited for (see
+    :class:`diagnostics.server.Blocker`), most often seen first; times in run time."""
 
     @property
     def units(self) -> dict[str, str]:

@@ -690,6 +690,7 @@ class OdbcTarget(Target):
             dialect.facts = facts
         if self._family == "unknown":  # (a DSN whose driver odbc.ini did not tell)
             self._family = driver_family(facts.driver_name)
+            self._named = ("", "")  # name the next sessions with the family's keyword
         self._facts, self._dialect = facts, dialect
 
     def _connect_error(self, exc: BaseException, pyodbc: Any) -> TargetError:
