@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -10,7 +11,14 @@ from typing import Any
 
 import pytest
 
-from diagnostics.mysql import STATUS_SQL, MysqlSampler, parse_status
+from diagnostics.mysql import (
+    STATUS_SQL,
+    MysqlSampler,
+    client_port,
+    parse_status,
+    run_ports,
+    session_category,
+)
 
 
 def test_parse_status_keeps_numbers_only() -> None:
@@ -126,3 +134,46 @@ def test_row_lock_wait_is_seen(mariadb: Any, pyodbc_module: Any) -> None:
         holder.close()
         blocked.close()
         sampler.close()
+
+
+@pytest.mark.parametrize(("state", "trx", "command", "category"), [
+    ("Waiting for table metadata lock", "RUNNING", "Query", "lock"),
+    ("Update", "LOCK WAIT", "Execute", "lock"),
+    ("Sending data", "RUNNING", "Execute", "cpu"),
+    ("Commit", "RUNNING", "Query", "log_io"),
+    ("", "RUNNING", "Sleep", "client"),  # inside a transaction, waiting for its client
+    ("", None, "Sleep", None),
+    ("", None, "Binlog Dump", None),
+])
+def test_session_categories(state: str, trx: str | None, command: str,
+                            category: str | None) -> None:
+    assert session_category(command, state, trx) == category
+
+
+def test_client_port_of_a_processlist_host() -> None:
+    assert client_port("127.0.0.1:53412") == 53412
+    assert client_port("::1:53412") == 53412
+    assert client_port("localhost") is None  # a Unix socket
+
+
+@pytest.mark.mariadb
+@pytest.mark.parametrize("platform", ["linux", "other"])
+def test_run_ports_are_the_ports_the_server_sees(mariadb: Any, pyodbc_module: Any,
+                                                 platform: str,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    import diagnostics.mysql as mysql
+
+    if platform == "other":  # the psutil path, as off Linux
+        monkeypatch.setattr(mysql.sys, "platform", "darwin")
+    conns = [pyodbc_module.connect(mariadb.odbc(), autocommit=True) for _ in range(3)]
+    try:
+        seen = {client_port(c.cursor().execute(
+            "SELECT HOST FROM information_schema.PROCESSLIST WHERE ID = CONNECTION_ID()"
+        ).fetchone()[0]) for c in conns}
+        family = mysql.descendants({os.getpid()})
+        assert os.getpid() in family
+        assert seen <= run_ports(family, (mariadb.host, mariadb.port))
+        assert run_ports(family, (mariadb.host, mariadb.port + 1)) == set()
+    finally:
+        for c in conns:
+            c.close()
