@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import wait as wait_for
 from typing import Any
 
+from migrator.duplicates import InputOrder
 from migrator.engine import (
     Checkpoint,
     EngineConfig,
@@ -81,6 +82,7 @@ class WorkerTask:
     units: list[WorkUnit]
     checkpoints: dict[str, Checkpoint]
     namespace: Namespace = field(default_factory=Namespace)  # where the tables are
+    order: InputOrder | None = None  # every unit of the run, for duplicate keys
 
 
 @dataclass
@@ -228,8 +230,8 @@ class ParallelCoordinator:
             if progress is not None:
                 progress(stats.records_read, position)
 
-        stats = MigrationEngine(self.target, self.mapping, self.config,
-                                on_batch=on_batch, worker=1).run(units, checkpoints)
+        stats = MigrationEngine(self.target, self.mapping, self.config, on_batch=on_batch,
+                                worker=1, order=InputOrder(units)).run(units, checkpoints)
         stats.workers = [WorkerStats(1, os.getpid(), [u.id for u in units], stats.records_read,
                                      stats.inserted, stats.quarantined, stats.elapsed_s,
                                      dict(stats.stage_busy))]
@@ -258,6 +260,7 @@ class ParallelCoordinator:
             t_run = time.perf_counter()
             todo = [u for u in units if not checkpoints[u.id].finished]
             groups = assign(todo, self.workers) if todo else []
+            order = InputOrder(units)
             for wid, (proc, conn) in enumerate(started, 1):
                 if wid > len(groups):
                     with contextlib.suppress(OSError):
@@ -266,7 +269,7 @@ class ParallelCoordinator:
                 group = groups[wid - 1]
                 task = WorkerTask(wid, self.mapping, self.config, group,
                                   {u.id: checkpoints[u.id] for u in group},
-                                  self.target.namespace)
+                                  self.target.namespace, order)
                 with contextlib.suppress(OSError):  # (dead already: supervising tells why)
                     conn.send(task)
                 workers.append(_Worker(task, proc, conn, pid=proc.pid or 0,
@@ -423,7 +426,7 @@ def worker_main(worker: int, spec: str, conn: Any, stop: Any, init: WorkerInit |
             conn.send(("progress", stats.records_read, position))
 
         engine = MigrationEngine(target, task.mapping, task.config, on_batch=on_batch,
-                                 stop=stop, worker=worker)
+                                 stop=stop, worker=worker, order=task.order)
         stats = engine.run(task.units, task.checkpoints)
         conn.send(("done", stats, started, os.getpid()))
     except KeyboardInterrupt:

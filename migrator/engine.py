@@ -27,8 +27,20 @@ from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
+from migrator.duplicates import (
+    DUPLICATE_REASON,
+    RACE_ROUNDS,
+    DuplicateRace,
+    Holder,
+    InputOrder,
+    checkpoint_moves,
+    comes_first,
+    delete_record,
+    find_holder,
+    key_text,
+)
 from migrator.errors import InputError, MalformedXMLError, ResumeError, TargetError
-from migrator.mapping import Mapping
+from migrator.mapping import POSITION_COLUMN, Mapping
 from migrator.partition import unit_bytes
 from migrator.reader import WorkUnit
 from migrator.rowmap import RecordMapper, RecordRejected, Rows
@@ -510,13 +522,17 @@ class StopFlag(Protocol):
     def is_set(self) -> bool: ...
 
 
-# unit, file, line, key, and how many rows the record put in each table (in ``tables``, in
-# record order). Counts, not the rows: a batch keeps thousands of records alive, and plain
-# int tuples cost the garbage collector nothing, where per-record lists cost 15% of the CPU.
-Record = tuple[str, str, int, str, tuple[int, ...]]
+# unit, file, line, key, how many rows the record put in each table (in ``tables``, in
+# record order) and its seq on its line (see migrator.duplicates). Counts, not the rows: a
+# batch keeps thousands of records alive, and plain int tuples cost the garbage collector
+# nothing, where per-record lists cost 15% of the CPU.
+Record = tuple[str, str, int, str, tuple[int, ...], int]
 Reject = tuple[str, str, int, str | None, str, str]  # unit, file, line, key, code, reason
-# unit, file, line, and the record's texts as RecordMapper.extract returns them
-Extracted = tuple[str, str, int, tuple[Any, ...]]
+# unit, file, line, the record's texts as RecordMapper.extract returns them, its seq
+Extracted = tuple[str, str, int, tuple[Any, ...], int]
+# A committed record another record of the batch displaced (it came later in input order):
+# unit, file, line, key, and how many rows it lost in each table.
+Evicted = tuple[str, str, int, str, tuple[int, ...]]
 
 
 class MappedBatch:
@@ -535,17 +551,22 @@ class MappedBatch:
         self.records: list[Record] = []
         self.rejects: list[Reject] = []
         self.extracted: list[Extracted] = []
+        # Set by the writer: root rows carry their record's input position, and the
+        # committed records this batch's transaction evicted (redone on every attempt).
+        self.positioned = False
+        self.evicted: list[Evicted] = []
         self.progress: dict[str, list[Any]] = {}
         self.count = 0
         self.parse = self.map = 0.0
         self.cpu = 0.0  # thread CPU seconds spent reading and mapping these records
         self.position = 0  # input bytes the producer had consumed when the batch was cut
 
-    def add(self, uid: str, path: str, line: int, rows: list[Rows]) -> None:
+    def add(self, uid: str, path: str, line: int, rows: list[Rows], seq: int) -> None:
         """One mapped record: its rows, and how many went into each table."""
         for tbl, table_rows in zip(self.tables, rows, strict=True):
             tbl.extend(table_rows)
-        self.records.append((uid, path, line, str(rows[0][0][0]), tuple(map(len, rows))))
+        self.records.append((uid, path, line, str(rows[0][0][0]), tuple(map(len, rows)),
+                             seq))
 
 
 @dataclass
@@ -615,13 +636,22 @@ class BatchProducer:
         self._stream = stream
         it = iter(stream)
         done = cp.records_done
+        # A record's seq: how many records before it report the same line (its position in
+        # input order is file, line, seq — see migrator.duplicates).
+        prev_line: int | None = None
+        seq = 0
         try:
             if done:
                 t0 = pc()
                 for n in range(done):
-                    if next(it, None) is None:
+                    item = next(it, None)
+                    if item is None:
                         raise ResumeError(f"cannot resume: {uid} now has only {n} records, "
                                           f"the checkpoint says {done} were done")
+                    line = item[0]
+                    seq = seq + 1 if line == prev_line else \
+                        stream.first_seq if prev_line is None else 0
+                    prev_line = line
                 self.report.skip += pc() - t0
             batch = self._batch
             raw = extract_only is not None and extract_only()
@@ -634,8 +664,13 @@ class BatchProducer:
                 if item is None:
                     break
                 line, elem = item
+                if line == prev_line:
+                    seq += 1
+                else:
+                    seq = stream.first_seq if prev_line is None else 0
+                    prev_line = line
                 if raw:
-                    batch.extracted.append((uid, path, line, extract(elem)))
+                    batch.extracted.append((uid, path, line, extract(elem), seq))
                     delta_q, delta_i = 0, 1
                 else:
                     try:
@@ -644,7 +679,7 @@ class BatchProducer:
                         batch.rejects.append((uid, path, line, rej.key, rej.code, rej.reason))
                         delta_q, delta_i = 1, 0
                     else:
-                        add(batch, uid, path, line, rows)
+                        add(batch, uid, path, line, rows, seq)
                         delta_q, delta_i = 0, 1
                 batch.parse += t1 - t0
                 batch.map += pc() - t1
@@ -693,7 +728,7 @@ def convert_extracted(batch: MappedBatch, convert: Callable[[tuple[Any, ...]], l
         return 0
     t0 = time.perf_counter()
     c0 = time.thread_time()
-    for uid, path, line, texts in extracted:
+    for uid, path, line, texts, seq in extracted:
         try:
             rows = convert(texts)
         except RecordRejected as rej:
@@ -702,7 +737,7 @@ def convert_extracted(batch: MappedBatch, convert: Callable[[tuple[Any, ...]], l
             prog[1] -= 1
             prog[2] += 1
         else:
-            batch.add(uid, path, line, rows)
+            batch.add(uid, path, line, rows, seq)
     batch.extracted = []
     batch.map += time.perf_counter() - t0
     batch.cpu += time.thread_time() - c0
@@ -713,8 +748,8 @@ class BatchWriter:
     """Inserts each batch with its quarantine and checkpoint rows in one transaction."""
 
     def __init__(self, target: Target, mapping: Mapping, config: EngineConfig,
-                 stats: RunStats, t0: float, *, on_batch: Progress | None = None,
-                 worker: int = 0) -> None:
+                 stats: RunStats, t0: float, *, order: InputOrder,
+                 on_batch: Progress | None = None, worker: int = 0) -> None:
         self.target = target
         self.mapping = mapping
         self.config = config
@@ -725,7 +760,9 @@ class BatchWriter:
         self.transfer = 0.0  # unpickling batches received from another process
         self.convert = 0.0  # converting records the producer only extracted (seconds)
         self.converted = 0  # ... and how many
+        self.order = order  # every unit of the run: where each record stands in the input
         self._columns = [t.column_names for t in mapping.tables]
+        self._columns[0] += (POSITION_COLUMN,)
         self._conn: Connection | None = None
 
     # The connection is opened once, or per batch when measuring connection checkout.
@@ -778,6 +815,9 @@ class BatchWriter:
         pc = time.perf_counter
         t0 = pc()
         method = self.config.insert_method
+        if not batch.positioned:
+            self._position(batch)
+        batch.evicted = []  # (an earlier attempt's evictions were rolled back with it)
         try:
             conn.begin()
             try:
@@ -792,8 +832,10 @@ class BatchWriter:
                 # transient failure gives the same result.)
                 self._insert_one_by_one(conn, batch)
             t1 = pc()
-            if batch.rejects:
-                conn.insert_rows(QUARANTINE_TABLE, QUARANTINE_COLUMNS, batch.rejects, None)
+            if batch.rejects or batch.evicted:
+                conn.insert_rows(QUARANTINE_TABLE, QUARANTINE_COLUMNS, batch.rejects + [
+                    (u, f, line, k, "duplicate_key", DUPLICATE_REASON)
+                    for u, f, line, k, _ in batch.evicted], None)
             self._save_checkpoints(conn, batch)
             conn.commit()
             t2 = pc()
@@ -831,10 +873,14 @@ class BatchWriter:
     def _account(self, batch: MappedBatch, t0: float, t1: float, t2: float,
                  connect_s: float) -> None:
         stats = self.stats
-        inserted = len(batch.records)
-        quarantined = len(batch.rejects)
+        # Evicted records were counted as inserted by the batch that stored them.
+        inserted = len(batch.records) - len(batch.evicted)
+        quarantined = len(batch.rejects) + len(batch.evicted)
         for table, rows in zip(self.mapping.tables, batch.tables, strict=True):
             stats.rows[table.name] += len(rows)
+        for *_, lost in batch.evicted:
+            for table, n in zip(self.mapping.tables, lost, strict=True):
+                stats.rows[table.name] -= n
         stats.records_read += batch.count
         stats.read_map_cpu_s += batch.cpu
         stats.inserted += inserted
@@ -852,51 +898,144 @@ class BatchWriter:
         if self.on_batch is not None:
             self.on_batch(stats, batch.position)
 
+    def _position(self, batch: MappedBatch) -> None:
+        """Append each record's input position to its root row (once per batch: a retried
+        batch keeps them). The root table has exactly one row per record, in order."""
+        prefix_of = self.order.prefix
+        root = batch.tables[0]
+        last, prefix = None, ""
+        for i, rec in enumerate(batch.records):
+            path = rec[1]
+            if path is not last:  # (one string object per unit)
+                last, prefix = path, prefix_of(path)
+            root[i] += (f"{prefix}{rec[2]}:{rec[5]}",)  # (InputOrder.position, inlined)
+        batch.positioned = True
+
     def _insert_one_by_one(self, conn: Connection, batch: MappedBatch) -> None:
         """A constraint failed somewhere in the batch: find the records that cause it.
 
-        Each record goes in under its own savepoint; one that violates a constraint (a
-        duplicate key, say) is rolled back and quarantined, the others stay in the batch.
+        Each record goes in under its own savepoint; one that violates a constraint is
+        rolled back and quarantined, the others stay in the batch. A duplicate key keeps the
+        record that comes first in input order (see :mod:`migrator.duplicates`): a later
+        record already stored — by this batch or a committed one — is evicted for it.
         """
-        kept = []
-        tables: list[Rows] = [[] for _ in batch.tables]
+        entries: list[tuple[Record, list[Rows]] | None] = []
+        in_batch: dict[str, int] = {}  # position → index in entries of this batch's rows
         offsets = [0] * len(batch.tables)
-        for rec in batch.records:
-            unit_id, path, line, key, counts = rec
-            rows = []
-            for ti, n in enumerate(counts):
-                rows.append(batch.tables[ti][offsets[ti]:offsets[ti] + n])
-                offsets[ti] += n
+        # A failure half-way (a deadlock victim, say) leaves the batch as it was, for the
+        # retry to go through every record again.
+        n_rejects = len(batch.rejects)
+        progress = {uid: list(p) for uid, p in batch.progress.items()}
+        try:
+            for rec in batch.records:
+                rows = []
+                for ti, n in enumerate(rec[4]):
+                    rows.append(batch.tables[ti][offsets[ti]:offsets[ti] + n])
+                    offsets[ti] += n
+                if self._insert_record(conn, batch, rec, rows, entries, in_batch):
+                    in_batch[rows[0][0][-1]] = len(entries)
+                    entries.append((rec, rows))
+        except BaseException:
+            del batch.rejects[n_rejects:]
+            for uid, p in progress.items():
+                batch.progress[uid][:] = p
+            batch.evicted = []
+            raise
+        kept = [e for e in entries if e is not None]
+        batch.records = [rec for rec, _ in kept]
+        batch.tables = [[row for _, rows in kept for row in rows[ti]]
+                        for ti in range(len(batch.tables))]
+
+    def _insert_record(self, conn: Connection, batch: MappedBatch, rec: Record,
+                       rows: list[Rows], entries: list[tuple[Record, list[Rows]] | None],
+                       in_batch: dict[str, int]) -> bool:
+        """Insert one record under a savepoint, settling a duplicate key by input order.
+        False: the record was quarantined instead."""
+        tables = self.mapping.tables
+        root_row = rows[0][0]
+        key, mine = root_row[0], root_row[-1]
+        holder: Holder | None = None  # a later record holding our key: evict it first
+        for _ in range(RACE_ROUNDS):
             conn.savepoint("mb_record")
+            failed = 0  # the table whose insert failed
             try:
+                lost = delete_record(conn, self.mapping, holder.key) if holder else ()
                 for ti, table_rows in enumerate(rows):
+                    failed = ti
                     if table_rows:
-                        conn.insert_rows(self.mapping.tables[ti].name, self._columns[ti],
-                                         table_rows, "executemany")
+                        conn.insert_rows(tables[ti].name, self._columns[ti], table_rows,
+                                         "executemany")
             except IntegrityViolation as exc:
                 conn.rollback_to("mb_record")
+                conn.release("mb_record")
                 text = str(exc)
-                code = "duplicate_key" if _is_duplicate(text) else "constraint_violation"
-                batch.rejects.append((unit_id, path, line, key, code, text))
-                prog = batch.progress[unit_id]
-                prog[1] -= 1
-                prog[2] += 1
+                if failed != 0 or not _is_duplicate(text):
+                    code = "duplicate_key" if _is_duplicate(text) else "constraint_violation"
+                    self._reject(batch, rec, code, text)
+                    return False
+                holder = find_holder(conn, self.mapping, key)
+                if holder is None:
+                    continue  # deleted by a concurrent eviction since: try again
+                if holder.position is None or not comes_first(mine, holder.position):
+                    self._reject(batch, rec, "duplicate_key", DUPLICATE_REASON)
+                    return False
                 continue
             conn.release("mb_record")
-            kept.append(rec)
-            for ti, table_rows in enumerate(rows):
-                tables[ti].extend(table_rows)
-        batch.records = kept
-        batch.tables = tables
+            if holder is not None:
+                self._evicted(batch, holder, rec[3], lost, entries, in_batch)
+            return True
+        raise DuplicateRace(f"{tables[0].name}: the row holding key {rec[3]!r} kept changing "
+                            f"under concurrent writers")
+
+    def _evicted(self, batch: MappedBatch, holder: Holder, key: str, lost: tuple[int, ...],
+                 entries: list[tuple[Record, list[Rows]] | None],
+                 in_batch: dict[str, int]) -> None:
+        """Account for a stored record whose rows were deleted for an earlier one."""
+        assert holder.position is not None
+        index = in_batch.pop(holder.position, None)
+        if index is not None:  # inserted by this batch: it leaves the batch for quarantine
+            entry = entries[index]
+            assert entry is not None
+            entries[index] = None
+            self._reject(batch, entry[0], "duplicate_key", DUPLICATE_REASON)
+            return
+        unit, line = self.order.locate(holder.position, self.mapping.record_element)
+        batch.evicted.append((unit.id, unit.path, line, key_text(holder, key), lost))
+
+    @staticmethod
+    def _reject(batch: MappedBatch, rec: Record, code: str, reason: str) -> None:
+        unit_id, path, line, key = rec[:4]
+        batch.rejects.append((unit_id, path, line, key, code, reason))
+        prog = batch.progress[unit_id]
+        prog[1] -= 1
+        prog[2] += 1
 
     def _save_checkpoints(self, conn: Connection, batch: MappedBatch) -> None:
         d = conn.dialect
         p = d.placeholder
-        sql = (f"UPDATE {d.table_ref(CHECKPOINT_TABLE)} SET records_done = {p}, "
+        table = d.table_ref(CHECKPOINT_TABLE)
+        sql = (f"UPDATE {table} SET records_done = {p}, "
                f"inserted = inserted + {p}, quarantined = quarantined + {p}, finished = {p} "
                f"WHERE unit_key = {p}")
-        for unit_id, (done, d_ins, d_quar, finished) in batch.progress.items():
-            conn.execute(sql, (done, d_ins, d_quar, 1 if finished else 0, unit_key(unit_id)))
+        if not batch.evicted:
+            for unit_id, (done, d_ins, d_quar, finished) in batch.progress.items():
+                conn.execute(sql, (done, d_ins, d_quar, 1 if finished else 0,
+                                   unit_key(unit_id)))
+            return
+        # Evicted records move from inserted to quarantined in their own unit's row, which
+        # another worker may be writing too: rows are updated in one order (by key) so that
+        # two such batches wait for each other instead of deadlocking.
+        moved = checkpoint_moves(batch.evicted)
+        move = (f"UPDATE {table} SET inserted = inserted - {p}, "
+                f"quarantined = quarantined + {p} WHERE unit_key = {p}")
+        for unit_id in sorted(batch.progress.keys() | moved.keys(), key=unit_key):
+            n = moved.get(unit_id, 0)
+            if unit_id in batch.progress:
+                done, d_ins, d_quar, finished = batch.progress[unit_id]
+                conn.execute(sql, (done, d_ins - n, d_quar + n, 1 if finished else 0,
+                                   unit_key(unit_id)))
+            else:
+                conn.execute(move, (n, n, unit_key(unit_id)))
 
 
 def finish_stats(stats: RunStats, report: ProducerReport, writer: BatchWriter) -> RunStats:
@@ -919,7 +1058,7 @@ class MigrationEngine:
 
     def __init__(self, target: Target, mapping: Mapping, config: EngineConfig | None = None,
                  *, on_batch: Progress | None = None, stop: StopFlag | None = None,
-                 worker: int = 0) -> None:
+                 worker: int = 0, order: InputOrder | None = None) -> None:
         self.target = target
         self.mapping = mapping
         self.config = config or EngineConfig()
@@ -929,14 +1068,18 @@ class MigrationEngine:
         self.on_batch = on_batch
         self.stop = stop
         self.worker = worker
+        # Every unit of the run (a worker reads only some): which duplicate is kept depends
+        # on the whole input's order. None: the units given to run() are the whole input.
+        self.order = order
 
     def producer(self, stop: StopFlag | None = None) -> BatchProducer:
         return BatchProducer(self.mapping, self.mapper, self.config.batch_size,
                              self.stop if stop is None else stop)
 
     def writer(self, stats: RunStats, t0: float) -> BatchWriter:
+        assert self.order is not None, "run() sets the input order"
         return BatchWriter(self.target, self.mapping, self.config, stats, t0,
-                           on_batch=self.on_batch, worker=self.worker)
+                           order=self.order, on_batch=self.on_batch, worker=self.worker)
 
     def run(self, units: Sequence[WorkUnit],
             checkpoints: dict[str, Checkpoint] | None = None) -> RunStats:
@@ -952,6 +1095,8 @@ class MigrationEngine:
         """
         from migrator.pipeline import run_pipeline  # (pipeline builds on this module)
 
+        if self.order is None:
+            self.order = InputOrder(units)
         gc.freeze()
         try:
             return run_pipeline(self, units, checkpoints or {})

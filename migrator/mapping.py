@@ -58,6 +58,9 @@ _TYPE_RE = re.compile(
 _NAME = r"[A-Za-z_][\w.\-]*"
 _PATH_RE = re.compile(rf"^(?:\.|@{_NAME}|{_NAME}(?:/{_NAME})*(?:/@{_NAME})?)$")
 _ROWS_RE = re.compile(rf"^{_NAME}(?:/{_NAME})*$")
+# A column the tool adds to the root table: each record's position in the input, which
+# decides which of two records with the same key is kept (see migrator.duplicates).
+POSITION_COLUMN = "mb_position"
 
 
 @dataclass(frozen=True)
@@ -226,6 +229,13 @@ class _Validator:
             if n in names[:i] or n.startswith("mb_"):
                 raise self.fail(f"tables[{i}].name",
                                 f"table name {tables[i].name!r} is duplicated or reserved (mb_*)")
+        root = tables[0]
+        for name in root.column_names:
+            if name.lower() == POSITION_COLUMN:
+                where = "key_column" if name == root.key_column else f"columns.{name}"
+                raise self.fail(f"tables[0].{where}",
+                                f"the column name {POSITION_COLUMN} is reserved (the tool "
+                                f"keeps each record's input position there); rename it")
         return Mapping(element, key_path, key_type, tables, self.source, doc)
 
     def table(self, doc: Any, i: int) -> Table:

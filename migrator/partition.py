@@ -269,11 +269,131 @@ def record_starts(path: str, record_element: str, targets: Sequence[int],
     return cuts
 
 
-def count_lines(path: str, end: int) -> int:
-    """Newlines in the first ``end`` bytes of a file (chunked: memory stays flat)."""
-    n = 0
-    left = end
+# ---- where a range's first record stands among the records of its line -------------------
+#
+# A record's position in its file is (line, seq): the line lxml reports for it (``sourceline``,
+# the line where its start tag *ends*) and how many records before it report the same line.
+# The whole-file reader counts seq as it goes; a range that starts in the middle of a line
+# (records written side by side) starts counting at the number of earlier records whose
+# start tag ends on that line, so positions do not depend on where the file was cut.
+
+def _start_tag_end(f: IO[bytes], start: int) -> int:
+    """Offset just past the ``>`` of the start tag at ``start`` (quoted values respected)."""
+    f.seek(start)
+    buf = b""
+    step = 4096
+    while True:
+        chunk = f.read(step)
+        buf += chunk
+        end = _tag_end(buf, 1)
+        if end >= 0 or not chunk:
+            return start + (end if end >= 0 else len(buf))
+        step = min(step * 4, _CHUNK)
+
+
+def _line_start(f: IO[bytes], pos: int) -> int:
+    """Offset of the first byte of the line holding byte ``pos``."""
+    step = 4096
+    while pos > 0:
+        lo = max(0, pos - step)
+        f.seek(lo)
+        i = f.read(pos - lo).rfind(b"\n")
+        if i >= 0:
+            return lo + i + 1
+        pos = lo
+        step = min(step * 4, _CHUNK)
+    return 0
+
+
+def _record_tag_ends(path: str, record_element: str, begin: int, stop: int) -> Iterator[int]:
+    """Offsets just past the start tag of every record element whose ``<`` lies in
+    ``[begin, stop)``, skipping comments, CDATA sections and PIs; ``begin`` must be outside
+    any of them (the end of the root start tag is)."""
+    pattern = _opener(record_element)
     with open(path, "rb") as f:
+        f.seek(begin)
+        base, buf, scan, eof = begin, b"", 0, False
+        while True:
+            if not eof:
+                chunk = f.read(_CHUNK)
+                eof = not chunk
+                buf = buf[scan:] + chunk
+                base += scan
+                scan = 0
+            limit = len(buf) if eof else buf.rfind(b"<")  # no opener straddles the limit
+            while scan < limit:
+                m = pattern.search(buf, scan, limit)
+                if m is None:
+                    scan = limit
+                    break
+                s = m.start()
+                if base + s >= stop:
+                    return
+                opener = buf[s + 1:s + 3]
+                if opener in (b"!-", b"![") or opener.startswith(b"?"):
+                    term = b"-->" if opener == b"!-" else b"]]>" if opener == b"![" else b"?>"
+                    j = buf.find(term, m.end())
+                    end = j + len(term) if j >= 0 else -1
+                else:
+                    end = _tag_end(buf, m.end() - 1)
+                    if end >= 0:
+                        yield base + end
+                if end < 0:
+                    scan = s  # finish it with the next chunk
+                    break
+                scan = end
+            if eof:
+                return
+
+
+def range_first_seq(unit: RangeUnit, record_element: str, prolog: Prolog) -> int:
+    """How many records before the range's first one report the same line as it."""
+    if unit.start <= prolog.body:
+        return 0
+    with open(unit.path, "rb") as f:
+        tag_end = _start_tag_end(f, unit.start)
+        f.seek(unit.start)
+        if b"\n" in f.read(tag_end - unit.start):
+            return 0  # its start tag ends on a later line than any earlier record's
+        line = _line_start(f, unit.start)
+        lo = max(line, prolog.body)
+        if unit.start - lo < _CHUNK:
+            f.seek(lo)
+            if b">" not in f.read(unit.start - lo):
+                return 0  # only indentation before it: the usual case
+    return sum(1 for end in _record_tag_ends(unit.path, record_element, prolog.body,
+                                             unit.start) if end > line)
+
+
+def range_origins(units: Sequence[WorkUnit], record_element: str) -> list[tuple[int, int]]:
+    """``(line, seq)`` of the first record of each unit of one file (``units`` ordered by
+    start): no record of a unit comes before it, every record of the previous unit does.
+    ``(0, 0)`` for the unit that starts the file. Reads the file once up to the last range."""
+    out: list[tuple[int, int]] = []
+    prolog: Prolog | None = None
+    lines, counted = 0, 0  # newlines before offset ``counted``
+    for unit in units:
+        if not isinstance(unit, RangeUnit) or unit.start == 0:
+            out.append((0, 0))
+            continue
+        prolog = prolog or read_prolog(unit.path)
+        if prolog is None:
+            raise InputError(f"{unit.id}: cannot read the file's prolog to place this "
+                             f"record range")
+        with open(unit.path, "rb") as f:
+            tag_end = _start_tag_end(f, unit.start)
+        lines += count_lines(unit.path, tag_end, counted)
+        counted = tag_end
+        out.append((lines + 1, range_first_seq(unit, record_element, prolog)))
+    return out
+
+
+def count_lines(path: str, end: int, start: int = 0) -> int:
+    """Newlines in bytes ``[start, end)`` of a file (chunked: memory stays flat)."""
+    n = 0
+    left = end - start
+    with open(path, "rb") as f:
+        f.seek(start)
         while left > 0:
             chunk = f.read(min(_CHUNK, left))
             if not chunk:
@@ -414,6 +534,7 @@ class RangeRecordStream(RecordStream):
         head = f.read(prolog.body)
         # The range's first byte lands on the root tag's line: shift lines by the difference.
         shift = count_lines(u.path, u.start) + 1 - prolog.line
+        self.first_seq = range_first_seq(u, self.record_element, prolog)
         return _RangeFile(f, head, u.start, u.end, tail), shift
 
     def __iter__(self) -> Iterator[tuple[int, Any]]:

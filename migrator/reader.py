@@ -150,7 +150,13 @@ class RecordStream:
     The element is valid until the next iteration, when it is cleared together with its
     preceding siblings. ``position`` is the byte offset read so far (for progress bars).
     Malformed XML raises :class:`MalformedXMLError` naming the file and line.
+
+    ``first_seq`` (set once the first record is read): how many records before the first
+    one yielded report the same line (see :func:`migrator.partition.range_first_seq`);
+    0 for a whole file.
     """
+
+    first_seq = 0
 
     def __init__(self, path: str, record_element: str) -> None:
         self.path = path

@@ -46,7 +46,8 @@ def all_statements() -> list[str]:
     out += [D.insert_sql(t.name, t.column_names) for t in m.tables]
     out += [D.values_sql(m.root.name, m.root.column_names, 3), D.list_tables_sql()[0],
             D.schema_exists_sql(), D.create_schema_sql("migration_bench"), D.registry_sql(),
-            D.session_id_sql, D.rollback_to_sql("mb_record")]
+            D.session_id_sql, D.rollback_to_sql("mb_record"),
+            D.select_for_update_sql(m.root.name, ("order_id", "mb_position"), "order_id")]
     return out
 
 
@@ -203,7 +204,7 @@ key_column = "id]"
     assert sql.startswith("CREATE TABLE [migration_bench].[we]]ird [t]]]")
     tree = tsql(sql)
     assert tree.find(exp.Table).name == "we]ird [t]"
-    assert {c.name for c in tree.find_all(exp.ColumnDef)} == {"id]", "a]b"}
+    assert {c.name for c in tree.find_all(exp.ColumnDef)} == {"id]", "a]b", "mb_position"}
 
 
 def test_bookkeeping_fits_sql_server_limits() -> None:

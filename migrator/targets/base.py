@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from migrator.errors import TargetError
-from migrator.mapping import ColumnType, Mapping, Table
+from migrator.mapping import POSITION_COLUMN, ColumnType, Mapping, Table
 
 Row = tuple[Any, ...]
 
@@ -32,7 +32,8 @@ BOOKKEEPING_TABLES = (RUN_TABLE, CHECKPOINT_TABLE, QUARANTINE_TABLE)
 # Format of the bookkeeping tables, stored in RUN_TABLE: --resume refuses another one.
 # 2: checkpoints are keyed by unit_key, a digest of the unit id (format 1 keyed the id).
 # 3: the tables are registered in REGISTRY_TABLE, quarantine keys and reasons are text.
-CHECKPOINT_FORMAT = "3"
+# 4: the root table carries each record's input position (mapping.POSITION_COLUMN).
+CHECKPOINT_FORMAT = "4"
 UNIT_ID_CHARS = 4000  # a path up to Linux's PATH_MAX, plus a byte range
 # Server dialects with schemas put the tool's tables in their own schema unless told
 # otherwise: a user's `orders` in the default schema can then never be in the way.
@@ -205,10 +206,18 @@ class Dialect:
         for c in table.columns:
             null = " NOT NULL" if c.required else ""
             cols.append(f"{q(c.name)} {self.column_sql_type(c.type)}{null}")
+        if table.is_root:
+            cols.append(self.position_column_sql())
         pk = ", ".join(q(n) for n in table.primary_key)
         cols.append(f"PRIMARY KEY ({pk})")
         return [f"CREATE TABLE {self.table_ref(table.name)} (\n  " + ",\n  ".join(cols)
                 + "\n)"]
+
+    def position_column_sql(self) -> str:
+        """The root table's bookkeeping column: a record's position in the input
+        (``FILE:LINE:SEQ``, see :mod:`migrator.duplicates`). Nullable, so that rows written
+        by other means stay insertable; the engine always fills it."""
+        return f"{self.quote(POSITION_COLUMN)} VARCHAR(64)"
 
     def drop_table_sql(self, name: str) -> str:
         """Drop a logical table of this namespace (callers check that the tool owns it)."""
@@ -251,6 +260,14 @@ class Dialect:
 
     def insert_methods(self) -> list[InsertMethod]:
         return [InsertMethod("executemany")]
+
+    def select_for_update_sql(self, table: str, columns: Sequence[str], key: str) -> str:
+        """Read the row with key ``?`` and lock it until the transaction ends (a concurrent
+        writer of the same key waits). A locking read also sees the latest committed row
+        where plain reads see a snapshot (InnoDB's REPEATABLE READ)."""
+        q = self.quote
+        return (f"SELECT {', '.join(q(c) for c in columns)} FROM {self.table_ref(table)} "
+                f"WHERE {q(key)} = {self.placeholder} FOR UPDATE")
 
 
 class IntegrityViolation(Exception):

@@ -24,6 +24,7 @@ Decisions:
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from migrator.errors import TargetError
@@ -109,6 +110,12 @@ class MSSQLDialect(OdbcDialect):
 
     def schema_exists_sql(self) -> str:
         return "SELECT 1 FROM sys.schemas WHERE name = ?"
+
+    def select_for_update_sql(self, table: str, columns: Sequence[str], key: str) -> str:
+        # T-SQL has no FOR UPDATE on plain SELECTs: an update lock held to the end instead.
+        q = self.quote
+        return (f"SELECT {', '.join(q(c) for c in columns)} FROM {self.table_ref(table)} "
+                f"WITH (UPDLOCK, HOLDLOCK, ROWLOCK) WHERE {q(key)} = ?")
 
     def param_budget(self) -> int:
         return self.max_params - 1

@@ -68,6 +68,10 @@ class SQLiteDialect(Dialect):
     def insert_methods(self) -> list[InsertMethod]:
         return [InsertMethod("executemany"), InsertMethod("values")]
 
+    def select_for_update_sql(self, table: str, columns: Sequence[str], key: str) -> str:
+        # No FOR UPDATE in SQLite: a writing transaction already excludes every other writer.
+        return super().select_for_update_sql(table, columns, key).removesuffix(" FOR UPDATE")
+
 
 class SQLiteConnection(Connection):
     def __init__(self, path: str, pragmas: dict[str, str], dialect: SQLiteDialect) -> None:

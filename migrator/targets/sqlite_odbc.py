@@ -8,7 +8,7 @@ Debian 12's libsqliteodbc 0.9998. There is no server session id.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping as AnyMapping
+from collections.abc import Callable, Mapping as AnyMapping, Sequence
 from typing import Any, ClassVar
 
 from migrator.connstr import ConnectionParams
@@ -45,6 +45,10 @@ class SQLiteOdbcDialect(OdbcDialect):
 
     def list_tables_sql(self) -> tuple[str, tuple[Any, ...]]:
         return self._native.list_tables_sql()
+
+    def select_for_update_sql(self, table: str, columns: Sequence[str], key: str) -> str:
+        # (Not the native dialect's: the table is named in this dialect's namespace.)
+        return super().select_for_update_sql(table, columns, key).removesuffix(" FOR UPDATE")
 
     def insert_methods(self) -> list[InsertMethod]:
         return [InsertMethod("executemany"), InsertMethod("fast", False, FAST_REFUSED),
