@@ -30,10 +30,15 @@ from migrator.partition import RangeUnit, range_origins
 from migrator.reader import WorkUnit
 from migrator.targets.base import Connection
 
-# The reason stored with every record quarantined because an earlier record has its key:
-# the same text whichever copy was stored first, so quarantines compare across runs.
-DUPLICATE_REASON = ("duplicate key: a record earlier in the input has the same key "
-                    "(the first one in input order is kept)")
+
+def duplicate_reason(conflict: str) -> str:
+    """The reason stored with a record quarantined because an earlier record has its key:
+    the database's message about inserting that key again (servers put the key in it). An
+    evicted record gets the message of the insert that found it in the way, so the text is
+    the same whichever copy was stored first, and quarantines compare across runs."""
+    return f"{conflict} (of records with the same key, the first in input order is kept)"
+
+
 # Rounds of insert → conflict → read the holder for one record. Each extra round means a
 # concurrent transaction replaced the holder in between; past this the batch is retried.
 RACE_ROUNDS = 5
@@ -147,7 +152,7 @@ def key_text(holder: Holder, incoming: str) -> str:
     return holder.key if isinstance(holder.key, str) else incoming
 
 
-def checkpoint_moves(evicted: Sequence[tuple[str, ...] | tuple[Any, ...]]) -> dict[str, int]:
+def checkpoint_moves(evicted: Sequence[tuple[Any, ...]]) -> dict[str, int]:
     """Per unit id, how many of its committed records a batch evicted."""
     out: dict[str, int] = {}
     for e in evicted:

@@ -28,7 +28,6 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
 from migrator.duplicates import (
-    DUPLICATE_REASON,
     RACE_ROUNDS,
     DuplicateRace,
     Holder,
@@ -36,6 +35,7 @@ from migrator.duplicates import (
     checkpoint_moves,
     comes_first,
     delete_record,
+    duplicate_reason,
     find_holder,
     key_text,
 )
@@ -531,8 +531,8 @@ Reject = tuple[str, str, int, str | None, str, str]  # unit, file, line, key, co
 # unit, file, line, the record's texts as RecordMapper.extract returns them, its seq
 Extracted = tuple[str, str, int, tuple[Any, ...], int]
 # A committed record another record of the batch displaced (it came later in input order):
-# unit, file, line, key, and how many rows it lost in each table.
-Evicted = tuple[str, str, int, str, tuple[int, ...]]
+# unit, file, line, key, the reason it is quarantined, how many rows it lost in each table.
+Evicted = tuple[str, str, int, str, str, tuple[int, ...]]
 
 
 class MappedBatch:
@@ -834,8 +834,8 @@ class BatchWriter:
             t1 = pc()
             if batch.rejects or batch.evicted:
                 conn.insert_rows(QUARANTINE_TABLE, QUARANTINE_COLUMNS, batch.rejects + [
-                    (u, f, line, k, "duplicate_key", DUPLICATE_REASON)
-                    for u, f, line, k, _ in batch.evicted], None)
+                    (u, f, line, k, "duplicate_key", reason)
+                    for u, f, line, k, reason, _ in batch.evicted], None)
             self._save_checkpoints(conn, batch)
             conn.commit()
             t2 = pc()
@@ -955,6 +955,7 @@ class BatchWriter:
         root_row = rows[0][0]
         key, mine = root_row[0], root_row[-1]
         holder: Holder | None = None  # a later record holding our key: evict it first
+        conflict = ""  # the database's message when our key was found taken
         for _ in range(RACE_ROUNDS):
             conn.savepoint("mb_record")
             failed = 0  # the table whose insert failed
@@ -973,22 +974,24 @@ class BatchWriter:
                     code = "duplicate_key" if _is_duplicate(text) else "constraint_violation"
                     self._reject(batch, rec, code, text)
                     return False
+                conflict = text
                 holder = find_holder(conn, self.mapping, key)
                 if holder is None:
                     continue  # deleted by a concurrent eviction since: try again
                 if holder.position is None or not comes_first(mine, holder.position):
-                    self._reject(batch, rec, "duplicate_key", DUPLICATE_REASON)
+                    self._reject(batch, rec, "duplicate_key", duplicate_reason(conflict))
                     return False
                 continue
             conn.release("mb_record")
             if holder is not None:
-                self._evicted(batch, holder, rec[3], lost, entries, in_batch)
+                self._evicted(batch, holder, rec[3], duplicate_reason(conflict), lost,
+                              entries, in_batch)
             return True
         raise DuplicateRace(f"{tables[0].name}: the row holding key {rec[3]!r} kept changing "
                             f"under concurrent writers")
 
-    def _evicted(self, batch: MappedBatch, holder: Holder, key: str, lost: tuple[int, ...],
-                 entries: list[tuple[Record, list[Rows]] | None],
+    def _evicted(self, batch: MappedBatch, holder: Holder, key: str, reason: str,
+                 lost: tuple[int, ...], entries: list[tuple[Record, list[Rows]] | None],
                  in_batch: dict[str, int]) -> None:
         """Account for a stored record whose rows were deleted for an earlier one."""
         assert holder.position is not None
@@ -997,10 +1000,10 @@ class BatchWriter:
             entry = entries[index]
             assert entry is not None
             entries[index] = None
-            self._reject(batch, entry[0], "duplicate_key", DUPLICATE_REASON)
+            self._reject(batch, entry[0], "duplicate_key", reason)
             return
         unit, line = self.order.locate(holder.position, self.mapping.record_element)
-        batch.evicted.append((unit.id, unit.path, line, key_text(holder, key), lost))
+        batch.evicted.append((unit.id, unit.path, line, key_text(holder, key), reason, lost))
 
     @staticmethod
     def _reject(batch: MappedBatch, rec: Record, code: str, reason: str) -> None:
