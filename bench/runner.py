@@ -51,6 +51,7 @@ from migrator.engine import apply_pooling
 from migrator.errors import MigratorError
 from migrator.mapping import Mapping, describe as describe_mapping
 from migrator.reader import WorkUnit, check_records
+from migrator.runlock import RunLock
 from migrator.session import run_scope, session_name
 
 
@@ -219,25 +220,28 @@ def _migrate(request: RunRequest, run_dir: Path, mapping: Mapping, units: list[W
 
     coordinator = ParallelCoordinator(target, mapping, config, workers=request.workers,
                                       on_progress=on_progress)
-    session = None
-    if request.sample_interval:
-        session = start_sampling(target, target_spec, request.sample_interval,
-                                 t0=time.monotonic())
-    stopped_by: BaseException | None = None
-    try:
-        stats = coordinator.run(units, resume=request.resume,
-                                replace_existing=request.replace_existing_tables)
-    except (MigratorError, KeyboardInterrupt) as exc:
-        if not coordinator.started or coordinator.partial is None:
-            target.close()
-            raise  # refused before the migration started: nothing was measured
-        stats, stopped_by = coordinator.partial, exc
-    finally:
-        series = session.stop() if session is not None else None
-    try:
-        status, error, rec = _ending(stopped_by, stats, target, mapping)
-    except MigratorError as exc:  # the final count check could not be made
-        status, error, rec, stopped_by = FAILED, str(exc), None, exc
+    # One run per target: held from before the checkpoints are read until the final count
+    # check; a second run is refused here, before it touches anything (TargetBusy).
+    with RunLock(target, run_id=run_id, results=str(run_dir)):
+        session = None
+        if request.sample_interval:
+            session = start_sampling(target, target_spec, request.sample_interval,
+                                     t0=time.monotonic())
+        stopped_by: BaseException | None = None
+        try:
+            stats = coordinator.run(units, resume=request.resume,
+                                    replace_existing=request.replace_existing_tables)
+        except (MigratorError, KeyboardInterrupt) as exc:
+            if not coordinator.started or coordinator.partial is None:
+                target.close()
+                raise  # refused before the migration started: nothing was measured
+            stats, stopped_by = coordinator.partial, exc
+        finally:
+            series = session.stop() if session is not None else None
+        try:
+            status, error, rec = _ending(stopped_by, stats, target, mapping)
+        except MigratorError as exc:  # the final count check could not be made
+            status, error, rec, stopped_by = FAILED, str(exc), None, exc
     info = target.info()
     tables_in = {"schema": target.dialect.schema, "table_prefix": request.table_prefix}
     run_doc = {

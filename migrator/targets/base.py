@@ -16,10 +16,13 @@ import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping as AnyMapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from migrator.errors import TargetError
 from migrator.mapping import POSITION_COLUMN, ColumnType, Mapping, Table
+
+if TYPE_CHECKING:
+    from migrator.runlock import HeldLock, Holder
 
 Row = tuple[Any, ...]
 
@@ -29,6 +32,7 @@ RUN_TABLE = "mb_run"
 # The tables the tool created in this namespace: only those are ever dropped or emptied.
 REGISTRY_TABLE = "mb_tables"
 BOOKKEEPING_TABLES = (RUN_TABLE, CHECKPOINT_TABLE, QUARANTINE_TABLE)
+LOCK_TABLE = "mb_lock"  # who holds a server target's run lock (migrator.runlock)
 # Format of the bookkeeping tables, stored in RUN_TABLE: --resume refuses another one.
 # 2: checkpoints are keyed by unit_key, a digest of the unit id (format 1 keyed the id).
 # 3: the tables are registered in REGISTRY_TABLE, quarantine keys and reasons are text.
@@ -251,6 +255,11 @@ class Dialect:
                 f"mapping_fingerprint VARCHAR(64) NOT NULL, run_id VARCHAR(64) NOT NULL, "
                 f"created_at VARCHAR(40) NOT NULL)")
 
+    def lock_table_sql(self) -> str:
+        """The table naming who holds a server target's run lock (migrator.runlock)."""
+        return (f"CREATE TABLE {self.table_ref(LOCK_TABLE)} (lock_key VARCHAR(64) NOT NULL "
+                f"PRIMARY KEY, holder VARCHAR(2000) NOT NULL)")
+
     # ---- DML -------------------------------------------------------------------------
     def insert_sql(self, table_name: str, columns: Sequence[str]) -> str:
         q = self.quote
@@ -370,6 +379,11 @@ class Target(ABC):
         never written anywhere)."""
         raise NotImplementedError
 
+    def acquire_run_lock(self, holder: Holder, namespace: str | None = None) -> HeldLock:
+        """Take this target's run lock (:class:`migrator.runlock.RunLock` calls it);
+        :class:`migrator.runlock.TargetBusy` when another run holds it."""
+        raise TargetError(f"{self.info().display}: this target has no run lock, so two "
+                          f"runs into it at once could not be refused")
 
 
 # ---- the namespace's tables, read from the database -----------------------------------------

@@ -25,12 +25,15 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from migrator.errors import TargetError
 from migrator.mapping import ColumnType
 from migrator.targets.base import DEFAULT_SCHEMA, InsertMethod
 from migrator.targets.odbc import OdbcDialect
+
+if TYPE_CHECKING:
+    from migrator.runlock import LockName, LockSQL
 
 NVARCHAR_MAX_SIZED = 4000
 
@@ -89,6 +92,32 @@ class MSSQLDialect(OdbcDialect):
     def registry_sql(self) -> str:
         return _tsql_bookkeeping(super().registry_sql())
 
+    def lock_table_sql(self) -> str:
+        return _tsql_bookkeeping(super().lock_table_sql())
+
+    # ---- the run lock: an application lock owned by the session ------------------------------
+    lock_identity_sql: ClassVar[str] = "SELECT DB_NAME()"
+
+    def run_lock_sql(self, name: LockName) -> LockSQL:
+        """``sp_getapplock`` owned by the session (not a transaction, so the lock outlives
+        every batch's COMMIT), without waiting. Application locks are per database. Which
+        session holds one is visible only with VIEW SERVER STATE: ``owner`` is None."""
+        from migrator.runlock import LockSQL
+
+        arg = (name.text,)
+        return LockSQL(
+            setup=(),
+            acquire=("SET NOCOUNT ON; DECLARE @result INT; "
+                     "EXEC @result = sp_getapplock @Resource = ?, @LockMode = 'Exclusive', "
+                     "@LockOwner = 'Session', @LockTimeout = 0, @DbPrincipal = 'public'; "
+                     "SELECT @result", arg),
+            acquired=applock_granted,
+            held=("SELECT CASE WHEN APPLOCK_MODE('public', ?, 'Session') = 'Exclusive' "
+                  "THEN 1 ELSE 0 END", arg),
+            release=("EXEC sp_releaseapplock @Resource = ?, @LockOwner = 'Session', "
+                     "@DbPrincipal = 'public'", arg),
+            owner=None)
+
     # SQL Server's savepoints: SAVE TRANSACTION / ROLLBACK TRANSACTION; nothing to release.
     # Savepoint names are plain identifiers (at most 32 characters), never quoted.
     def savepoint_sql(self, name: str) -> str:
@@ -140,6 +169,27 @@ def _tsql_bookkeeping(sql: str) -> str:
     sql = re.sub(r"\bVARCHAR\(", "NVARCHAR(", sql)
     sql = re.sub(r"\bINTEGER\b", "INT", sql)
     return re.sub(r"([(,]\s*)file\b", r"\1[file]", sql)
+
+
+# sp_getapplock's return codes: 0 granted, 1 granted after waiting, -1 timed out (another
+# session holds it), -2 cancelled, -3 chosen as deadlock victim, -999 a parameter error.
+APPLOCK_ERRORS = {-2: "the request was cancelled", -3: "chosen as a deadlock victim",
+                  -999: "a parameter or call error"}
+
+
+def applock_granted(code: Any) -> bool:
+    """True when ``sp_getapplock`` granted the lock, False when another session holds it;
+    any other answer is an error, never a busy target."""
+    try:
+        value = int(code)
+    except (TypeError, ValueError):
+        value = None
+    if value in (0, 1):
+        return True
+    if value == -1:
+        return False
+    reason = APPLOCK_ERRORS.get(value or 0, f"it answered {code!r}")
+    raise TargetError(f"mssql: sp_getapplock could not take the run lock: {reason}")
 
 
 def _savepoint_name(name: str) -> str:

@@ -18,13 +18,16 @@ Decisions:
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping as AnyMapping
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from migrator.coerce import TEXT
 from migrator.errors import TargetError
 from migrator.mapping import ColumnType, Mapping, Table
 from migrator.targets.base import InsertMethod
 from migrator.targets.odbc import OdbcDialect
+
+if TYPE_CHECKING:
+    from migrator.runlock import LockName, LockSQL
 
 TABLE_OPTIONS = "ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"
 VARCHAR_MAX_CHARS = 4000
@@ -90,6 +93,29 @@ class MySQLDialect(OdbcDialect):
     def list_tables_sql(self) -> tuple[str, tuple[Any, ...]]:
         return ("SELECT table_name FROM information_schema.tables "
                 "WHERE table_schema = DATABASE()", ())
+
+    def lock_table_sql(self) -> str:
+        return f"{super().lock_table_sql()} {TABLE_OPTIONS}"
+
+    # ---- the run lock: a named lock, GET_LOCK ------------------------------------------------
+    lock_identity_sql: ClassVar[str] = "SELECT DATABASE()"
+
+    def run_lock_sql(self, name: LockName) -> LockSQL:
+        """``GET_LOCK(name, 0)``. Named locks are server-wide, so the name holds the
+        database's (digested: at most 64 characters). The lock session's wait_timeout is
+        short, so the server ends the session of a client machine that died; the keepalive
+        pings keep a live one well inside it."""
+        from migrator.runlock import IDLE_LIMIT_S, LockSQL, one_is_yes
+
+        arg = (name.text,)
+        return LockSQL(
+            setup=(f"SET SESSION wait_timeout = {IDLE_LIMIT_S}",),
+            acquire=("SELECT GET_LOCK(?, 0)", arg),
+            acquired=one_is_yes,
+            held=("SELECT COALESCE(IS_USED_LOCK(?) = CONNECTION_ID(), 0)", arg),
+            release=("SELECT RELEASE_LOCK(?)", arg),
+            owner=("SELECT IS_USED_LOCK(?)", arg),
+            teardown=("SET SESSION wait_timeout = @@GLOBAL.wait_timeout",))
 
     def insert_methods(self) -> list[InsertMethod]:
         driver = (self.facts.driver_name if self.facts else "").lower()

@@ -32,7 +32,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from migrator import odbcini, session
 from migrator.connstr import (
@@ -55,6 +55,9 @@ from migrator.targets.base import (
     TargetInfo,
     statement_kind,
 )
+
+if TYPE_CHECKING:
+    from migrator.runlock import HeldLock, Holder, LockName, LockSQL
 
 INSERT_METHODS = ("executemany", "fast", "values", "copy")
 # pyodbc counts parameter markers in a signed 16-bit SQLSMALLINT: 65,200 parameters become
@@ -248,6 +251,20 @@ class OdbcDialect(Dialect):
 
     def release_savepoint_sql(self, name: str) -> str | None:
         return f"RELEASE SAVEPOINT {self.quote(name)}"
+
+    # ---- the run lock (migrator.runlock) -----------------------------------------------------
+    # A query returning the database's name: with a namespace, it names the lock.
+    lock_identity_sql: ClassVar[str] = ""
+
+    def run_lock_sql(self, name: LockName) -> LockSQL:
+        """The statements of the session-owned lock that keeps a second run out."""
+        raise TargetError(f"{self.name}: no run lock for this database, so two runs into "
+                          f"it at once could not be refused")
+
+    def database_file(self, conn: OdbcConnection) -> str | None:
+        """For a file database reached through ODBC, the file to lock beside ("" for an
+        in-memory one); None for a server."""
+        return None
 
     # ---- driver hooks ------------------------------------------------------------------------
     def configure(self, cnxn: Any, pyodbc: Any) -> None:
@@ -552,6 +569,14 @@ class OdbcConnection(Connection):
         with contextlib.suppress(self.pyodbc.Error):
             self.cnxn.close()
 
+    def set_autocommit(self, on: bool) -> None:
+        """Commit every statement as it runs (the run lock's session: it must never keep a
+        transaction open for the length of a run)."""
+        try:
+            self.cnxn.autocommit = on
+        except self.pyodbc.Error as exc:
+            raise _wrap(exc, f"{self.dialect.name}: autocommit failed") from exc
+
     def session_id(self) -> str:
         """The server's session id: ``pg_backend_pid()``, ``@@SPID``, ``CONNECTION_ID()``;
         "" where there is no server (SQLite)."""
@@ -736,3 +761,22 @@ class OdbcTarget(Target):
 
     def picklable_spec(self) -> str:
         return "odbc:" + self.connection_string
+
+    def acquire_run_lock(self, holder: Holder, namespace: str | None = None) -> HeldLock:
+        """A lock owned by a dedicated session of the server (a lock file beside a file
+        database)."""
+        from migrator.runlock import FileLock, NoLock, SessionLock, lock_file_path
+
+        conn = self.connect()
+        try:
+            path = conn.dialect.database_file(conn)
+        except BaseException:
+            conn.close()
+            raise
+        if path is None:  # a server: this session becomes the lock's
+            return SessionLock.acquire(conn, self.connect, conn.dialect, holder,
+                                       self.display, namespace)
+        conn.close()
+        if not path:
+            return NoLock()
+        return FileLock.acquire(lock_file_path(path, namespace), holder, self.display)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from migrator import odbcini, session
 from migrator.connstr import ConnectionParams
@@ -30,6 +30,9 @@ from migrator.errors import TargetError
 from migrator.mapping import ColumnType
 from migrator.targets.base import DEFAULT_SCHEMA, InsertMethod, Row
 from migrator.targets.odbc import OdbcConnection, OdbcDialect, OdbcError, OdbcIntegrityError
+
+if TYPE_CHECKING:
+    from migrator.runlock import LockName, LockSQL
 
 # Measured (psqlODBC 13.02, PG 15): 7,498 parameters per statement work, 7,499 fail with
 # "lost synchronization with server: got message type "t", length 30002". The server's
@@ -118,6 +121,37 @@ class PostgresDialect(OdbcDialect):
                        "trip per row and multi-row VALUES is capped at "
                        f"{SSP_PARAM_LIMIT} parameters; UseServerSidePrepare=0 lifts both")
         return out
+
+    # ---- the run lock: a session-level advisory lock ---------------------------------------
+    lock_identity_sql: ClassVar[str] = "SELECT current_database()"
+
+    def run_lock_sql(self, name: LockName) -> LockSQL:
+        """``pg_try_advisory_lock(key)``; pg_locks shows a bigint key as classid (high 32
+        bits) and objid (low 32 bits) with objsubid 1. TCP keepalives end the session of a
+        client machine that died within about IDLE_LIMIT_S (the OS default is hours)."""
+        from migrator.runlock import IDLE_LIMIT_S, LockSQL, one_is_yes
+
+        key = name.number
+        parts = ((key >> 32) & 0xFFFFFFFF, key & 0xFFFFFFFF)
+        mine = ("locktype = 'advisory' AND granted AND objsubid = 1 AND database = "
+                "(SELECT oid FROM pg_database WHERE datname = current_database()) "
+                "AND classid::bigint = ? AND objid::bigint = ?")
+        idle = IDLE_LIMIT_S // 3
+        return LockSQL(
+            setup=(f"SET application_name = '{session.session_name('lock')}'",
+                   f"SET tcp_keepalives_idle = {idle}",
+                   f"SET tcp_keepalives_interval = {idle // 2}",
+                   "SET tcp_keepalives_count = 4"),
+            acquire=("SELECT CASE WHEN pg_try_advisory_lock(CAST(? AS BIGINT)) "
+                     "THEN 1 ELSE 0 END", (key,)),
+            acquired=one_is_yes,
+            held=(f"SELECT COUNT(*) FROM pg_locks WHERE pid = pg_backend_pid() AND {mine}",
+                  parts),
+            release=("SELECT CASE WHEN pg_advisory_unlock(CAST(? AS BIGINT)) "
+                     "THEN 1 ELSE 0 END", (key,)),
+            owner=(f"SELECT pid FROM pg_locks WHERE {mine}", parts),
+            teardown=("RESET application_name", "RESET tcp_keepalives_idle",
+                      "RESET tcp_keepalives_interval", "RESET tcp_keepalives_count"))
 
     # ---- COPY through psycopg ----------------------------------------------------------------
     def copy_rows(self, conn: OdbcConnection, table: str, columns: Sequence[str],

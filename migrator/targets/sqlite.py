@@ -13,7 +13,7 @@ import sqlite3
 from collections.abc import Callable, Iterator, Mapping as AnyMapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import parse_qsl
 
 from migrator.coerce import TEXT
@@ -29,6 +29,9 @@ from migrator.targets.base import (
     TargetInfo,
     statement_kind,
 )
+
+if TYPE_CHECKING:
+    from migrator.runlock import HeldLock, Holder
 
 POOL_SIZE = 4  # idle connections kept per process
 DEFAULT_PRAGMAS = {"journal_mode": "WAL", "synchronous": "NORMAL"}
@@ -224,6 +227,17 @@ class SQLiteTarget(Target):
     def _open(self) -> SQLiteConnection:
         self.check_folder()
         return SQLiteConnection(self.path, self.pragmas, self.dialect)
+
+    def acquire_run_lock(self, holder: Holder, namespace: str | None = None) -> HeldLock:
+        """``flock`` on ``<database>.lock``; ``:memory:`` is private to its connection, so
+        there is nothing another run could open."""
+        from migrator.runlock import FileLock, NoLock, lock_file_path
+
+        if self.path == ":memory:":
+            return NoLock()
+        self.check_folder()
+        return FileLock.acquire(lock_file_path(self.path, namespace), holder,
+                                f"sqlite:{self._spec}")
 
     def info(self) -> TargetInfo:
         return TargetInfo(scheme="sqlite", display=f"sqlite:{self._spec}", dialect="sqlite",

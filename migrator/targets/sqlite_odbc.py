@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 from migrator.connstr import ConnectionParams
 from migrator.mapping import ColumnType
 from migrator.targets.base import InsertMethod
-from migrator.targets.odbc import ConnectionFacts, OdbcDialect
+from migrator.targets.odbc import ConnectionFacts, OdbcConnection, OdbcDialect
 from migrator.targets.sqlite import SQLiteDialect
 
 FAST_REFUSED = ("the SQLite ODBC driver crashes the process (segfault) or fails with "
@@ -49,6 +49,14 @@ class SQLiteOdbcDialect(OdbcDialect):
     def select_for_update_sql(self, table: str, columns: Sequence[str], key: str) -> str:
         # (Not the native dialect's: the table is named in this dialect's namespace.)
         return super().select_for_update_sql(table, columns, key).removesuffix(" FOR UPDATE")
+
+    def database_file(self, conn: OdbcConnection) -> str | None:
+        """The file SQLite opened (a ``DSN=`` names it only in odbc.ini): a native
+        ``sqlite:`` run on the same file takes the same lock file."""
+        for _seq, name, file, *_ in conn.query("PRAGMA database_list"):
+            if name == "main":
+                return str(file or "")
+        return ""
 
     def insert_methods(self) -> list[InsertMethod]:
         return [InsertMethod("executemany"), InsertMethod("fast", False, FAST_REFUSED),
