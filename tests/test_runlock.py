@@ -526,3 +526,41 @@ def test_holder_json_is_what_the_row_holds(server: Any) -> None:
         finally:
             probe.close()
         assert json.loads(row[0][0])["run_id"] == "runs/json"
+
+
+# ---- a server restart ends every session, the lock's too -------------------------------------
+@pytest.fixture(scope="module")
+def own_pg(pyodbc_module: object) -> Iterator[Any]:
+    """A PostgreSQL server of our own: this test stops and starts it."""
+    from fault_helpers import remember_args
+    from servers import ServerUnavailable, start_postgres
+
+    try:
+        server = start_postgres()
+    except ServerUnavailable as exc:
+        from conftest import unavailable
+
+        unavailable(str(exc))
+    remember_args(server)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.mark.postgres
+@pytest.mark.odbc
+def test_the_lock_is_taken_again_after_a_server_restart(own_pg: Any,
+                                                        fast_keepalive: None) -> None:
+    from fault_helpers import start_again, stop_keeping_data
+
+    spec = server_spec(own_pg)
+    with RunLock(open_target(spec), run_id="runs/through-a-restart") as lock:
+        held = _session_lock(lock)
+        stop_keeping_data(own_pg)  # every session ends, the lock session too
+        start_again(own_pg)
+        _wait_until(lambda: held.reacquired >= 1, "the lock was not taken again")
+        with pytest.raises(TargetBusy) as busy, RunLock(open_target(spec), run_id="b"):
+            pass
+        assert busy.value.holder is not None
+        assert busy.value.holder.run_id == "runs/through-a-restart"
