@@ -1,7 +1,7 @@
 """One run per target, end to end: real `bench run` processes into one target at once.
 
 The first run is held still at a known point (the fault hook of tests/fault_helpers.py
-pauses it just after a COMMIT, in the coordinator or in a worker) so it is provably still
+pauses it between two batches, in the coordinator or in a worker) so it is provably still
 running when the second starts. The second — fresh or ``--resume``, 1 or 2 workers — must
 be refused at once with one line naming the holder, without touching the target; the
 first then finishes exactly once. A holder killed with SIGKILL must free the target at
@@ -84,12 +84,12 @@ def run_args(src: Source, into: Into, out: Path, *extra: str) -> list[str]:
 @contextmanager
 def paused_run(args: list[str], tmp: Path, name: str, *, workers: int
                ) -> Iterator[tuple[subprocess.Popen[str], Path]]:
-    """`bench ARGS` stopped just after its 3rd COMMIT (in worker 1 with workers): it holds
-    the target and has written to it. Yields (process, go-file); touching the go-file lets
-    it finish. Killed if the test fails."""
+    """`bench ARGS` stopped as it cuts its 3rd batch (in worker 1 with workers), after
+    committing two: it holds the target and has written to it. Yields (process, go-file);
+    touching the go-file lets it finish. Killed if the test fails."""
     flag = tmp / f"{name}.paused"
     env = fault_env(tmp, at=3, proc="mb-worker-1" if workers > 1 else "MainProcess",
-                    events="committed", action="pause", flag=flag)
+                    events="batch", action="pause", flag=flag)
     proc = subprocess.Popen([sys.executable, "-m", "bench", *args], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=env)
     try:
@@ -134,7 +134,7 @@ def second_run(src: Source, into: Into, tmp: Path, *extra: str) -> tuple[
 def interrupted(src: Source, into: Into, tmp: Path) -> None:
     """A run SIGKILLed after a few batches: a target to resume."""
     killed = bench_proc(run_args(src, into, tmp / "killed"),
-                        env=fault_env(tmp, at=5, events="committed"))
+                        env=fault_env(tmp, at=5, events="batch"))
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     assert 0 < committed_records(into.spec) < RECORDS
 
