@@ -16,6 +16,10 @@ existence, so a killed run never blocks the next one:
   drops it when the session ends. The holder's details are a row of ``mb_lock``, written
   only by the session that holds the lock; a row left by a killed run is overwritten by
   the next holder and never blocks anyone, because only the server's lock decides.
+  ``mb_lock`` is made only beside tables the tool made (its ``mb_tables`` registry): a run
+  that the ownership check refuses leaves nothing behind. So the very first run into a
+  namespace is named once its tables exist; until then a refused run sees the holder's
+  server session only.
 
 Only the coordinating process locks: worker processes of the same run share its lock.
 
@@ -43,7 +47,7 @@ from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
 from migrator.errors import TargetError
-from migrator.targets.base import LOCK_TABLE, ensure_schema, table_exists
+from migrator.targets.base import LOCK_TABLE, REGISTRY_TABLE, table_exists
 
 if TYPE_CHECKING:
     from migrator.targets.base import Connection, Target
@@ -51,6 +55,8 @@ if TYPE_CHECKING:
 HOLDER_CHARS = 2000  # the holder's details, as JSON
 # The lock session is pinged this often; a ping that finds it dead takes the lock again.
 KEEPALIVE_S = 5.0
+# Until the holder's details are recorded (the run has not yet made its tables), this often.
+RECORD_POLL_S = 0.25
 # A server ends an idle lock session after this long (MariaDB wait_timeout, PostgreSQL TCP
 # keepalives): a client machine that crashed frees the target within about a minute.
 IDLE_LIMIT_S = 60
@@ -306,6 +312,7 @@ class SessionLock(HeldLock):
         self._stop = threading.Event()
         self._lost: str | None = None
         self.reacquired = 0
+        self.recorded = _write_holder(conn, name, holder)
         self._thread = threading.Thread(target=self._keepalive, name="mb-run-lock",
                                         daemon=True)
         self._thread.start()
@@ -330,13 +337,15 @@ class SessionLock(HeldLock):
 
     # ---- keeping it ------------------------------------------------------------------------
     def _keepalive(self) -> None:
-        while not self._stop.wait(KEEPALIVE_S):
+        while not self._stop.wait(KEEPALIVE_S if self.recorded else RECORD_POLL_S):
             try:
                 with self._mutex:
                     if self._stop.is_set():
                         return
                     if not self._still_held():
                         self._take_again()
+                    elif not self.recorded and self._conn is not None:
+                        self.recorded = _write_holder(self._conn, self.name, self.holder)
             except Exception:  # (a failed check is tried again at the next tick)
                 pass
             if self._lost is not None:
@@ -376,6 +385,7 @@ class SessionLock(HeldLock):
             raise
         self._conn = conn
         self.reacquired += 1
+        self.recorded = _write_holder(conn, self.name, self.holder)
 
     def lost(self) -> str | None:
         return self._lost
@@ -412,8 +422,8 @@ def _truthy(value: Any) -> bool:
 
 def _take(conn: Connection, name: LockName, sql: LockSQL, holder: Holder, display: str,
           *, grace: bool = True) -> Holder:
-    """Take the lock on ``conn`` (autocommit) and record the holder; :class:`TargetBusy`
-    naming the holder when another session has it."""
+    """Take the lock on ``conn`` (autocommit); :class:`TargetBusy` naming the holder when
+    another session has it. Returns the holder with this session's id."""
     set_autocommit = getattr(conn, "set_autocommit", None)
     if set_autocommit is not None:
         set_autocommit(True)
@@ -429,9 +439,7 @@ def _take(conn: Connection, name: LockName, sql: LockSQL, holder: Holder, displa
                 time.sleep(0.1)
                 continue
         raise TargetBusy(display, other, session)
-    holder = replace(holder, session=conn.session_id())
-    _write_holder(conn, name, holder)
-    return holder
+    return replace(holder, session=conn.session_id())
 
 
 def _read_holder(conn: Connection, name: LockName, sql: LockSQL) -> tuple[Holder | None, str]:
@@ -452,20 +460,25 @@ def _read_holder(conn: Connection, name: LockName, sql: LockSQL) -> tuple[Holder
     return holder, session
 
 
-def _write_holder(conn: Connection, name: LockName, holder: Holder) -> None:
-    """Record the holder's details for a refused run to show. Best effort: the server's
-    lock is the lock, and a run must not fail because ``mb_lock`` cannot be written."""
+def _write_holder(conn: Connection, name: LockName, holder: Holder) -> bool:
+    """Record the holder's details for a refused run to show; False while the namespace
+    holds no table of the tool's (nothing is created in a user's schema or database before
+    the ownership check passed). Best effort: the server's lock is the lock, and a run must
+    not fail because ``mb_lock`` cannot be written."""
     d = conn.dialect
     q = d.table_ref(LOCK_TABLE)
     p = d.placeholder
-    with contextlib.suppress(Exception):
+    try:
         if not table_exists(conn, LOCK_TABLE):
-            ensure_schema(conn)  # (the namespace's schema; prepare_target would make it)
-            with contextlib.suppress(Exception):  # (another namespace's run made it first)
-                conn.execute(d.lock_table_sql())
+            if not table_exists(conn, REGISTRY_TABLE):
+                return False
+            conn.execute(d.lock_table_sql())
         conn.execute(f"DELETE FROM {q} WHERE lock_key = {p}", (name.text,))
         conn.execute(f"INSERT INTO {q} (lock_key, holder) VALUES ({p}, {p})",
                      (name.text, holder.to_json()))
+    except Exception:
+        return True  # (not writable: no use trying again every tick)
+    return True
 
 
 # ---- the context manager ------------------------------------------------------------------------

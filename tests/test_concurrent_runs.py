@@ -18,6 +18,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -94,11 +95,31 @@ def paused_run(args: list[str], tmp: Path, name: str, *, workers: int
                             stderr=subprocess.PIPE, text=True, env=env)
     try:
         wait_for_file(flag, proc)
+        wait_named(spec_of(args))
         yield proc, Path(str(flag) + ".go")
     finally:
         if proc.poll() is None:
             proc.kill()
         proc.communicate(timeout=60)
+
+
+def spec_of(args: list[str]) -> str:
+    return args[args.index("--target") + 1]
+
+
+def wait_named(spec: str, timeout: float = 60) -> None:
+    """Until a refused run would name the holder: on a server, its details are recorded
+    once its tables exist (a refused run sees only its session before)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with RunLock(open_target(spec), run_id="probe"):
+                raise AssertionError("the paused run does not hold its target")
+        except TargetBusy as busy:
+            if busy.holder is not None:
+                return
+        assert time.monotonic() < deadline, "the holder's details were never recorded"
+        time.sleep(0.02)
 
 
 def finish(proc: subprocess.Popen[str], go: Path) -> None:

@@ -25,7 +25,7 @@ from typer.testing import CliRunner
 
 import migrator.runlock as runlock
 from bench.cli import app
-from migrator import open_target
+from migrator import default_mapping, open_target, prepare_target
 from migrator.errors import TargetError
 from migrator.runlock import (
     DEAD_HOLDER_GRACE_S,
@@ -38,7 +38,14 @@ from migrator.runlock import (
     lock_file_path,
     lock_namespace,
 )
-from migrator.targets.base import LOCK_TABLE, Connection, Dialect, Target
+from migrator.targets.base import (
+    LOCK_TABLE,
+    Connection,
+    Dialect,
+    Namespace,
+    Target,
+    table_exists,
+)
 from migrator.targets.mssql import MSSQLDialect, applock_granted
 
 cli = CliRunner(env={"COLUMNS": "200", "NO_COLOR": "1"})
@@ -256,8 +263,24 @@ def server(request: pytest.FixtureRequest) -> Any:
     return request.getfixturevalue("postgres" if request.param == "postgresql" else "mariadb")
 
 
+# The tests' tables: a namespace of their own, which the tool has claimed (its mb_tables
+# registry exists), as any run has once its tables are made.
+PREFIX = "lk_"
+_CLAIMED: set[str] = set()
+
+
+def _target(spec: str, prefix: str = PREFIX) -> Target:
+    target = open_target(spec)
+    target.set_namespace(Namespace(prefix=prefix))
+    return target
+
+
 def server_spec(server: Any) -> str:
-    return "odbc:" + server.odbc("Protocol=7.4-1" if server.kind == "postgresql" else "")
+    spec = "odbc:" + server.odbc("Protocol=7.4-1" if server.kind == "postgresql" else "")
+    if spec not in _CLAIMED:
+        prepare_target(_target(spec), default_mapping(), [], resume=False)
+        _CLAIMED.add(spec)
+    return spec
 
 
 @pytest.fixture
@@ -272,7 +295,7 @@ def _session_lock(lock: RunLock) -> SessionLock:
 
 
 def _raw(spec: str) -> Any:
-    conn = open_target(spec).connect()
+    conn = _target(spec).connect()
     conn.set_autocommit(True)
     return conn
 
@@ -300,13 +323,13 @@ def _sessions(conn: Any) -> set[str]:
 
 def test_server_second_lock_is_refused_naming_the_holder(server: Any) -> None:
     spec = server_spec(server)
-    with RunLock(open_target(spec), run_id="runs/first") as first:
+    with RunLock(_target(spec), run_id="runs/first") as first:
         held = _session_lock(first)
         assert held.holder.session  # the server's id of the lock session, recorded
-        with pytest.raises(TargetBusy) as busy, RunLock(open_target(spec), run_id="b"):
+        with pytest.raises(TargetBusy) as busy, RunLock(_target(spec), run_id="b"):
             pass
         assert busy.value.holder == held.holder
-        assert str(busy.value).startswith(f"{open_target(spec).info().display} is in use "
+        assert str(busy.value).startswith(f"{_target(spec).info().display} is in use "
                                           f"by another run: run runs/first (host ")
         assert server.password not in str(busy.value)
         probe = _raw(spec)
@@ -321,17 +344,17 @@ def test_server_second_lock_is_refused_naming_the_holder(server: Any) -> None:
                 assert state == [("idle",)]
         finally:
             probe.close()
-    with RunLock(open_target(spec), run_id="runs/again"):
+    with RunLock(_target(spec), run_id="runs/again"):
         pass  # released
 
 
 def test_server_namespaces_lock_separately(server: Any) -> None:
     spec = server_spec(server)
-    with RunLock(open_target(spec), run_id="a", namespace="p1_"):
-        with RunLock(open_target(spec), run_id="b", namespace="p2_"), \
-                RunLock(open_target(spec), run_id="c"):
+    with RunLock(_target(spec), run_id="a", namespace="p1_"):
+        with RunLock(_target(spec), run_id="b", namespace="p2_"), \
+                RunLock(_target(spec), run_id="c"):
             pass
-        with pytest.raises(TargetBusy), RunLock(open_target(spec), run_id="d",
+        with pytest.raises(TargetBusy), RunLock(_target(spec), run_id="d",
                                                 namespace="p1_"):
             pass
 
@@ -362,21 +385,21 @@ def _take_raw(spec: str) -> tuple[Any, LockName]:
 
 def test_a_stale_holder_row_is_never_shown_and_never_blocks(server: Any) -> None:
     spec = server_spec(server)
-    with RunLock(open_target(spec), run_id="runs/old"):
+    with RunLock(_target(spec), run_id="runs/old"):
         pass
     conn = _raw(spec)
     name = _lock_name(conn)
     stale = Holder("runs/killed", "elsewhere", 1, "2024-01-01T00:00:00+00:00", "999999")
     _record(conn, name, stale)
     conn.close()
-    with RunLock(open_target(spec), run_id="runs/new") as lock:  # the row does not block
+    with RunLock(_target(spec), run_id="runs/new") as lock:  # the row does not block
         assert _session_lock(lock).holder.run_id == "runs/new"
     raw, _ = _take_raw(spec)  # held by a session whose row is not (yet) written
     try:
         probe = _raw(spec)
         _record(probe, name, stale, replace=False)
         probe.close()
-        with pytest.raises(TargetBusy) as busy, RunLock(open_target(spec), run_id="x"):
+        with pytest.raises(TargetBusy) as busy, RunLock(_target(spec), run_id="x"):
             pass
         assert busy.value.holder is None  # the stale row names a session that is gone
         assert f"server session {raw.session_id()}" in str(busy.value)
@@ -409,7 +432,7 @@ def test_a_dead_local_holder_whose_session_is_closing_is_waited_for(
     closer.start()
     try:
         monkeypatch.setattr(runlock.time, "sleep", sleep)
-        with RunLock(open_target(spec), run_id="runs/next") as lock:
+        with RunLock(_target(spec), run_id="runs/next") as lock:
             assert _session_lock(lock).holder.run_id == "runs/next"
     finally:
         monkeypatch.undo()
@@ -430,7 +453,7 @@ def test_a_live_holder_elsewhere_is_refused_at_once(server: Any,
             raise AssertionError("a live holder must be refused without waiting")
 
         monkeypatch.setattr(runlock.time, "sleep", no_sleep)
-        with pytest.raises(TargetBusy) as busy, RunLock(open_target(spec), run_id="x"):
+        with pytest.raises(TargetBusy) as busy, RunLock(_target(spec), run_id="x"):
             pass
         assert busy.value.holder == alive
     finally:
@@ -448,16 +471,16 @@ def _wait_until(cond: Any, what: str, timeout: float = 30) -> None:
 def test_a_lock_session_ended_by_the_server_is_taken_again(server: Any,
                                                            fast_keepalive: None) -> None:
     spec = server_spec(server)
-    with RunLock(open_target(spec), run_id="runs/long") as lock:
+    with RunLock(_target(spec), run_id="runs/long") as lock:
         held = _session_lock(lock)
         first = held.holder.session
         _end_session(spec, first)
         _wait_until(lambda: held.reacquired >= 1, "the lock was not taken again")
         assert held.holder.session != first
-        with pytest.raises(TargetBusy) as busy, RunLock(open_target(spec), run_id="b"):
+        with pytest.raises(TargetBusy) as busy, RunLock(_target(spec), run_id="b"):
             pass
         assert busy.value.holder == held.holder  # the new session's row
-    with RunLock(open_target(spec), run_id="runs/after"):
+    with RunLock(_target(spec), run_id="runs/after"):
         pass
 
 
@@ -465,11 +488,11 @@ def test_a_lock_taken_by_another_run_while_the_session_was_down_fails_the_run(
         server: Any, fast_keepalive: None) -> None:
     spec = server_spec(server)
     with pytest.raises(TargetError, match=r"was lost.*another run took the target") as err, \
-            RunLock(open_target(spec), run_id="runs/long") as lock:
+            RunLock(_target(spec), run_id="runs/long") as lock:
         held = _session_lock(lock)
         with held._mutex:  # the keepalive waits: the other run gets in first
             _end_session(spec, held.holder.session)
-            other = RunLock(open_target(spec), run_id="runs/intruder").__enter__()
+            other = RunLock(_target(spec), run_id="runs/intruder").__enter__()
         _wait_until(lambda: held.lost() is not None, "the loss was not noticed")
     assert "runs/intruder" in str(err.value)
     other.__exit__(None, None, None)
@@ -478,7 +501,7 @@ def test_a_lock_taken_by_another_run_while_the_session_was_down_fails_the_run(
 def test_the_lock_session_gives_its_settings_back(server: Any) -> None:
     """With pooling on, the lock session goes back to the pool: as it came."""
     spec = server_spec(server)
-    with RunLock(open_target(spec), run_id="a") as lock:
+    with RunLock(_target(spec), run_id="a") as lock:
         held = _session_lock(lock)
         conn = held._conn
         assert conn is not None
@@ -507,16 +530,16 @@ def _no_threads_left() -> Iterator[None]:
 
 def test_released_locks_leave_no_keepalive_thread(server: Any, _no_threads_left: None) -> None:
     spec = server_spec(server)
-    with RunLock(open_target(spec), run_id="a"):
+    with RunLock(_target(spec), run_id="a"):
         assert any(t.name == "mb-run-lock" for t in threading.enumerate())
-    with pytest.raises(TargetBusy), RunLock(open_target(spec), run_id="b"), \
-            RunLock(open_target(spec), run_id="c"):
+    with pytest.raises(TargetBusy), RunLock(_target(spec), run_id="b"), \
+            RunLock(_target(spec), run_id="c"):
         pass
 
 
 def test_holder_json_is_what_the_row_holds(server: Any) -> None:
     spec = server_spec(server)
-    with RunLock(open_target(spec), run_id="runs/json") as lock:
+    with RunLock(_target(spec), run_id="runs/json") as lock:
         held = _session_lock(lock)
         probe = _raw(spec)
         try:
@@ -555,12 +578,41 @@ def test_the_lock_is_taken_again_after_a_server_restart(own_pg: Any,
     from fault_helpers import start_again, stop_keeping_data
 
     spec = server_spec(own_pg)
-    with RunLock(open_target(spec), run_id="runs/through-a-restart") as lock:
+    with RunLock(_target(spec), run_id="runs/through-a-restart") as lock:
         held = _session_lock(lock)
         stop_keeping_data(own_pg)  # every session ends, the lock session too
         start_again(own_pg)
         _wait_until(lambda: held.reacquired >= 1, "the lock was not taken again")
-        with pytest.raises(TargetBusy) as busy, RunLock(open_target(spec), run_id="b"):
+        with pytest.raises(TargetBusy) as busy, RunLock(_target(spec), run_id="b"):
             pass
         assert busy.value.holder is not None
         assert busy.value.holder.run_id == "runs/through-a-restart"
+
+
+def test_nothing_is_made_beside_tables_the_tool_did_not_make(
+        server: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before a run has made its tables (a first run, or one the ownership check will
+    refuse), the lock makes no table: a refused run sees the holder's session only, and
+    the holder is named as soon as its tables exist."""
+    monkeypatch.setattr(runlock, "RECORD_POLL_S", 0.02)
+    spec = server_spec(server)
+    prefix = f"lk{os.getpid()}_"
+    with RunLock(_target(spec, prefix), run_id="runs/first-ever") as lock:
+        held = _session_lock(lock)
+        probe = _target(spec, prefix).connect()
+        try:
+            assert not table_exists(probe, LOCK_TABLE)
+            with pytest.raises(TargetBusy) as busy, RunLock(_target(spec, prefix),
+                                                            run_id="b"):
+                pass
+            assert busy.value.holder is None
+            assert f"server session {held.holder.session}" in str(busy.value)
+            prepare_target(_target(spec, prefix), default_mapping(), [], resume=False)
+            _wait_until(lambda: held.recorded, "the holder was not recorded")
+            assert table_exists(probe, LOCK_TABLE)
+            with pytest.raises(TargetBusy) as busy, RunLock(_target(spec, prefix),
+                                                            run_id="c"):
+                pass
+            assert busy.value.holder == held.holder
+        finally:
+            probe.close()
