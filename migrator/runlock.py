@@ -409,6 +409,10 @@ class SessionLock(HeldLock):
                 for stmt in self.sql.teardown:  # (a pooled session goes back as it came)
                     with contextlib.suppress(Exception):
                         conn.execute(stmt)
+                set_autocommit = getattr(conn, "set_autocommit", None)
+                if set_autocommit is not None:
+                    with contextlib.suppress(Exception):
+                        set_autocommit(False)
             finally:
                 with contextlib.suppress(Exception):
                     conn.close()
