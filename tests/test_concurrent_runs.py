@@ -12,6 +12,7 @@ On SQLite, the live PostgreSQL and the live MariaDB.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -130,8 +131,9 @@ def finish(proc: subprocess.Popen[str], go: Path) -> None:
 
 
 def assert_refused(done: subprocess.CompletedProcess[str], holder_out: Path,
-                   holder_pid: int, secret: str) -> None:
-    """Exit 1 and exactly one line naming the holder: run id, host, pid, start."""
+                   holder_pid: int, secret: str) -> str:
+    """Exit 1 and exactly one line naming the holder: run id, host, pid, start, results
+    folder. Returns the run id it names."""
     assert done.returncode == 1, (done.stdout, done.stderr)
     assert "Traceback" not in done.stderr
     errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
@@ -139,11 +141,13 @@ def assert_refused(done: subprocess.CompletedProcess[str], holder_out: Path,
     line = errors[0]
     print(line)  # (shown with -s: what a user sees)
     assert "is in use by another run" in line
-    holder = re.escape(f"run {holder_out} (host {socket.gethostname()}, pid {holder_pid}, "
-                       f"started ")
-    assert re.search(holder + r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC\)", line), line
+    host = re.escape(f"(host {socket.gethostname()}, pid {holder_pid}, started ")
+    folder = re.escape(f" UTC, results in {holder_out})")
+    found = re.search(r"run (\S+) " + host + r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d" + folder, line)
+    assert found, line
     if secret:
         assert secret not in done.stderr
+    return found.group(1)
 
 
 def second_run(src: Source, into: Into, tmp: Path, *extra: str) -> tuple[
@@ -184,12 +188,14 @@ def test_a_second_run_is_refused_and_the_first_completes_exactly_once(
                     workers=workers) as (proc, go):
         before = committed_records(into.spec)
         done, out = second_run(src, into, tmp_path, *second)
-        assert_refused(done, holder_out, proc.pid, into.secret)
+        named = assert_refused(done, holder_out, proc.pid, into.secret)
         if workers == 1:  # (worker 2 of the first run keeps committing)
             assert committed_records(into.spec) == before  # the second touched nothing
         assert not (out / "result.json").exists()
         finish(proc, go)
     check_exactly_once(into.spec, src)
+    result = json.loads((holder_out / "result.json").read_text())
+    assert result["runs"][0]["run_id"] == named  # the run it named is the one that ran
 
 
 @pytest.mark.parametrize("workers", ["1", "2"])

@@ -38,6 +38,7 @@ from migrator.runlock import (
     lock_file_path,
     lock_namespace,
 )
+from migrator.session import session_name
 from migrator.targets.base import (
     LOCK_TABLE,
     Connection,
@@ -60,30 +61,34 @@ def dead_pid() -> int:
 
 # ---- the holder's details --------------------------------------------------------------------
 def test_holder_round_trips_and_garbage_reads_as_unknown() -> None:
-    h = Holder.here("runs/20240501-120000")
+    h = Holder.here("3f9a1c2e", "runs/20240501-120000")
     assert h.host == socket.gethostname() and h.pid == os.getpid()
     assert Holder.from_json(h.to_json()) == h
     for junk in (None, "", b"", "{", "[]", '{"run_id": 1}', b"\xff\xfe", '{"pid": "x"}'):
         assert Holder.from_json(junk) is None
     text = h.describe()
-    assert text.startswith("run runs/20240501-120000 (host ") and f"pid {os.getpid()}" in text
-    assert text.endswith(" UTC)")
+    assert text.startswith("run 3f9a1c2e (host ") and f"pid {os.getpid()}" in text
+    assert text.endswith(" UTC, results in runs/20240501-120000)")
+    assert Holder.here("x").describe().endswith(" UTC)")  # (no folder: not named)
 
 
-def test_a_very_long_run_id_still_fits_the_holder_column() -> None:
-    h = Holder.here("r" * 5000)
+def test_a_very_long_results_folder_still_fits_the_holder_column() -> None:
+    h = Holder.here("3f9a1c2e", "/deep" * 1000 + "/run")
     text = h.to_json()
     assert len(text) <= runlock.HOLDER_CHARS
     back = Holder.from_json(text)
-    assert back is not None and back.pid == h.pid and back.run_id.endswith("…")
+    assert back is not None and back.pid == h.pid and back.run_id == "3f9a1c2e"
+    assert back.results.startswith("…") and back.results.endswith("/deep/run")
 
 
 def test_busy_message_names_the_holder_or_says_it_is_unknown() -> None:
-    h = Holder("runs/a", "db-client-7", 4242, "2024-05-01T12:00:00+00:00")
+    h = Holder("3f9a1c2e", "db-client-7", 4242, "2024-05-01T12:00:00+00:00",
+               results="runs/20240501-120000")
     msg = str(TargetBusy("sqlite:t.db", h))
-    assert msg == ("sqlite:t.db is in use by another run: run runs/a (host db-client-7, "
-                   "pid 4242, started 2024-05-01 12:00:00 UTC); wait for it to finish, or "
-                   "stop it (a stopped or killed run frees the target at once)")
+    assert msg == ("sqlite:t.db is in use by another run: run 3f9a1c2e (host db-client-7, "
+                   "pid 4242, started 2024-05-01 12:00:00 UTC, results in "
+                   "runs/20240501-120000); wait for it to finish, or stop it (a stopped or "
+                   "killed run frees the target at once)")
     assert "server session 77" in str(TargetBusy("odbc:x", None, "77"))
     assert "not recorded" in str(TargetBusy("odbc:x", None))
     assert isinstance(TargetBusy("x", None), TargetError)  # the CLI: one line, exit 1
@@ -509,7 +514,7 @@ def test_the_lock_session_gives_its_settings_back(server: Any) -> None:
         setting = ("SELECT current_setting('application_name')" if pg
                    else "SELECT @@SESSION.wait_timeout")
         during = conn.query(setting)[0][0]
-        assert during == ("migration-bench run lock" if pg else runlock.IDLE_LIMIT_S)
+        assert during == (session_name("lock") if pg else runlock.IDLE_LIMIT_S)
         keep = conn.close
         conn.close = lambda: None
     try:
