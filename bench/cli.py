@@ -318,6 +318,7 @@ def _print_run(s: dict[str, Any]) -> None:
 
 # The other commands live in their own modules and register themselves on ``app``.
 from bench import (  # noqa: E402,F401
+    calibrate_cmd as _calibrate_cmd,  # calibrate
     commands as _commands,  # sweep, baseline, compare
     diagnose_cmd as _diagnose_cmd,  # diagnose pooling
     doctor_cmd as _doctor_cmd,  # doctor

@@ -13,6 +13,7 @@ import json
 import os
 import random
 import shutil
+import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any
@@ -38,15 +39,16 @@ from bench.compare import (
     row_cells,
 )
 from bench.preflight import check_inputs, check_target_folder, ensure_writable_dir
-from bench.ranges import RangeError
+from bench.racing import MAX_ROUNDS
+from bench.ranges import DurationError, RangeError, parse_duration
 from bench.results import new_run_dir
 from bench.store import STORE_NAME, RunStore
 from bench.sweep import (
     DATASET_PROFILE,
     DATASET_SEED,
     DEFAULT_BATCH_SIZES,
+    DEFAULT_BUDGET_S,
     DEFAULT_RECORDS,
-    DEFAULT_REPEAT,
     DEFAULT_WARMUP,
     DIMENSION_BY_NAME,
     Progress,
@@ -60,14 +62,17 @@ from bench.sweep import (
     resume_conflicts,
     run_plan,
 )
-from reports.stats import ALPHA
+from reports.stats import ALPHA, NOISE_BAND
 from reports.summary import (
     BaselineError,
+    format_change,
+    format_p,
     parse_baseline,
     resolve_baseline,
 )
 
 _RANGE_HELP = "range grammar: 50..2000 (1-2-5 series), 100..1000:100, 1..64:x2, 50,100,500"
+_WORKERS_HELP = "also 2..16:2, 1..64:x2, 1,2,4"
 
 
 def _warn(message: str) -> None:
@@ -131,13 +136,21 @@ def _run(plan: SweepPlan, store: RunStore, mapping: Path | None, quiet: bool) ->
                            work_dir=store.run_dir / "work", schema=plan.schema,
                            table_prefix=plan.table_prefix,
                            replace_existing_tables=plan.replace_existing_tables)
-    total = len(plan.configurations) * plan.repeat
-    bar = ui.progress_bar(plan.kind, total, unit="runs", enabled=not quiet)
+    budgeted = plan.budget_s is not None
+    total = round(plan.budget_s) if plan.budget_s is not None else \
+        len(plan.configurations) * plan.repeat
+    bar = ui.progress_bar(plan.kind, total, unit="seconds" if budgeted else "runs",
+                          enabled=not quiet)
     interrupted = False
     with user_errors(), bar as update:
         def show(p: Progress) -> None:
-            where = "warm-up" if p.warmup else f"round {p.round + 1}/{plan.repeat}"
-            update(p.completed, info=f"{p.label} · {where}")
+            if p.warmup:
+                where = "warm-up"
+            elif budgeted:
+                where = f"round {p.round + 1} · {p.racing} racing"
+            else:
+                where = f"round {p.round + 1}/{plan.repeat}"
+            update(p.completed, info=f"{p.label} · {where}" if p.label else where)
 
         try:
             run_plan(plan, store, settings, on_progress=show)
@@ -145,7 +158,8 @@ def _run(plan: SweepPlan, store: RunStore, mapping: Path | None, quiet: bool) ->
             interrupted = True  # reported below, once the progress bar is gone
     if interrupted:
         done = len(store.contents.measured_runs())
-        ui.error(f"interrupted after {done} of {total} runs; they are saved in "
+        of = "" if budgeted else f" of {total}"
+        ui.error(f"interrupted after {done}{of} runs; they are saved in "
                  f"{store.path}; continue with: bench {plan.kind} --resume --out "
                  f"{store.run_dir}")
         raise typer.Exit(130)
@@ -169,6 +183,10 @@ def _check_resume(plan: SweepPlan, kind: str, requested: dict[str, Any],
     repeat = requested.get("repeat")
     if repeat is not None and repeat > plan.repeat:
         plan = SweepPlan.from_dict({**plan.to_dict(), "repeat": repeat})
+        store.write_plan(plan.to_dict())
+    budget = requested.get("budget_s")
+    if budget is not None and plan.budget_s is not None and budget > plan.budget_s:
+        plan = SweepPlan.from_dict({**plan.to_dict(), "budget_s": budget})
         store.write_plan(plan.to_dict())
     return plan
 
@@ -242,7 +260,8 @@ def sweep(
         help=f"Batch sizes to sweep, {_RANGE_HELP}. Default {DEFAULT_BATCH_SIZES} when no "
              "dimension is given.")] = None,
     workers: Annotated[str | None, typer.Option(
-        "--workers", "-w", help=f"Worker processes to sweep, {_RANGE_HELP}.")] = None,
+        "--workers", "-w", help=f"Worker processes to sweep: 1..4 is 1,2,3,4; "
+                                f"{_WORKERS_HELP}.")] = None,
     pooling: Annotated[str | None, typer.Option(
         "--pooling", help="Connection pooling to sweep: on,off.")] = None,
     pipeline: Annotated[str | None, typer.Option(
@@ -250,10 +269,17 @@ def sweep(
     insert_method: Annotated[str | None, typer.Option(
         "--insert-method", help="Insert methods to sweep: executemany,fast,values,copy "
                                 "(as the target's dialect supports).")] = None,
+    budget: Annotated[str | None, typer.Option(
+        "--budget", help="Time budget, e.g. 5m, 90s, 1h: rounds race the configurations and "
+                         "stop when the answer is clear [default: 5m unless --repeat].")
+    ] = None,
     repeat: Annotated[int | None, typer.Option(
         "--repeat", "-r", callback=_positive("--repeat"),
-        help=f"Measured runs per configuration [default: {DEFAULT_REPEAT}: the fewest for a "
-             "95% confidence interval of the median].")] = None,
+        help="A fixed design instead of a budget: exactly this many rounds, no racing.")
+    ] = None,
+    noise_band: Annotated[str | None, typer.Option(
+        "--noise-band", help="Differences inside ±this are not called; leaders inside it "
+                             f"are equivalent [default: {100 * NOISE_BAND:g}%].")] = None,
     warmup: Annotated[int | None, typer.Option(
         "--warmup", min=0, help=f"Unmeasured runs before measuring [default: "
                                 f"{DEFAULT_WARMUP}].")] = None,
@@ -286,15 +312,21 @@ def sweep(
         "--out", "-o", help="Run folder (default: runs/<timestamp>/).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
-    """Sweep configurations in randomised interleaved rounds: best, knee, change vs baseline."""
+    """Sweep configurations in randomised interleaved rounds, paired within rounds: the
+    recommendation, the best, the knee, the change vs a baseline."""
     given = {"batch_size": batch_sizes, "workers": workers, "pooling": pooling,
              "pipeline": pipeline, "insert_method": insert_method}
     dims = _dimension_options(**given)
+    budget_s = _duration_option(budget, "--budget")
+    band = _percent_option(noise_band, "--noise-band")
+    if budget_s is not None and repeat is not None:
+        raise _usage("--budget and --repeat exclude each other: --budget races the "
+                     "configurations for a time, --repeat runs a fixed number of rounds")
     if resume:
         store, stored = _open_store(out, resume=True)
         assert stored is not None  # open(resume=True) refuses a store without a plan
-        requested = {"dimensions": dims or None, "repeat": repeat, "warmup": warmup,
-                     "records": records,
+        requested = {"dimensions": dims or None, "repeat": repeat, "budget_s": budget_s,
+                     "noise_band": band, "warmup": warmup, "records": records,
                      "seed": seed, "target": target, "baseline": baseline,
                      "inputs": [os.path.abspath(p) for p in inputs] if inputs else None,
                      "mapping": _abspath(mapping),
@@ -304,13 +336,17 @@ def sweep(
     else:
         if not dims:
             dims = _dimension_options(batch_size=DEFAULT_BATCH_SIZES)
+        fixed = repeat is not None
         plan = SweepPlan(kind="sweep", dimensions=dims,
-                         repeat=repeat or DEFAULT_REPEAT,
+                         repeat=repeat if repeat is not None else MAX_ROUNDS,
                          warmup=DEFAULT_WARMUP if warmup is None else warmup,
                          seed=random.SystemRandom().randrange(2**31) if seed is None else seed,
                          inputs=[], target=target, mapping=_abspath(mapping), baseline=baseline,
                          schema=schema, table_prefix=table_prefix,
-                         replace_existing_tables=replace_existing_tables)
+                         replace_existing_tables=replace_existing_tables,
+                         budget_s=None if fixed else (budget_s or DEFAULT_BUDGET_S),
+                         noise_band=NOISE_BAND if band is None else band,
+                         sweep_id=uuid.uuid4().hex)
         if baseline is not None:
             try:
                 resolve_baseline(parse_baseline(baseline, list(dims)), plan.configurations)
@@ -322,6 +358,9 @@ def sweep(
         plan = SweepPlan.from_dict({**plan.to_dict(), "inputs": run_inputs, "dataset": dataset})
         store.write_plan(plan.to_dict())
 
+    outlook = _forecast(plan)
+    if outlook and not as_json:
+        ui.console(stderr=True).print(outlook, markup=False)
     _run(plan, store, Path(plan.mapping) if plan.mapping else None, as_json)
     with user_errors():
         doc, result_file, pyperf_file = finish_sweep(plan, store.contents, store.run_dir)
@@ -330,41 +369,97 @@ def sweep(
                     "result_file": str(result_file),
                     "pyperf_file": str(pyperf_file) if pyperf_file else None,
                     "store": str(store.path), "configurations": len(plan.configurations),
-                    "repeat": plan.repeat, "warmup": plan.warmup, "seed": plan.seed,
+                    "repeat": None if plan.budgeted else plan.repeat,
+                    "budget_s": plan.budget_s, "noise_band": plan.noise_band,
+                    "warmup": plan.warmup, "seed": plan.seed, "forecast": outlook,
                     "measured_runs": doc["measured_runs"], "summary": doc["summary"]})
         return
     _print_sweep(plan, doc["summary"], result_file, pyperf_file)
 
 
+def _duration_option(text: str | None, option: str) -> float | None:
+    if text is None:
+        return None
+    try:
+        return parse_duration(text, name=option)
+    except DurationError as exc:
+        raise _usage(str(exc)) from None
+
+
+def _percent_option(text: str | None, option: str) -> float | None:
+    if text is None:
+        return None
+    try:
+        value = parse_threshold(text)
+    except ThresholdError:
+        raise _usage(f"{option}: {text!r} is not a percentage; expected e.g. 2% or 2") from None
+    if value >= 0.5:
+        raise _usage(f"{option}: {text} is not a noise band (use a few percent, e.g. 2%)")
+    return value
+
+
+def _forecast(plan: SweepPlan) -> str | None:
+    """What a recent calibration of this host and target says about the budget."""
+    if plan.budget_s is None or len(plan.configurations) < 2:
+        return None
+    from bench.calibrate import forecast, load_recent
+
+    cal = load_recent(plan.target)
+    if cal is None:
+        return None
+    records = (plan.dataset or {}).get("records")
+    outlook = forecast(cal, configs=len(plan.configurations), budget_s=plan.budget_s,
+                       records=records if isinstance(records, int) else None,
+                       noise_band=plan.noise_band)
+    return outlook.sentence(len(plan.configurations))
+
+
+def _paired_cell(cmp: dict[str, Any] | None) -> str:
+    """``-0.7% [-1.7% to +0.4%] equivalent``: a paired comparison in one table cell."""
+    if not cmp:
+        return "—"
+    change = format_change(cmp.get("change"))
+    low, high = cmp.get("change_ci_low"), cmp.get("change_ci_high")
+    ci = "" if low is None or high is None else \
+        f" [{format_change(low)} to {format_change(high)}]"
+    word = {"better": "better", "worse": "worse", "equivalent": "equivalent"}.get(
+        str(cmp.get("outcome")), "not separable")
+    return f"{change}{ci} {word}"
+
+
 def _print_sweep(plan: SweepPlan, summary: dict[str, Any], result_file: Path,
                  pyperf_file: Path | None) -> None:
+    echo = typer.echo
+    for line in summary.get("lines") or []:
+        echo(line)
+    echo("")
     best = summary["best"]
     rows = []
     for i, row in enumerate(summary["rows"]):
         s = row["stats"]
-        mark = "*" if i == best["index"] else " "
-        machine = row.get("machine_noise") or {}
-        rows.append([mark, row["label"] or "(single configuration)", f"{s['median']:,.0f}",
-                     _ci(s["ci_low"], s["ci_high"], s["ci_confidence"]), str(s["n"]),
-                     _pct(s["cv"]), _pct(machine.get("adjusted_cv")),
-                     row["vs_baseline_text"]])
-    echo = typer.echo
-    echo(f"{len(plan.configurations)} configuration(s) × {plan.repeat} runs, interleaved "
+        dropped = " (dropped)" if row.get("eliminated_at") else ""
+        rows.append(["*" if i == best["index"] else " ",
+                     row["label"] or "(single configuration)", f"{s['median']:,.0f}",
+                     _ci(s["ci_low"], s["ci_high"], s["ci_confidence"]),
+                     f"{row.get('rounds')}{dropped}", _pct(s["cv"]),
+                     "best" if i == best["index"] else _paired_cell(row.get("vs_best")),
+                     "baseline" if row["is_baseline"] else _paired_cell(row["vs_baseline"])])
+    echo(f"{len(plan.configurations)} configuration(s), runs paired within rounds "
          f"(seed {plan.seed}), rec/min:")
-    for line in _table(["", "configuration", "median", "CI of median", "n", "CV",
-                        "CV adj.", "vs baseline"], rows, right={2, 4, 5, 6}):
+    headers = ["", "configuration", "median", "CI of median", "rounds", "CV",
+               "vs best [95% CI]", f"vs baseline {summary['baseline_label']}"]
+    for line in _table(headers, rows, right={2, 4, 5}):
         echo(line)
-    if any(row.get("machine_noise") for row in summary["rows"]):
-        echo("CV adj.: the CV with the machine's own speed taken out (each run's CPU time for "
-             "the same read+map work); a diagnostic — medians, CIs and p-values use raw times.")
     echo("")
     echo(best["sentence"])
     for knee in summary["knees"]:
         echo(knee["sentence"])
-    if len(summary["rows"]) > 1:
-        best_row = summary["rows"][best["index"]]
-        if not best_row["is_baseline"]:
-            echo(f"best vs baseline: {best_row['vs_baseline_text']}")
+    for dim, effect in (summary.get("effects") or {}).items():
+        if effect.get("p_value") is None:
+            continue
+        verdict = "matters" if effect["significant"] else "no detectable effect"
+        echo(f"does {dim} matter? {verdict} (Friedman {format_p(effect['p_value'])}, "
+             f"{effect['blocks']} complete rounds)")
     bottleneck = summary.get("best_bottleneck")
     if bottleneck:
         echo(f"bottleneck of the best configuration: {bottleneck['label']} — "
@@ -500,32 +595,51 @@ def _check_alpha(value: float) -> float:
 @app.command()
 def compare(
     a: Annotated[Path, typer.Argument(help="Reference result: run folder or result.json.")],
-    b: Annotated[Path, typer.Argument(help="Candidate result: run folder or result.json.")],
+    b: Annotated[Path | None, typer.Argument(
+        help="Candidate result: run folder or result.json [default: A, to compare two "
+             "configurations of one sweep with --a and --b].")] = None,
+    select_a: Annotated[str | None, typer.Option(
+        "--a", help='Compare only this configuration of A, e.g. "batch=200".')] = None,
+    select_b: Annotated[str | None, typer.Option(
+        "--b", help='Compare only this configuration of B, e.g. "batch=2000".')] = None,
     threshold: Annotated[str, typer.Option(
         "--threshold", "--fail-on-regression",
         help="Exit 1 when a configuration is significantly slower by more than this.")
     ] = f"{100 * DEFAULT_THRESHOLD:g}%",
     alpha: Annotated[float, typer.Option(
         "--alpha", callback=_check_alpha,
-        help="Significance level of the Mann-Whitney U test.")] = ALPHA,
+        help="Significance level (Mann-Whitney U; the signed-rank test when paired).")
+    ] = ALPHA,
+    noise_band: Annotated[str | None, typer.Option(
+        "--noise-band", help="Paired comparisons: differences inside ±this are not called "
+                             f"[default: {100 * NOISE_BAND:g}%].")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
-    """Compare two result files per configuration; exit 1 on a significant regression."""
+    """Compare two result files per configuration (paired when both come from the rounds of
+    one sweep); exit 1 on a significant regression."""
     try:
         limit = parse_threshold(threshold)
     except ThresholdError as exc:
         raise _usage(str(exc)) from None
+    band = _percent_option(noise_band, "--noise-band")
+    if b is None and (select_a is None or select_b is None):
+        raise _usage("give B, or --a and --b to compare two configurations of one sweep")
     with user_errors():
-        report = compare_results(a, b, threshold=limit, alpha=alpha)
+        report = compare_results(a, b, threshold=limit, alpha=alpha, select_a=select_a,
+                                 select_b=select_b,
+                                 noise_band=NOISE_BAND if band is None else band)
     if as_json:
         _echo_json(report.to_dict())
     else:
         echo = typer.echo
-        echo(f"A: {report.a}")
-        echo(f"B: {report.b}")
+        echo(f"A: {report.a}" + (f" ({select_a})" if select_a else ""))
+        echo(f"B: {report.b}" + (f" ({select_b})" if select_b else ""))
+        for warning in report.warnings():
+            _warn(warning)
+        test = "signed-rank (paired)" if report.paired else "Mann-Whitney"
         rows = [row_cells(r) for r in report.rows]
         for line in _table(["", "configuration", "A rec/min", "B rec/min", "change [95% CI]",
-                            "Mann-Whitney", "n A/B"], rows, right={2, 3}):
+                            test, "n A/B"], rows, right={2, 3}):
             echo(line)
         for label in report.only_in_a:
             echo(f"only in A (not compared): {label}")
@@ -535,8 +649,9 @@ def compare(
             echo(f"skipped, not a measurement: {note}")
         echo("")
         echo(report.sentence())
+        shown = {r.marker for r in report.rows} | {"+", "-", "~", " "}
         echo("markers: " + "; ".join(f"{k.strip() or 'blank'} {v}"
-                                     for k, v in MARKER_LEGEND.items()))
+                                     for k, v in MARKER_LEGEND.items() if k in shown))
     if report.exit_code:
         raise typer.Exit(report.exit_code)
 

@@ -19,10 +19,22 @@ does, from the user's point of view:
 
 The geometric mean of the per-configuration ratios summarises the whole file, as asv and
 pyperf do: one configuration twice as fast and one half as fast cancel out.
+
+**Paired when both sides come from one sweep.** ``--a``/``--b`` select one configuration on
+each side (``bench compare runs/s --a batch=200 --b batch=2000``, B defaulting to A's file);
+when both sides are interleaved rounds of the same sweep (the same ``sweep_id``, or the same
+file), the runs are paired within rounds — Wilcoxon signed-rank on the within-round
+log-ratios, with the noise band — as the sweep's own summary does. Runs of two separate
+invocations never ran side by side, so they are compared unpaired.
+
+**Different datasets are not compared.** When the two sides migrated different data
+(records, files, bytes, invalid rate, mapping), a throughput difference says nothing about
+the change under test; the report warns, names what differs, and reports no difference.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -36,8 +48,23 @@ from bench.results import (
     is_measurement,
     load_result,
 )
-from reports.stats import ALPHA, Comparison, compare
-from reports.summary import ConfigValue, format_change, format_config, format_p
+from reports.stats import (
+    ALPHA,
+    NOISE_BAND,
+    Comparison,
+    PairedComparison,
+    compare,
+    paired_compare,
+)
+from reports.summary import (
+    BaselineError,
+    ConfigValue,
+    format_change,
+    format_config,
+    format_p,
+    parse_baseline,
+    resolve_baseline,
+)
 
 DEFAULT_THRESHOLD = 0.05
 
@@ -46,7 +73,13 @@ MARKER_LEGEND = {
     "-": "significantly better, beyond the threshold",
     "~": "not significant",
     " ": "significant, within the threshold",
+    "=": "equivalent within the noise band (paired)",
+    "?": "not compared: the two sides ran different datasets",
 }
+
+#: What must match for two result files to be comparable, and how each is named.
+DATASET_FACTS = (("records", "records"), ("files", "files"), ("bytes", "bytes"),
+                 ("invalid_rate", "invalid rate"), ("mapping", "mapping"))
 
 
 class ThresholdError(ValueError):
@@ -69,13 +102,29 @@ def parse_threshold(text: str) -> float:
 
 @dataclass(frozen=True)
 class ResultSamples:
-    """Throughput samples (rec/min, run order) per configuration of one result file."""
+    """Throughput samples (rec/min, run order) per configuration of one result file, with
+    each sample's round (None for files without rounds) and the dataset the file ran."""
 
     path: Path
     kind: str
     configurations: list[dict[str, ConfigValue]]
     samples: list[list[float]]
     skipped: tuple[str, ...] = ()  # runs that failed or were interrupted: not measurements
+    rounds: list[list[int]] | None = None
+    sweep_id: str | None = None
+    dataset: dict[str, Any] | None = None
+
+    def select(self, spec: str, option: str) -> ResultSamples:
+        """Only the one configuration ``spec`` (``batch=200``) names."""
+        dims = list(self.configurations[0]) if self.configurations else []
+        try:
+            index = resolve_baseline(parse_baseline(spec, dims), self.configurations)
+        except BaselineError as exc:
+            raise ResultFileError(f"{self.path}: {option}: "
+                                  f"{str(exc).removeprefix('--baseline: ')}") from None
+        return dataclasses.replace(
+            self, configurations=[self.configurations[index]], samples=[self.samples[index]],
+            rounds=None if self.rounds is None else [self.rounds[index]])
 
 
 def _result_path(path: Path) -> Path:
@@ -94,15 +143,19 @@ def load_samples(path: str | Path) -> ResultSamples:
     why_not = [f"run {i + 1} {describe_skipped(r)}" for i, r in enumerate(doc.get("runs") or [])
                if not is_measurement(r) and not (isinstance(r, dict) and r.get("warmup"))]
     skipped = tuple(f"{shown}: {why}" for why in why_not)
+    rounds: list[list[int]] | None = None
     try:
-        if kind in ("sweep", "baseline"):
+        if kind in ("sweep", "baseline", "calibrate"):
             configurations = [dict(c) for c in doc["config"]["configurations"]]
             samples: list[list[float]] = [[] for _ in configurations]
-            measured = [r for r in doc["runs"] if not r.get("warmup") and is_measurement(r)]
-            measured.sort(key=lambda r: int(r["order_index"]))
-            for run in measured:
-                samples[int(run["config_index"])].append(
-                    float(run["metrics"]["throughput_rec_per_min"]))
+            rounds = [[] for _ in configurations]
+            for run in _counted_runs(doc["runs"]):
+                k = int(run["config_index"])
+                samples[k].append(float(run["metrics"]["throughput_rec_per_min"]))
+                if run.get("round") is None:
+                    rounds = None
+                elif rounds is not None:
+                    rounds[k].append(int(run["round"]))
         elif kind == "run":
             configurations, samples = [], []
             for run in doc["runs"]:
@@ -117,17 +170,67 @@ def load_samples(path: str | Path) -> ResultSamples:
                     samples.append([value])
         else:
             raise ResultFileError(f"{shown}: a result of kind {kind!r} has no throughput "
-                                  "samples to compare (expected sweep, baseline or run)")
+                                  "samples to compare (expected sweep, baseline, calibrate "
+                                  "or run)")
     except (KeyError, TypeError, ValueError, IndexError) as exc:
         raise ResultFileError(f"{shown}: malformed {kind} result: {type(exc).__name__} "
                               f"{exc}") from None
-    kept = [(c, s) for c, s in zip(configurations, samples, strict=True) if s]
-    if not kept:
+    keep = [i for i, values in enumerate(samples) if values]
+    if not keep:
         why = f" ({why_not[0]})" if why_not else ""
         raise ResultFileError(f"{shown}: no measured run in this result file{why}; a failed "
                               "or interrupted run is not a measurement")
-    return ResultSamples(shown, str(kind), [c for c, _ in kept], [s for _, s in kept],
-                         skipped)
+    sweep_id = (doc.get("config") or {}).get("sweep_id")
+    return ResultSamples(shown, str(kind), [configurations[i] for i in keep],
+                         [samples[i] for i in keep], skipped=skipped,
+                         rounds=None if rounds is None else [rounds[i] for i in keep],
+                         sweep_id=sweep_id if isinstance(sweep_id, str) else None,
+                         dataset=_dataset_facts(doc))
+
+
+def _counted_runs(runs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Measured (complete, non-warm-up) runs in run order; of a disturbed run and its re-run
+    in the same round, the re-run."""
+    latest: dict[tuple[Any, int], dict[str, Any]] = {}
+    measured = [r for r in runs if not r.get("warmup") and is_measurement(r)]
+    measured.sort(key=lambda r: (int(r["order_index"]), int(r.get("sequence") or 0)))
+    for i, run in enumerate(measured):
+        key = (run.get("round") if run.get("round") is not None else f"#{i}",
+               int(run["config_index"]))
+        latest[key] = run
+    return sorted(latest.values(), key=lambda r: int(r["order_index"]))
+
+
+def _dataset_facts(doc: dict[str, Any]) -> dict[str, Any]:
+    """Records, files, bytes, invalid rate and mapping fingerprint the file says it ran."""
+    env: dict[str, Any] = doc["environment"] if isinstance(doc.get("environment"), dict) \
+        else {}
+    dataset: dict[str, Any] = env["dataset"] if isinstance(env.get("dataset"), dict) else {}
+    facts = {key: dataset.get(key) for key, _ in DATASET_FACTS if key != "mapping"}
+    mapping = env.get("mapping")
+    config: dict[str, Any] = doc["config"] if isinstance(doc.get("config"), dict) else {}
+    if not isinstance(mapping, dict):
+        mapping = config.get("mapping")  # a `bench run` result describes its mapping here
+    facts["mapping"] = mapping.get("fingerprint") if isinstance(mapping, dict) else None
+    return facts
+
+
+def dataset_differences(a: ResultSamples, b: ResultSamples) -> list[str]:
+    """What the two sides' datasets differ in, as "records 5,000 vs 20,000" (facts a side
+    does not record are not compared)."""
+    found: list[str] = []
+    da, db = a.dataset or {}, b.dataset or {}
+    for key, name in DATASET_FACTS:
+        va, vb = da.get(key), db.get(key)
+        if va is None or vb is None or va == vb:
+            continue
+        if key == "mapping":
+            found.append(f"mapping {str(va)[:12]} vs {str(vb)[:12]}")
+        elif isinstance(va, int | float) and isinstance(vb, int | float) and key != "invalid_rate":
+            found.append(f"{name} {va:,} vs {vb:,}")
+        else:
+            found.append(f"{name} {va} vs {vb}")
+    return found
 
 
 @dataclass(frozen=True)
@@ -135,7 +238,7 @@ class CompareRow:
     label: str
     config_a: dict[str, ConfigValue]
     config_b: dict[str, ConfigValue]
-    comparison: Comparison
+    comparison: Comparison | PairedComparison
     marker: str
 
     @property
@@ -159,6 +262,12 @@ class CompareReport:
     only_in_b: tuple[str, ...]
     geometric_mean_change: float | None
     skipped: tuple[str, ...] = ()  # failed or interrupted runs left out, one line each
+    paired: bool = False
+    dataset_differences: tuple[str, ...] = ()
+
+    @property
+    def comparable(self) -> bool:
+        return not self.dataset_differences
 
     @property
     def regressions(self) -> list[CompareRow]:
@@ -168,14 +277,25 @@ class CompareReport:
     def exit_code(self) -> int:
         return 1 if self.regressions else 0
 
+    def warnings(self) -> list[str]:
+        if self.comparable:
+            return []
+        return [f"A and B ran different datasets ({'; '.join(self.dataset_differences)}): "
+                "their throughputs are not comparable, so no difference is reported; "
+                "rerun both on the same data"]
+
     def sentence(self) -> str:
+        if not self.comparable:
+            return (f"not compared: different datasets over {len(self.rows)} "
+                    "configuration(s)")
         worse = len(self.regressions)
         better = sum(r.marker == "-" for r in self.rows)
         head = (f"{worse} significant regression(s) beyond {100 * self.threshold:g}%"
                 if worse else f"no significant regression beyond {100 * self.threshold:g}%")
+        how = " (paired within rounds)" if self.paired else ""
         return (f"{head}; {better} significant improvement(s); geometric mean "
                 f"{format_change(self.geometric_mean_change)} over {len(self.rows)} "
-                "configuration(s)")
+                f"configuration(s){how}")
 
     def to_dict(self) -> dict[str, Any]:
         return {"a": str(self.a), "b": str(self.b), "threshold": self.threshold,
@@ -187,7 +307,10 @@ class CompareReport:
                 "regressions": len(self.regressions),
                 "improvements": sum(r.marker == "-" for r in self.rows),
                 "markers": MARKER_LEGEND, "sentence": self.sentence(),
-                "exit_code": self.exit_code}
+                "analysis": "paired within rounds" if self.paired else "unpaired",
+                "comparable": self.comparable,
+                "dataset_differences": list(self.dataset_differences),
+                "warnings": self.warnings(), "exit_code": self.exit_code}
 
 
 def _normalise(value: ConfigValue) -> ConfigValue:
@@ -226,7 +349,9 @@ def _match(a: ResultSamples, b: ResultSamples
     return pairs, only_a, only_b
 
 
-def _marker(cmp: Comparison, threshold: float) -> str:
+def _marker(cmp: Comparison | PairedComparison, threshold: float) -> str:
+    if isinstance(cmp, PairedComparison) and cmp.equivalent:
+        return "="
     if not cmp.significant:
         return "~"
     if cmp.change is None or abs(cmp.change) <= threshold:
@@ -234,18 +359,54 @@ def _marker(cmp: Comparison, threshold: float) -> str:
     return cmp.verdict  # "+" worse / "-" better, from the U test's direction
 
 
-def compare_results(a: str | Path, b: str | Path, *, threshold: float = DEFAULT_THRESHOLD,
-                    alpha: float = ALPHA) -> CompareReport:
-    side_a, side_b = load_samples(a), load_samples(b)
+def compare_results(a: str | Path, b: str | Path | None = None, *,
+                    threshold: float = DEFAULT_THRESHOLD, alpha: float = ALPHA,
+                    select_a: str | None = None, select_b: str | None = None,
+                    noise_band: float = NOISE_BAND) -> CompareReport:
+    """Compare result file ``b`` (default: ``a`` itself) with ``a``; ``select_a``/``select_b``
+    pick one configuration on a side (``"batch=200"``)."""
+    side_a = load_samples(a)
+    side_b = side_a if b is None else load_samples(b)
+    if select_a is not None:
+        side_a = side_a.select(select_a, "--a")
+    if select_b is not None:
+        side_b = side_b.select(select_b, "--b")
+    paired = _same_sweep(side_a, side_b)
     pairs, only_a, only_b = _match(side_a, side_b)
+    differences = [] if paired else dataset_differences(side_a, side_b)
     rows = []
     for label, i, j in pairs:
-        cmp = compare(side_a.samples[i], side_b.samples[j], higher_is_better=True, alpha=alpha)
+        cmp = _compare_pair(side_a, i, side_b, j, paired=paired, alpha=alpha,
+                            noise_band=noise_band)
+        marker = "?" if differences else _marker(cmp, threshold)
         rows.append(CompareRow(label, side_a.configurations[i], side_b.configurations[j], cmp,
-                               _marker(cmp, threshold)))
+                               marker))
     return CompareReport(side_a.path, side_b.path, threshold, alpha, tuple(rows),
-                         tuple(only_a), tuple(only_b), _geometric_mean_change(rows),
-                         side_a.skipped + side_b.skipped)
+                         tuple(only_a), tuple(only_b),
+                         None if differences else _geometric_mean_change(rows),
+                         side_a.skipped + (side_b.skipped if b is not None else ()),
+                         paired, tuple(differences))
+
+
+def _same_sweep(a: ResultSamples, b: ResultSamples) -> bool:
+    """Did both sides run in the interleaved rounds of one sweep?"""
+    if a.rounds is None or b.rounds is None:
+        return False
+    if a.sweep_id is not None and a.sweep_id == b.sweep_id:
+        return True
+    return a.path.resolve() == b.path.resolve()
+
+
+def _compare_pair(a: ResultSamples, i: int, b: ResultSamples, j: int, *, paired: bool,
+                  alpha: float, noise_band: float) -> Comparison | PairedComparison:
+    if paired and a.rounds is not None and b.rounds is not None:
+        by_a = dict(zip(a.rounds[i], a.samples[i], strict=True))
+        by_b = dict(zip(b.rounds[j], b.samples[j], strict=True))
+        common = sorted(set(by_a) & set(by_b))
+        if common:
+            return paired_compare([by_a[r] for r in common], [by_b[r] for r in common],
+                                  alpha=alpha, noise_band=noise_band)
+    return compare(a.samples[i], b.samples[j], higher_is_better=True, alpha=alpha)
 
 
 def _geometric_mean_change(rows: Sequence[CompareRow]) -> float | None:
@@ -256,12 +417,17 @@ def _geometric_mean_change(rows: Sequence[CompareRow]) -> float | None:
     return math.exp(sum(math.log(x) for x in ratios) / len(ratios)) - 1.0
 
 
+def p_value(cmp: Comparison | PairedComparison) -> float | None:
+    """The p-value that decided: Mann-Whitney U, or the paired signed-rank test."""
+    return cmp.p_value if isinstance(cmp, PairedComparison) else cmp.mannwhitney_p
+
+
 def row_cells(row: CompareRow) -> list[str]:
     """Table cells: marker, configuration, A median, B median, change [CI], p, n."""
     c = row.comparison
     ci = (f" [{format_change(c.change_ci_low)}, {format_change(c.change_ci_high)}]"
           if c.change_ci_low is not None and c.change_ci_high is not None else "")
-    p = format_p(c.mannwhitney_p) + (" (too few runs)" if c.underpowered else "")
+    p = format_p(p_value(c)) + (" (too few runs)" if c.underpowered else "")
     return [row.marker, row.label, f"{c.median_a:,.0f}", f"{c.median_b:,.0f}",
             format_change(c.change) + ci, p, f"{c.n_a}/{c.n_b}"]
 

@@ -379,7 +379,7 @@ def pooling(
     """Run the four pooling tests (configuration, connection cost, contention, bottleneck)
     and walk the pooling decision tree."""
     try:
-        worker_counts = tuple(parse_range(workers, name="--workers"))
+        worker_counts = tuple(parse_range(workers, name="--workers", series="linear"))
     except RangeError as exc:
         raise typer.BadParameter(str(exc), param_hint="--workers") from None
     values = _thresholds(threshold, config_file)

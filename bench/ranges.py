@@ -4,7 +4,8 @@ Accepted forms, which may be comma-joined (``1,2,10..40:10``):
 
 * ``50..2000``       — the 1-2-5 series inside the bounds: 50, 100, 200, 500, 1000, 2000.
   Benchmarkers think in decades; 1-2-5 covers a decade in three roughly even log steps
-  and reproduces the seed's own batch sizes.
+  and reproduces the seed's own batch sizes. That is for batch sizes: small integer
+  dimensions (worker counts) pass ``series="linear"``, so that ``1..4`` is 1, 2, 3, 4.
 * ``100..1000:100``  — linear, both bounds inclusive.
 * ``1..64:x2``       — geometric, factor > 1; integer ranges round every value to the
   nearest integer and drop the duplicates rounding creates.
@@ -20,21 +21,27 @@ Numbers are parsed as :class:`decimal.Decimal` so that ``0.1..0.5:0.1`` yields e
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from decimal import ROUND_FLOOR, ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Literal, overload
 
 __all__ = [
     "ACCEPTED_FORMS",
+    "LINEAR_FORMS",
     "MAX_VALUES",
+    "DurationError",
     "RangeError",
     "parse_choices",
+    "parse_duration",
     "parse_range",
 ]
 
 ACCEPTED_FORMS = (
     "50..2000 (1-2-5 series), 100..1000:100 (linear), 1..64:x2 (geometric), 50,100,500 (list)"
 )
+#: The forms of a dimension whose bare ``A..B`` is linear (worker counts).
+LINEAR_FORMS = "1..4 (every value), 2..16:2 (linear), 1..64:x2 (geometric), 1,2,4 (list)"
 
 #: A sweep of more than this many values along one dimension is almost certainly a typo
 #: (``1..100000:1``); refusing it early also keeps us from materialising huge lists.
@@ -62,6 +69,7 @@ def parse_range(
     name: str = ...,
     integer: Literal[True] = ...,
     minimum: float | None = ...,
+    series: Literal["125", "linear"] | str = ...,
 ) -> list[int]: ...
 
 
@@ -72,6 +80,7 @@ def parse_range(
     name: str = ...,
     integer: Literal[False],
     minimum: float | None = ...,
+    series: Literal["125", "linear"] | str = ...,
 ) -> list[float]: ...
 
 
@@ -82,6 +91,7 @@ def parse_range(
     name: str = ...,
     integer: bool,
     minimum: float | None = ...,
+    series: Literal["125", "linear"] | str = ...,
 ) -> list[int] | list[float]: ...
 
 
@@ -91,14 +101,29 @@ def parse_range(
     name: str = "--batch-sizes",
     integer: bool = True,
     minimum: float | None = 1,
+    series: Literal["125", "linear"] | str = "125",
 ) -> list[int] | list[float]:
     """Parse a sweep option value into a sorted list of unique numbers.
 
     ``name`` is the option as the user typed it, used in error messages. ``integer``
     rejects fractional bounds, steps and values (batch sizes and worker counts are counts).
     ``minimum`` rejects any value below it (``None``: no lower limit); the default of 1
-    fits counts, where 0 or a negative number is meaningless.
+    fits counts, where 0 or a negative number is meaningless. ``series`` is what a bare
+    ``A..B`` expands to: ``"125"`` the 1-2-5 series, ``"linear"`` every value with step 1.
     """
+    if series not in ("125", "linear"):
+        raise ValueError(f"series must be '125' or 'linear', not {series!r}")
+    try:
+        return _parse(text, name=name, integer=integer, minimum=minimum, series=series)
+    except RangeError as exc:
+        if series == "linear" and str(exc).endswith(ACCEPTED_FORMS):
+            raise RangeError(exc.option, exc.part, exc.problem,
+                             f"accepted forms: {LINEAR_FORMS}") from None
+        raise
+
+
+def _parse(text: str, *, name: str, integer: bool, minimum: float | None,
+           series: str) -> list[int] | list[float]:
     parts = [p.strip() for p in text.split(",")]
     if not text.strip():
         raise RangeError(name, text, "no values given")
@@ -107,7 +132,7 @@ def parse_range(
     for part in parts:
         if not part:
             raise RangeError(name, text, "empty item between commas")
-        generated = _parse_part(part, name=name, integer=integer)
+        generated = _parse_part(part, name=name, integer=integer, series=series)
         if floor is not None and min(generated) < floor:
             low = _show(min(generated))
             raise RangeError(name, part, f"value {low} is below the minimum {minimum:g}")
@@ -144,7 +169,7 @@ def parse_choices(text: str, allowed: Sequence[str], name: str) -> list[str]:
     return chosen
 
 
-def _parse_part(part: str, *, name: str, integer: bool) -> list[Decimal]:
+def _parse_part(part: str, *, name: str, integer: bool, series: str) -> list[Decimal]:
     if ".." not in part:
         return [_number(part, part, name=name, integer=integer, what="value")]
     if "..." in part:
@@ -158,6 +183,8 @@ def _parse_part(part: str, *, name: str, integer: bool) -> list[Decimal]:
     if low > high:
         raise RangeError(name, part, f"empty range: {_show(low)} is greater than {_show(high)}")
     if not sep:
+        if series == "linear":
+            return _linear(low, high, Decimal(1), part, name=name)
         return _series_125(low, high, part, name=name)
     step_text = step_text.strip()
     if step_text[:1] in ("x", "X"):
@@ -238,3 +265,35 @@ def _geometric(
 
 def _show(value: Decimal) -> str:
     return format(value.normalize(), "f")
+
+
+# ---- durations --------------------------------------------------------------------------------
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(h|m|s)?", re.IGNORECASE)
+_UNIT_SECONDS = {"h": 3600.0, "m": 60.0, "s": 1.0, "": 1.0}
+
+
+class DurationError(ValueError):
+    """A malformed duration (``--budget``, ``--duration``); the message is for the user."""
+
+
+def parse_duration(text: str, *, name: str = "--budget") -> float:
+    """``5m``, ``90s``, ``1h``, ``2m30s`` or a bare number of seconds → seconds (> 0)."""
+    raw = text.strip().replace(" ", "")
+    total = 0.0
+    position = 0
+    units: list[str] = []
+    while position < len(raw):
+        match = _DURATION.match(raw, position)
+        if match is None or match.end() == position:
+            break
+        unit = (match.group(2) or "").lower()
+        if unit in units or (not unit and match.end() != len(raw)):
+            break
+        units.append(unit)
+        total += float(match.group(1)) * _UNIT_SECONDS[unit]
+        position = match.end()
+    if not raw or position != len(raw) or total <= 0:
+        raise DurationError(f"{name}: {text!r} is not a duration > 0; use e.g. 5m, 90s, "
+                            "1h or 2m30s (a bare number is seconds)")
+    return total

@@ -16,7 +16,11 @@ The pieces, each a pure function or a small object, so they test in milliseconds
 * :func:`execute_point` — one configuration → one :class:`RunRequest` → one measured run
   on a fresh schema (and, for the embedded default target, a fresh database file).
 * :func:`run_plan` — walks the schedule, skipping slots the store already holds, appending
-  each finished run to the store at once.
+  each finished run to the store at once. With a time budget (``--budget``, the default)
+  the schedule is not fixed in advance: :class:`bench.racing.BudgetRace` decides each
+  round, drops configurations that are significantly worse and stops when the answer is
+  clear or the budget is spent; runs disturbed by other processes
+  (:mod:`bench.noise_gate`) are re-run once within their round.
 * :func:`ensure_dataset` — the default input: generated once per (profile, records, seed)
   into the user's cache folder and reused while its manifest and file hashes match.
 """
@@ -29,7 +33,6 @@ import hashlib
 import itertools
 import os
 import random
-import resource
 import shutil
 import time
 from collections import Counter
@@ -38,7 +41,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench import runner
+from bench import noise_gate, runner
+from bench.racing import MAX_ROUNDS, STOP_TEXT, BudgetRace, RacePolicy, round_order
 from bench.ranges import parse_choices, parse_range
 from bench.results import (
     build_result,
@@ -50,8 +54,10 @@ from bench.results import (
 )
 from bench.store import RunStore, StoreContents
 from migrator.errors import MigratorError
+from reports.stats import NOISE_BAND
 from reports.summary import (
     ConfigValue,
+    SweepDesign,
     SweepSummary,
     bottleneck_of,
     format_config,
@@ -59,10 +65,13 @@ from reports.summary import (
 )
 
 # ---- defaults -------------------------------------------------------------------------------
-# Why these (measured on the 2-vCPU reference VM; numbers in the issue-6 report):
-# * 6 repeats: the smallest count for which the median's order-statistic interval reaches 95%
-#   (5 runs: 93.8%), and at which Mann-Whitney U can call a difference at p = 0.002 — so a
-#   real difference survives an unlucky run. Fewer repeats make every default sweep warn.
+# Why these:
+# * A 5-minute budget: rounds run until the racing stops (one configuration left, the leaders
+#   equivalent) or the budget is spent; the sweep reports the smallest difference it could
+#   detect, and `bench calibrate` predicts that before a sweep starts.
+# * 8 rounds for a fixed design with racing off (`bench diagnose pooling`): the fewest at
+#   which the exact signed-rank test, Holm-corrected over up to six comparisons, can still
+#   reach p < 0.05 (its smallest p is 2/2**8).
 # * 1 warm-up run: absorbs what the first run of a process pays once (imports, a cold page
 #   cache of the input, the first database file) instead of charging it to one configuration.
 # * 5 000 records: about 0.8 s per run into the embedded SQLite default, so the default
@@ -73,7 +82,8 @@ from reports.summary import (
 #   read_map_cpu_s probe lets the summary separate that from the configuration's own
 #   spread (reports.stats.machine_noise).
 DEFAULT_RECORDS = 5000
-DEFAULT_REPEAT = 6
+DEFAULT_REPEAT = 8
+DEFAULT_BUDGET_S = 300.0
 DEFAULT_WARMUP = 1
 DEFAULT_BATCH_SIZES = "50..2000"
 DATASET_PROFILE = "orders"
@@ -112,11 +122,12 @@ class Dimension:
     option: str
     field: str
     choices: tuple[str, ...] | None = None
+    series: str = "125"  # what a bare A..B means: the 1-2-5 series, or "linear" (step 1)
 
 
 DIMENSIONS: tuple[Dimension, ...] = (
     Dimension("batch_size", "--batch-sizes", "batch_size"),
-    Dimension("workers", "--workers", "workers"),
+    Dimension("workers", "--workers", "workers", series="linear"),
     Dimension("pooling", "--pooling", "pooling", ("on", "off")),
     Dimension("pipeline", "--pipeline", "pipeline", ("off", "thread", "process")),
     Dimension("insert_method", "--insert-method", "insert_method", INSERT_METHODS),
@@ -139,7 +150,7 @@ def parse_dimensions(given: Mapping[str, str | None]) -> dict[str, list[ConfigVa
         if text is None:
             continue
         if dim.choices is None:
-            parsed[dim.name] = list(parse_range(text, name=dim.option))
+            parsed[dim.name] = list(parse_range(text, name=dim.option, series=dim.series))
         else:
             parsed[dim.name] = list(parse_choices(text, dim.choices, dim.option))
     return parsed
@@ -203,12 +214,21 @@ class SweepPlan:
     schema: str | None = None                   # where the tables go (see RunRequest)
     table_prefix: str = ""
     replace_existing_tables: bool = False
+    budget_s: float | None = None               # a racing sweep's budget; None: fixed
+    noise_band: float = NOISE_BAND
+    sweep_id: str | None = None                 # pairs result files of one sweep
+    racing: bool = True                         # budgeted: drop what is clearly worse
 
     def __post_init__(self) -> None:
         if not self.configurations:
             object.__setattr__(self, "configurations", expand_grid(self.dimensions))
 
+    @property
+    def budgeted(self) -> bool:
+        return self.budget_s is not None
+
     def slots(self) -> list[Slot]:
+        """The fixed design's schedule (a budgeted sweep decides its rounds as it runs)."""
         return schedule(len(self.configurations), self.repeat, self.seed)
 
     def to_dict(self) -> dict[str, Any]:
@@ -221,18 +241,26 @@ class SweepPlan:
 
 
 def resume_conflicts(stored: SweepPlan, requested: Mapping[str, Any]) -> list[str]:
-    """Options given on ``--resume`` that contradict the stored plan (``repeat`` may grow)."""
+    """Options given on ``--resume`` that contradict the stored plan (``repeat`` of a fixed
+    design and ``budget_s`` of a budgeted one may grow)."""
     problems = []
     for key, value in requested.items():
         if value is None:
             continue
         have = getattr(stored, key)
-        if key == "repeat":
+        if key == "repeat" and stored.budgeted:
+            problems.append(f"--repeat {value}: this sweep races on a time budget; give "
+                            "--budget to extend it")
+        elif key == "budget_s" and not stored.budgeted:
+            problems.append(f"--budget: this sweep has a fixed design of {stored.repeat} "
+                            "repeats; give --repeat to extend it")
+        elif key in ("repeat", "budget_s"):
             if value < have:
-                problems.append(f"--repeat {value} is less than the {have} repeats already "
-                                "planned (a resumed sweep can only grow)")
-            continue
-        if value != have:
+                what, unit = (("--repeat", "repeats") if key == "repeat"
+                              else ("--budget", "seconds"))
+                problems.append(f"{what} {value:g} is less than the {have:g} {unit} "
+                                "already planned (a resumed sweep can only grow)")
+        elif value != have:
             problems.append(f"{key}: stored {have!r}, given {value!r}")
     return problems
 
@@ -263,10 +291,17 @@ def _request_fields() -> dict[str, dataclasses.Field[Any]]:
     return {f.name: f for f in dataclasses.fields(runner.RunRequest)}
 
 
+#: Configuration keys that name a configuration without setting anything (the labels of an
+#: A/A calibration): they never reach the runner.
+LABEL_KEYS = frozenset({"label"})
+
+
 def check_supported(names: Sequence[str]) -> None:
     """Fail before the first run when the installed runner cannot set a dimension."""
     fields = _request_fields()
     for name in names:
+        if name in LABEL_KEYS:
+            continue
         dim = DIMENSION_BY_NAME[name]
         if dim.field not in fields:
             raise UnsupportedDimension(
@@ -294,6 +329,8 @@ def build_request(config: Mapping[str, ConfigValue], settings: RunSettings) -> r
                               "out": settings.work_dir}
     kwargs.update((k, v) for k, v in settings.target_options().items() if v)
     for name, value in config.items():
+        if name in LABEL_KEYS:
+            continue
         dim = DIMENSION_BY_NAME[name]
         kwargs[dim.field] = _coerce(value, fields[dim.field])
     return runner.RunRequest(**kwargs)
@@ -310,56 +347,44 @@ def execute_point(config: Mapping[str, ConfigValue],
                   settings: RunSettings) -> tuple[dict[str, Any], dict[str, Any]]:
     """Run one configuration once on a fresh schema.
 
-    Returns the run's document (effective config, metrics, reconciliation, samples, and the
-    verdicts of its result file) and the environment metadata the run collected.
+    Returns the run's document (effective config, metrics, reconciliation, samples, the
+    verdicts of its result file, and ``host``: other processes' CPU and steal time during
+    the run, with the noise gate's ``disturbed`` flag) and the environment metadata the run
+    collected (with the mapping's fingerprint, so `bench compare` can tell datasets apart).
     """
+    slot0 = time.perf_counter()
     request = build_request(config, settings)
     if settings.target is None:
         _fresh_default_database(settings.work_dir)
     started = dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
-    cpu0, machine0 = _cpu_seconds(), _machine_cpu_seconds()
+    before = noise_gate.mark()
     t0 = time.perf_counter()
     try:
         outcome = runner.execute_run(request)
     except runner.RunFailed as exc:  # (its result file says failed, with the error)
         outcome = exc.outcome
     wall = time.perf_counter() - t0
-    cpu, machine1 = _cpu_seconds() - cpu0, _machine_cpu_seconds()
-    machine = None if machine0 is None or machine1 is None else machine1 - machine0
+    after = noise_gate.mark()
     doc = load_result(outcome.result_file)
     run = dict(doc["runs"][0])
     run["config"] = {**run.get("config", {}), **config}
     run["verdicts"] = doc.get("verdicts", [])
     run["started"] = started
     run["wall_s"] = round(wall, 6)
-    run["host"] = {"loadavg_1m": _loadavg(), "cpu_s": round(cpu, 6), "cpus": os.cpu_count(),
-                   "machine_cpu_s": None if machine is None else round(machine, 3)}
+    run["host"] = {"loadavg_1m": _loadavg(),
+                   **noise_gate.host_load(before, after, wall,
+                                          server_s=noise_gate.server_cpu_seconds(run, wall))}
+    run["slot_s"] = round(time.perf_counter() - slot0, 6)
+    environment = dict(doc.get("environment", {}))
+    mapping = (doc.get("config") or {}).get("mapping")
+    if isinstance(mapping, dict):
+        environment.setdefault("mapping", {k: mapping.get(k)
+                                           for k in ("source", "fingerprint")})
     if not is_measurement(run):
         raise RunNotMeasured(f"{format_config(config) or 'the run'}: the migration did not "
                              "complete cleanly, so its time is not a measurement: "
-                             f"{run.get('error') or run.get('status')}", run,
-                             doc.get("environment", {}))
-    return run, doc.get("environment", {})
-
-
-def _cpu_seconds() -> float:
-    """CPU time of this process and its finished children (the workers of a run)."""
-    self_, children = resource.getrusage(resource.RUSAGE_SELF), \
-        resource.getrusage(resource.RUSAGE_CHILDREN)
-    return self_.ru_utime + self_.ru_stime + children.ru_utime + children.ru_stime
-
-
-def _machine_cpu_seconds() -> float | None:
-    """Busy CPU time of the whole machine so far (Linux /proc/stat), None elsewhere."""
-    try:
-        with open("/proc/stat", encoding="ascii") as f:
-            fields = [int(x) for x in f.readline().split()[1:]]
-        ticks = os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError):
-        return None
-    # user nice system idle iowait irq softirq steal …: busy = all but idle and iowait
-    busy = sum(fields[:3]) + sum(fields[5:8])
-    return busy / ticks
+                             f"{run.get('error') or run.get('status')}", run, environment)
+    return run, environment
 
 
 def _loadavg() -> float | None:
@@ -427,26 +452,44 @@ def busy_host_warning(runs: Sequence[Mapping[str, Any]]) -> str | None:
 
 @dataclass(frozen=True)
 class Progress:
-    """Where a sweep is, for the progress bar."""
+    """Where a sweep is, for the progress bar (a budgeted sweep counts seconds)."""
 
     completed: int
     total: int
     label: str
     round: int
     warmup: bool
+    racing: int | None = None  # budgeted: configurations still in the race
 
 
 ProgressCallback = Callable[[Progress], None]
 
+#: A budgeted sweep stops re-running disturbed runs once more than this share of its runs
+#: (of at least RERUN_SAMPLE) were disturbed: the host is busy throughout, and a re-run
+#: would not find a quieter moment. Below it the disturbances come and go (a neighbour's
+#: bursts), and a re-run has a fair chance of a quiet moment.
+RERUN_LIMIT = 0.75
+RERUN_SAMPLE = 6
+
 
 def run_plan(plan: SweepPlan, store: RunStore, settings: RunSettings,
              on_progress: ProgressCallback | None = None) -> StoreContents:
-    """Run every slot of ``plan`` the store does not hold yet, appending each as it ends.
+    """Run what ``plan`` still needs, appending each run to the store as it ends.
 
     Warm-up runs (``plan.warmup``) come first on every start, resumed or not, because what
     they absorb — imports, a cold page cache, the first database file — belongs to the
     process. They are stored with ``warmup: true`` and never enter the statistics.
     """
+    settings.work_dir.mkdir(parents=True, exist_ok=True)
+    if plan.budgeted:
+        _run_budgeted(plan, store, settings, on_progress)
+    else:
+        _run_fixed(plan, store, settings, on_progress)
+    return store.contents
+
+
+def _run_fixed(plan: SweepPlan, store: RunStore, settings: RunSettings,
+               on_progress: ProgressCallback | None) -> None:
     slots = plan.slots()
     done = store.contents.done_slots()
     todo = [s for s in slots if (s.round, s.config_index) not in done]
@@ -457,7 +500,6 @@ def run_plan(plan: SweepPlan, store: RunStore, settings: RunSettings,
         if on_progress is not None:
             on_progress(Progress(completed, len(slots), label, round_, warmup))
 
-    settings.work_dir.mkdir(parents=True, exist_ok=True)
     if todo:
         for k, index in enumerate(warmup_configs(slots, n, plan.warmup)):
             config = plan.configurations[index]
@@ -475,7 +517,103 @@ def run_plan(plan: SweepPlan, store: RunStore, settings: RunSettings,
         _record(store, run, environment, **where)
         completed += 1
         report(format_config(config), slot.round, False)
-    return store.contents
+
+
+def slot_seconds(run: Mapping[str, Any]) -> float:
+    """What a stored run cost the budget: its whole slot (setup included), else its wall."""
+    value = run.get("slot_s", run.get("wall_s"))
+    return float(value) if isinstance(value, int | float) else 0.0
+
+
+def replay_race(plan: SweepPlan, runs: Sequence[Mapping[str, Any]]
+                ) -> tuple[BudgetRace, list[int]]:
+    """The race as the stored runs left it — every look re-decided from the same data, so
+    a resumed sweep drops the same configurations — and the configurations still to run in
+    an unfinished round (empty when the last round is complete)."""
+    assert plan.budget_s is not None
+    policy = RacePolicy(noise_band=plan.noise_band) if plan.racing else \
+        RacePolicy(noise_band=plan.noise_band, min_rounds=MAX_ROUNDS + 1)  # never looks
+    race = BudgetRace(len(plan.configurations), plan.budget_s, plan.seed, policy)
+    by_round: dict[int, list[Mapping[str, Any]]] = {}
+    for run in sorted(runs, key=lambda r: int(r.get("sequence") or 0)):
+        if run.get("warmup") or run.get("round") is None or not is_measurement(run):
+            race.spend(slot_seconds(run))  # (a failed run cost time, measured nothing)
+        else:
+            by_round.setdefault(int(run["round"]), []).append(run)
+    pending: list[int] = []
+    for round_ in sorted(by_round):
+        if round_ != race.rounds_done or race.stop_reason is not None:
+            break  # not a continuation of what the race decided: ignore (never written)
+        expected = round_order(race.alive, plan.seed, round_)
+        ran = set()
+        for run in by_round[round_]:
+            race.record(int(run["config_index"]), throughput(run), slot_seconds(run))
+            ran.add(int(run["config_index"]))
+        pending = [c for c in expected if c not in ran]
+        if pending:
+            break
+        race.end_round()
+    return race, pending
+
+
+def _run_budgeted(plan: SweepPlan, store: RunStore, settings: RunSettings,
+                  on_progress: ProgressCallback | None) -> None:
+    race, pending = replay_race(plan, store.contents.runs)
+    total = round(race.budget_s)
+    measured = [r for r in store.contents.runs if not r.get("warmup")]
+    counts = {"measured": len(measured),
+              "disturbed": sum(bool((r.get("host") or {}).get("disturbed")) for r in measured)}
+
+    def report(label: str, warmup: bool) -> None:
+        if on_progress is not None:
+            on_progress(Progress(min(total, round(race.spent_s)), total, label,
+                                 race.rounds_done, warmup, len(race.alive)))
+
+    order = pending or race.next_round()
+    if order is None:
+        return
+    for k in range(plan.warmup):
+        index = order[k % len(order)]
+        config = plan.configurations[index]
+        report(f"warm-up {k + 1}/{plan.warmup}: {format_config(config)}", True)
+        where: dict[str, Any] = {"order_index": None, "round_": None, "config_index": index,
+                                 "warmup": True}
+        run, environment = _measure(store, config, settings, **where)
+        _record(store, run, environment, **where)
+        race.spend(slot_seconds(run))
+    while order is not None:
+        _run_round(plan, store, settings, race, list(order), counts, report)
+        race.end_round()
+        order = race.next_round()
+
+
+def _run_round(plan: SweepPlan, store: RunStore, settings: RunSettings, race: BudgetRace,
+               queue: list[int], counts: dict[str, int],
+               report: Callable[[str, bool], None]) -> None:
+    """One round of a budgeted sweep; a disturbed run is re-run once at the round's end."""
+    rerun: set[int] = set()
+    while queue:
+        index = queue.pop(0)
+        config = plan.configurations[index]
+        report(format_config(config), False)
+        again = index in rerun
+        where: dict[str, Any] = {"order_index": counts["measured"],
+                                 "round_": race.rounds_done, "config_index": index,
+                                 "warmup": False, "rerun": again}
+        run, environment = _measure(store, config, settings, **where)
+        _record(store, run, environment, **where)
+        counts["measured"] += 1
+        race.record(index, throughput(run), slot_seconds(run))
+        if not (run.get("host") or {}).get("disturbed"):
+            continue
+        counts["disturbed"] += 1
+        expected = race.round_seconds([index]) or 0.0
+        busy_throughout = (counts["measured"] >= RERUN_SAMPLE and
+                           counts["disturbed"] > RERUN_LIMIT * counts["measured"])
+        if not again and not busy_throughout and race.spent_s + expected <= race.budget_s:
+            rerun.add(index)
+            queue.append(index)
+    report("", False)
 
 
 def _measure(store: RunStore, config: Config, settings: RunSettings, **where: Any
@@ -491,11 +629,13 @@ def _measure(store: RunStore, config: Config, settings: RunSettings, **where: An
 
 def _record(store: RunStore, run: dict[str, Any], environment: dict[str, Any], *,
             order_index: int | None, round_: int | None, config_index: int,
-            warmup: bool) -> None:
+            warmup: bool, rerun: bool = False) -> None:
     if store.contents.environment is None and environment:
         store.write_environment(environment)
     entry = {"order_index": order_index, "round": round_, "config_index": config_index,
              "warmup": warmup, "sequence": len(store.contents.runs), **run}
+    if rerun:
+        entry["rerun"] = True
     store.append_run(entry)
 
 
@@ -520,12 +660,21 @@ def read_map_cpu(runs: Sequence[Mapping[str, Any]]) -> list[float] | None:
     return [float(v) for v in values]
 
 
+def measured_runs(runs: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """The runs that count: complete ones (a failed or interrupted run is no measurement),
+    no warm-ups, and of a disturbed run and its re-run in the same round only the re-run."""
+    latest: dict[tuple[int, int], Mapping[str, Any]] = {}
+    for run in sorted((r for r in runs if not r.get("warmup") and is_measurement(r)),
+                      key=lambda r: (int(r["order_index"]), int(r.get("sequence") or 0))):
+        latest[(int(run["round"]), int(run["config_index"]))] = run
+    return sorted(latest.values(), key=lambda r: int(r["order_index"]))
+
+
 def samples_by_config(plan: SweepPlan, runs: Sequence[Mapping[str, Any]]
                       ) -> list[tuple[Config, list[Mapping[str, Any]]]]:
     """Measured runs of each configuration in grid order, each list in run order."""
     grouped: list[list[Mapping[str, Any]]] = [[] for _ in plan.configurations]
-    for run in sorted((r for r in runs if not r.get("warmup") and is_measurement(r)),
-                      key=lambda r: int(r["order_index"])):
+    for run in measured_runs(runs):
         grouped[int(run["config_index"])].append(run)
     return list(zip(plan.configurations, grouped, strict=True))
 
@@ -569,6 +718,24 @@ def write_pyperf_file(path: Path, groups: Sequence[tuple[Config, Sequence[Mappin
     return write_pyperf(path, benchmarks, dict(metadata or {}))
 
 
+def sweep_design(plan: SweepPlan, runs: Sequence[Mapping[str, Any]]) -> SweepDesign:
+    """How the stored sweep was run, for its summary."""
+    measured = [r for r in runs if not r.get("warmup") and is_measurement(r)]
+    disturbed = sum(bool((r.get("host") or {}).get("disturbed")) for r in measured)
+    reruns = sum(bool(r.get("rerun")) for r in measured)
+    if not plan.budgeted:
+        return SweepDesign("fixed", plan.repeat, disturbed=disturbed, reruns=reruns)
+    race, pending = replay_race(plan, runs)
+    if not pending:
+        race.next_round()  # sets why the race stopped, if it did
+    stop = race.stop_reason
+    eliminated = {e.config: e.rounds for e in race.eliminated()}
+    return SweepDesign("budget", race.rounds_done, stop_reason=stop,
+                       stop_text=STOP_TEXT.get(stop or "", "interrupted"),
+                       budget_s=race.budget_s, spent_s=race.spent_s, eliminated=eliminated,
+                       disturbed=disturbed, reruns=reruns)
+
+
 def summarize(plan: SweepPlan, runs: Sequence[Mapping[str, Any]]) -> SweepSummary:
     groups = samples_by_config(plan, runs)
     missing = [format_config(c) for c, rs in groups if not rs]
@@ -576,7 +743,9 @@ def summarize(plan: SweepPlan, runs: Sequence[Mapping[str, Any]]) -> SweepSummar
         raise SweepError(f"no measured run of {', '.join(missing)}; resume the sweep")
     return summarize_sweep([(config, [throughput(r) for r in rs]) for config, rs in groups],
                            baseline=plan.baseline,
-                           probes=[read_map_cpu(rs) for _, rs in groups])
+                           probes=[read_map_cpu(rs) for _, rs in groups],
+                           rounds=[[int(r["round"]) for r in rs] for _, rs in groups],
+                           noise_band=plan.noise_band, design=sweep_design(plan, runs))
 
 
 def finish_sweep(plan: SweepPlan, contents: StoreContents, run_dir: Path
@@ -597,12 +766,16 @@ def finish_sweep(plan: SweepPlan, contents: StoreContents, run_dir: Path
     if skipped:
         summary_doc["warnings"] = [*summary_doc["warnings"], skipped]
     ordered = sorted(contents.runs, key=lambda r: int(r.get("sequence", 0)))
+    order = ([[int(r["round"]), int(r["config_index"])] for r in ordered
+              if not r.get("warmup")] if plan.budgeted
+             else [[s.round, s.config_index] for s in plan.slots()])
     doc = build_result(
         plan.kind,
-        config={**plan.to_dict(),
-                "order": [[s.round, s.config_index] for s in plan.slots()],
-                "interleaving": "rounds of all configurations, each round shuffled "
-                                "(random.Random(seed))"},
+        config={**plan.to_dict(), "order": order,
+                "interleaving": "rounds of all configurations still racing, each round "
+                                "shuffled (random.Random(f'{seed}:{round}'))" if plan.budgeted
+                else "rounds of all configurations, each round shuffled "
+                     "(random.Random(seed))"},
         environment=contents.environment or {},
         runs=ordered,
         verdicts=[{"kind": "bottleneck", "scope": "best configuration", **bottleneck}]

@@ -14,7 +14,12 @@ ineffective (pyperf's "not tuned"), else 0.
 2. :class:`ConnectionCostTest` — connect+close latency pooled vs unpooled (from the probes),
    pooled checkout cost, and that cost as a share of one batch's time (from a real run).
 3. :class:`ContentionTest` — throughput at each worker count, pooling on and off, repeats in
-   shuffled rounds; scaling efficiency and whether pooling changes it significantly.
+   shuffled rounds; scaling efficiency and whether pooling changes it significantly. Runs
+   of one round ran seconds apart, so comparisons are paired within rounds (the host's
+   drift cancels in the ratio): Wilcoxon signed-rank on log-ratios with a noise band,
+   Holm-corrected over the worker counts for pooling; scaling is tested step by step in
+   order and stops at the first step that is not a significant gain (a fixed-sequence
+   procedure, which needs no correction).
 4. :class:`BottleneckTest` — the highest worker count with samplers; attributed bottleneck.
 
 Migrations are run by a :class:`Measure` the caller supplies (``bench`` runs them through its
@@ -87,6 +92,11 @@ class StatsBackend(Protocol):
 
     def compare(self, a: Sequence[float], b: Sequence[float], *,
                 higher_is_better: bool = True) -> Any: ...
+
+    def paired_compare(self, a: Sequence[float], b: Sequence[float], *,
+                       higher_is_better: bool = True) -> Any: ...
+
+    def holm_family(self, comparisons: Sequence[Any]) -> list[Any]: ...
 
 
 @dataclass
@@ -630,12 +640,22 @@ class ContentionTest(PoolingTest):
                 samples: Mapping[tuple[int, bool | None], Sequence[float]]) -> TestResult:
         """Statistics over measured samples (pure; tests call it with synthetic ones).
         ``samples`` is keyed by (workers, pooling) with pooling False/True, or None alone
-        when the runner could not set pooling."""
+        when the runner could not set pooling; each list holds one value per round, in
+        round order. Lists of equal length are compared paired within rounds; otherwise
+        (a run missing) as independent samples."""
         modes = [p for p in (False, True, None) if (workers[0], p) in samples]
         ref = modes[0]  # scaling is judged with pooling off (the default) when measured
+        paired = len({len(v) for v in samples.values()}) == 1
+
+        def versus(a: Sequence[float], b: Sequence[float]) -> Any:
+            if paired:
+                return stats.paired_compare(a, b, higher_is_better=True)
+            return stats.compare(a, b, higher_is_better=True)
+
         table: list[dict[str, Any]] = []
         base = workers[0]
         base_med = {p: stats.describe(samples[(base, p)]).median for p in modes}
+        pooling_cmp = []
         for w in workers:
             row: dict[str, Any] = {"workers": w}
             for p in modes:
@@ -644,20 +664,24 @@ class ContentionTest(PoolingTest):
                 row[_mode(p)] = {"stats": d.to_dict(), "median": d.median,
                                  "efficiency_pct": 100 * d.median / ideal if ideal else None}
             if False in modes and True in modes:
-                row["pooling"] = stats.compare(samples[(w, False)], samples[(w, True)],
-                                               higher_is_better=True).to_dict()
+                pooling_cmp.append(versus(samples[(w, False)], samples[(w, True)]))
             table.append(row)
+        if pooling_cmp:
+            family = stats.holm_family(pooling_cmp) if paired else pooling_cmp
+            for row, cmp in zip(table, family, strict=True):
+                row["pooling"] = cmp.to_dict()
         top = table[-1]
         cmp_top: dict[str, Any] = top.get("pooling") or {}
         scales_to = base
         for prev, cur in itertools.pairwise(workers):
-            c = stats.compare(samples[(prev, ref)], samples[(cur, ref)], higher_is_better=True)
+            c = versus(samples[(prev, ref)], samples[(cur, ref)])
             if c.verdict != "-":  # not a significant improvement
                 break
             scales_to = cur
         change = cmp_top.get("change")
         change_pct = None if change is None else 100 * change
         eff = top[_mode(ref)]["efficiency_pct"] if len(workers) > 1 else None
+        p_top = cmp_top.get("p_adjusted", cmp_top.get("mannwhitney_p"))
         numbers: dict[str, Any] = {
             f"rec/min (pooling {_mode(p)})": {r["workers"]: round(r[_mode(p)]["median"], 1)
                                               for r in table} for p in modes}
@@ -666,17 +690,19 @@ class ContentionTest(PoolingTest):
             "scales to workers": scales_to,
             f"pooling change at {top['workers']} workers %": _r(change_pct, 1),
             "significant": cmp_top.get("significant"),
-            "p (Mann-Whitney)": _r(cmp_top.get("mannwhitney_p"), 4),
+            ("p (signed-rank, paired, Holm)" if paired else "p (Mann-Whitney)"): _r(p_top, 4),
         })
         messages = []
         if cmp_top.get("underpowered"):
             messages.append(f"{cmp_top.get('n_a')} vs {cmp_top.get('n_b')} runs cannot reach "
-                            f"p < 0.05: raise --repeat to 5 or more")
+                            f"p < 0.05: raise --repeat to 8 or more")
         verdict = (f"{top['workers']} workers reach "
                    + (f"{eff:.0f}% of ideal scaling" if eff is not None else "—")
                    + f" (significant gains up to {scales_to} workers)")
         if cmp_top:
-            sig = "significant" if cmp_top.get("significant") else "not significant"
+            sig = ("significant" if cmp_top.get("significant") else
+                   "equivalent within the noise band" if cmp_top.get("equivalent") else
+                   "not significant")
             verdict += ("; pooling changes throughput by "
                         + (f"{change_pct:+.1f}%" if change_pct is not None else "?")
                         + f" at {top['workers']} workers ({sig})")
@@ -686,7 +712,7 @@ class ContentionTest(PoolingTest):
             "contention.pooling_significant": (bool(cmp_top.get("significant"))
                                                if cmp_top else None)}
         return self.result("ok", verdict, numbers=numbers, facts=facts, messages=messages,
-                           details={"table": table, "samples": {
+                           details={"table": table, "paired": paired, "samples": {
                                f"workers={w},pooling={_mode(p)}": list(v)
                                for (w, p), v in samples.items()}})
 

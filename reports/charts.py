@@ -15,6 +15,7 @@ Conventions every chart follows, so a reviewer reads them without us:
 from __future__ import annotations
 
 import math
+import textwrap
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -38,7 +39,9 @@ __all__ = [
     "run_order_chart",
     "throughput_chart",
     "timeline_chart",
+    "value_label",
     "worker_scaling_chart",
+    "wrap_title",
 ]
 
 #: Okabe & Ito (2008), "Color Universal Design": blue, orange, green, vermillion, purple,
@@ -67,8 +70,19 @@ def _figure(size: tuple[float, float] = _SIZE) -> Figure:
     return fig
 
 
+def wrap_title(text: str, width_in: float, fontsize: float = 11.0) -> str:
+    """``text`` broken into lines that fit ``width_in`` inches at ``fontsize`` points (an
+    average glyph of the default sans-serif is about 0.6 em wide; a line keeps a margin
+    for the axes' left offset), so no title runs off the figure."""
+    chars = max(20, int(width_in * 72 * 0.85 / (0.6 * fontsize)))
+    return "\n".join(textwrap.wrap(text, chars, break_long_words=True)) or text
+
+
 def _finish(ax: Axes, title: str, xlabel: str, ylabel: str, legend: bool = True) -> None:
-    ax.set_title(title, fontsize=11, loc="left")
+    width = float(ax.get_figure().get_figwidth())  # type: ignore[union-attr]
+    # Pre-wrapped for the figure's width, and wrap=True for what that estimate misses
+    # (an axes pushed right by long tick labels): matplotlib re-wraps at the figure's edge.
+    ax.set_title(wrap_title(title, width), fontsize=11, loc="left", wrap=True)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.grid(True, which="major", color="#dddddd", linewidth=0.6)
@@ -87,6 +101,18 @@ def _thousands(value: float, _pos: object = None) -> str:
     if abs(value) >= 1e4:
         return f"{value / 1e3:g}k"
     return f"{value:,.0f}" if value == int(value) else f"{value:g}"
+
+
+def value_label(value: float) -> str:
+    """A bar's label: thousands compact (``647k``), small values with their digits
+    (``0.24``, not ``0``)."""
+    if abs(value) >= 10_000:
+        return _thousands(round(value))
+    if abs(value) >= 100:
+        return f"{value:,.0f}"
+    if value == 0:
+        return "0"
+    return f"{value:.3g}"
 
 
 # --------------------------------------------------------------------------- throughput
@@ -128,9 +154,10 @@ def throughput_chart(curves: Sequence[Curve], *, unit: str = "rec/min",
         ax.plot(curve.x, curve.median, label=curve.label or "median", markersize=5,
                 linewidth=1.6, zorder=3, **st)  # type: ignore[arg-type]
         if curve.knee is not None and curve.knee in curve.x:
+            # A dotted vertical line, as the caption says, in the curve's colour.
             k = list(curve.x).index(curve.knee)
-            ax.scatter([curve.knee], [curve.median[k]], marker="|", s=260, color="#000",
-                       linewidths=2, zorder=5, label="knee" if not knee_drawn else None)
+            ax.axvline(curve.knee, color=colour, linestyle=":", linewidth=1.6, zorder=1,
+                       label="knee" if not knee_drawn else None)
             knee_drawn = True
             if len(curves) <= 2:
                 ax.annotate(f"knee {curve.knee:g}", (curve.knee, curve.median[k]),
@@ -222,7 +249,7 @@ def bar_chart(spec: Bars) -> Figure:
                error_kw={"linewidth": 0.9})
         for x, v in zip(xs, spec.values[s], strict=True):
             if v is not None:
-                ax.annotate(_thousands(round(v)), (x, v), xytext=(0, 2), textcoords="offset "
+                ax.annotate(value_label(v), (x, v), xytext=(0, 2), textcoords="offset "
                             "points", ha="center", va="bottom", fontsize=7)
         if ax2 is not None and spec.secondary is not None:
             sec = spec.secondary[s]
@@ -282,11 +309,17 @@ def change_chart(labels: Sequence[str], change_pct: Sequence[float | None],
 
 
 def run_order_chart(groups: Mapping[str, Sequence[tuple[int, float]]],
-                    *, unit: str = "rec/min") -> Figure:
+                    *, unit: str = "rec/min",
+                    marks: Sequence[tuple[float, str]] = ()) -> Figure:
     """Throughput of every measured run in execution order, one marker per configuration,
-    so a trend over time (warm-up, throttling, a neighbour) stands out from the grid."""
+    so a trend over time (warm-up, throttling, a neighbour) stands out from the grid;
+    ``marks`` are dashed vertical lines (the host's level shift)."""
     fig = _figure()
     ax = fig.add_subplot()
+    for x, label in marks:
+        ax.axvline(x, color="#D55E00", linestyle="--", linewidth=1.0, zorder=0)
+        ax.annotate(label, (x, 1.0), xycoords=("data", "axes fraction"), xytext=(3, -10),
+                    textcoords="offset points", fontsize=7, color="#8a3000")
     every = sorted(p for pts in groups.values() for p in pts)
     if len(groups) > 1:
         ax.plot([p[0] for p in every], [p[1] for p in every], color="#bbbbbb", linewidth=0.6,
@@ -348,7 +381,7 @@ def timeline_chart(title: str, panels: Sequence[Panel],
     n = max(len(panels), 1)
     fig = Figure(figsize=(7.2, 1.2 + 1.75 * n), layout="constrained")
     axes = fig.subplots(n, 1, sharex=True, squeeze=False)[:, 0]
-    fig.suptitle(title, fontsize=11, x=0.01, ha="left")
+    fig.suptitle(wrap_title(title, 7.2), fontsize=11, x=0.01, ha="left", wrap=True)
     for ax, panel in zip(axes, panels, strict=False):
         for b in batch_ends:
             ax.axvline(b, color="#bbbbbb", linewidth=0.5, zorder=0)

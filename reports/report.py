@@ -30,7 +30,7 @@ from typing import Any
 import jinja2
 
 from reports import charts
-from reports.stats import compare as compare_samples
+from reports.stats import Comparison, PairedComparison, compare as compare_samples, paired_compare
 from reports.summary import (
     bottleneck_of,
     format_change,
@@ -271,8 +271,10 @@ def collect_runs(docs: Sequence[Mapping[str, Any]]) -> list[RunPoint]:
                     return float(r[key]), i
             return float(i), i
 
+        # Of a disturbed run and its re-run in the same round, only the re-run counts.
+        replaced = {id(r) for r in _replaced_runs(runs)}
         for _, run in sorted(enumerate(runs), key=position):
-            if run.get("warmup") or not is_measurement(run):
+            if run.get("warmup") or not is_measurement(run) or id(run) in replaced:
                 continue
             value = _num((run.get("metrics") or {}).get("throughput_rec_per_min"))
             if value is None:
@@ -280,6 +282,20 @@ def collect_runs(docs: Sequence[Mapping[str, Any]]) -> list[RunPoint]:
             points.append(RunPoint(order, _run_config(run, doc), value, dict(run), d))
             order += 1
     return points
+
+
+def _replaced_runs(runs: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """Runs a later run of the same round and configuration replaced (a re-run)."""
+    latest: dict[tuple[Any, Any], Mapping[str, Any]] = {}
+    replaced: list[Mapping[str, Any]] = []
+    for run in sorted((r for r in runs if isinstance(r.get("round"), int)
+                       and not r.get("warmup") and is_measurement(r)),
+                      key=lambda r: float(_num(r.get("sequence")) or 0.0)):
+        key = (run.get("round"), run.get("config_index"))
+        if key in latest:
+            replaced.append(latest[key])
+        latest[key] = run
+    return replaced
 
 
 def _varying(points: Sequence[RunPoint]) -> list[str]:
@@ -357,6 +373,27 @@ class _Builder:
     def runs_of(self, config: Mapping[str, Any]) -> list[RunPoint]:
         return self.groups.get(_key(config, self.dims), [])
 
+    def paired(self) -> bool:
+        """Do the runs come from the rounds of one sweep (so comparisons pair them)?"""
+        return (len({p.source for p in self.points}) == 1 and bool(self.points)
+                and all(isinstance(p.run.get("round"), int) for p in self.points))
+
+    def versus(self, ref: Mapping[str, Any], config: Mapping[str, Any]
+               ) -> Comparison | PairedComparison | None:
+        """``config`` against ``ref``: paired within rounds when the runs have rounds of one
+        sweep, else as independent samples; None without runs on a side."""
+        a, b = self.runs_of(ref), self.runs_of(config)
+        if not a or not b:
+            return None
+        if self.paired():
+            by_a = {p.run["round"]: p.throughput for p in a}
+            by_b = {p.run["round"]: p.throughput for p in b}
+            common = sorted(set(by_a) & set(by_b))
+            if common:
+                return paired_compare([by_a[r] for r in common], [by_b[r] for r in common])
+        return compare_samples([p.throughput for p in a], [p.throughput for p in b],
+                               change_ci=False)
+
     def rows(self) -> list[Mapping[str, Any]]:
         return list(self.summary.get("rows") or []) if self.summary else []
 
@@ -420,7 +457,12 @@ class _Builder:
             best = self.summary.get("best") or {}
             best_row = self.best_row()
             stats = best_row["stats"] if best_row else {}
-            if best.get("sentence"):
+            # The ten-second summary first: what to use, the best and its ties, the noise.
+            lines = [str(line) for line in self.summary.get("lines") or []]
+            sentences.extend(_capital(line) + "." for line in lines)
+            if lines:
+                sentences.append(_capital(str(best.get("sentence", ""))) + ".")
+            elif best.get("sentence"):
                 sentences.append(_capital(str(best["sentence"])) +
                                  f" ({stats.get('n', '?')} runs per configuration).")
             else:
@@ -666,7 +708,8 @@ class _Builder:
             secondary_label="overlap efficiency (%)")), f"{title}: median throughput")
         # the table: each category, each value, and the change of each value vs the first
         headers = ["group", dim, "n", "median (rec/min)", "CI of median",
-                   f"change vs {dim}={series[0]}", "Mann-Whitney"]
+                   f"change vs {dim}={series[0]}",
+                   "p (paired in rounds)" if self.paired() else "p (Mann-Whitney)"]
         if dim == "pipeline":
             headers.append("overlap efficiency")
         table = Table(f"{title} (data behind the chart)", headers, [], frozenset({2, 3}))
@@ -680,15 +723,16 @@ class _Builder:
                 row = found
                 change, p_text = "—", "—"
                 if ref is not None and row is not ref:
-                    a, b = self.samples_of(ref["config"]), self.samples_of(row["config"])
-                    if a and b:
-                        cmp = compare_samples(a, b, change_ci=False)
+                    cmp = self.versus(ref["config"], row["config"])
+                    if cmp is not None:
                         change = format_change(cmp.change)
-                        p_text = (f"{format_p(cmp.mannwhitney_p)}"
-                                  f"{' (significant)' if cmp.significant else ''}")
-                        sig = "significant" if cmp.significant else "not significant"
+                        p = cmp.p_value if isinstance(cmp, PairedComparison) \
+                            else cmp.mannwhitney_p
+                        p_text = f"{format_p(p)}{' (significant)' if cmp.significant else ''}"
+                        sig = ("significant" if cmp.significant else "equivalent" if
+                               getattr(cmp, "equivalent", False) else "not significant")
                         sentences.append(f"{cat}: {dim}={s} {change} vs {dim}={series[0]} "
-                                         f"({format_p(cmp.mannwhitney_p)}, {sig}).")
+                                         f"({format_p(p)}, {sig}).")
                 line = [cat, s, str(row["stats"].get("n")), _fmt(row["stats"]["median"]),
                         _ci_text(row["stats"]), change, p_text]
                 if dim == "pipeline":
@@ -725,7 +769,7 @@ class _Builder:
                     "Change of median throughput per configuration, B vs A")
                 table = Table("Comparison (data behind the chart)",
                               ["", "configuration", "A median", "B median", "change",
-                               "95% CI of change", "Mann-Whitney", "n A/B", "meaning"], [],
+                               "95% CI of change", "p", "n A/B", "meaning"], [],
                               frozenset({2, 3, 4}))
                 for r in rows:
                     lo, hi = r.get("change_ci_low"), r.get("change_ci_high")
@@ -734,7 +778,8 @@ class _Builder:
                     table.rows.append([str(r.get("marker", "")), str(r.get("label") or "all"),
                                        _fmt(r.get("median_a")), _fmt(r.get("median_b")),
                                        format_change(_num(r.get("change"))), ci,
-                                       format_p(_num(r.get("mannwhitney_p"))),
+                                       format_p(_num(r.get("p_value",
+                                                           r.get("mannwhitney_p")))),
                                        f"{r.get('n_a')}/{r.get('n_b')}",
                                        str(r.get("meaning", ""))])
                 sec.add_table(table)
@@ -890,6 +935,12 @@ class _Builder:
             self.drawn.add(id(series))
             panels, stats_rows = _timeline_panels(series)
             if not panels:
+                if stats_rows:
+                    sec.add_table(Table(
+                        f"{which.capitalize()} run ({label}): too few samples for a timeline "
+                        "(the run was shorter than two sampling intervals)",
+                        ["series", "unit", "samples", "mean", "p95", "max"], stats_rows,
+                        frozenset({2, 3, 4, 5})))
                 continue
             ends = _batch_ends(p.run)
             elapsed = _num((p.run.get("metrics") or {}).get("elapsed_s"))
@@ -916,17 +967,31 @@ class _Builder:
             groups.setdefault(_label(p.config, self.dims),
                               []).append((p.order + 1, p.throughput))
         groups = OrderedDict((k, v) for k, v in groups.items() if v)
-        sec.chart(charts.run_order_chart(groups),
-                  "Throughput of every measured run in the order it ran")
+        shift = _level_shift(self.summary)
+        marks: list[tuple[float, str]] = []
+        if shift is not None:
+            first = next((p.order + 1 for p in self.points
+                          if p.run.get("round") == shift.get("round")), None)
+            if first is not None:
+                marks.append((first - 0.5, f"host level shift (round {shift['round'] + 1})"))
+            sec.bullets([_capital(_shift_sentence(shift))])
+        sec.chart(charts.run_order_chart(groups, marks=marks),
+                  "Throughput of every measured run in the order it ran"
+                  + ("; dashed line: the host's level shift" if marks else ""))
         table = Table("Drift per configuration (Kendall tau of throughput vs run order, "
                       "Theil-Sen slope)", ["configuration", "n", "tau", "p", "change over the "
                                            "series", "drift?"], [], frozenset({1, 2, 3, 4}))
         for row in self.rows():
             d = row.get("drift") or {}
+            if shift is not None:  # the host's doing, not this configuration's
+                verdict = (f"the host's level shift at round {shift['round'] + 1} "
+                           "(paired comparisons unaffected)")
+            else:
+                verdict = "yes" if d.get("significant") else "no"
             table.rows.append([str(row.get("label") or "all"), str(d.get("n", "")),
                                _fmt(d.get("tau"), 2), format_p(_num(d.get("p_value"))),
                                "—" if d.get("total_pct") is None else f"{d['total_pct']:+.1f}%",
-                               "yes" if d.get("significant") else "no"])
+                               verdict])
         if table.rows:
             sec.add_table(table)
         runs = Table("Every measured run in run order", ["#", "configuration",
@@ -1069,6 +1134,29 @@ class _Builder:
 
 
 # --------------------------------------------------------------------------- small helpers
+
+
+def _level_shift(summary: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
+    """The summary's significant level shift of the host, if it found one."""
+    noise = (summary or {}).get("noise")
+    shift = noise.get("level_shift") if isinstance(noise, Mapping) else None
+    if isinstance(shift, Mapping) and shift.get("significant") and \
+            isinstance(shift.get("round"), int):
+        return shift
+    return None
+
+
+def _shift_sentence(shift: Mapping[str, Any]) -> str:
+    change = _num(shift.get("change"))
+    text = (f"the host changed speed at round {shift['round'] + 1}: runs after it are "
+            f"{format_change(change)} {'faster' if (change or 0) > 0 else 'slower'} "
+            f"({format_p(_num(shift.get('p_value')))}, rounds permuted)")
+    before, after = _num(shift.get("paired_before")), _num(shift.get("paired_after"))
+    if before is not None and after is not None:
+        text += (f"; the paired change of {shift.get('paired_label')} is "
+                 f"{format_change(before)} before it and {format_change(after)} after, so "
+                 "comparisons within rounds are unaffected")
+    return text + "."
 
 
 def _fact_text(value: Any) -> str:
@@ -1221,6 +1309,8 @@ def _timeline_panels(series: Mapping[str, Any]
         if values is None:
             return None
         used.append((label, unit, values))
+        if sum(v is not None for v in values) < 2:
+            return None  # one sample is a dot, not a timeline: the table shows it
         return charts.Trace(label, t, values)
 
     panels: list[charts.Panel] = []

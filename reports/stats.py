@@ -41,6 +41,8 @@ Choices, and why:
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import math
 import warnings
 from collections.abc import Sequence
@@ -67,20 +69,38 @@ __all__ = [
     "CI_LEVEL",
     "CV_WARN",
     "MIN_REPEATS_FOR_CI",
+    "NOISE_BAND",
+    "POWER",
     "Comparison",
     "Drift",
+    "Friedman",
+    "LevelShift",
     "MachineNoise",
+    "PairedComparison",
+    "RoundFit",
+    "SignedRankBatch",
     "Stats",
     "compare",
+    "decide",
     "describe",
     "drift",
+    "fit_rounds",
+    "friedman",
+    "holm",
+    "holm_family",
     "instability_warnings",
+    "level_shift",
     "machine_noise",
     "machine_noises",
+    "mde",
     "median_ci",
     "min_p_value",
+    "paired_compare",
     "repeats_for_cv",
     "repeats_needed",
+    "rounds_for_mde",
+    "signed_rank_batch",
+    "signed_rank_min_p",
     "speed_elasticity",
 ]
 
@@ -563,3 +583,507 @@ def instability_warnings(
         runs = ", ".join(str(i + 1) for i in stats.outlier_indices)
         found.append(f"outliers (Tukey fences) in run(s) {runs} of this configuration")
     return found
+
+
+# =============================================================================================
+# Paired analysis of rounds
+# =============================================================================================
+#
+# A sweep runs every configuration once per round, in a shuffled order, so two runs of one
+# round ran seconds apart on the same host. On a shared machine most of the run-to-run spread
+# is the host's speed drifting over seconds to minutes; within one round it has barely moved.
+# The ratio of two configurations' throughputs within a round cancels that drift, so the
+# analysis works on within-round log-ratios:
+#
+# * **Test: Wilcoxon signed-rank on the log-ratios**, exact (the null distribution of the
+#   rank sum is counted, not approximated) while there are no ties or zero differences.
+# * **Interval: the exact distribution-free interval that inverts the same test** — order
+#   statistics of the Walsh averages (pairwise means of the log-ratios), centred on their
+#   median, the Hodges-Lehmann estimate. For log-ratios that are symmetric about their
+#   centre this is the log of the geometric-mean ratio. Test and interval agree by
+#   construction: the interval excludes 0 exactly when the test rejects at that level.
+# * **Noise band.** A host never repeats itself exactly, so a difference of a percent or two
+#   is not worth acting on even when it is "significant". A difference is called only when
+#   the interval lies wholly outside ±band (and the test, Holm-corrected, rejects); the pair
+#   is "equivalent" when the interval lies wholly inside ±band; anything else is
+#   inconclusive, and more rounds would settle it.
+# * **Multiple comparisons: Holm's step-down correction** over each family (the best against
+#   each other configuration; each configuration against the baseline).
+# * **Does a dimension matter at all: Friedman's rank test**, rounds as blocks.
+# * **Drift**: one level shift of the round effects (a two-way additive fit of log
+#   throughput: configuration + round), located where a two-sample t statistic peaks and
+#   tested by permutation of the rounds.
+
+#: Differences smaller than this (±2%) are within what a host's own variation produces.
+NOISE_BAND = 0.02
+#: Power the minimum detectable effect (MDE) is computed for.
+POWER = 0.80
+#: Up to this many pairs the signed-rank null distribution is counted exactly.
+_EXACT_SIGNED_RANK = 400
+#: Permutations of the round order in the level-shift test (fixed seed: reproducible).
+_SHIFT_PERMUTATIONS = 999
+#: Rows of Walsh averages processed at once (bounds memory for long series).
+_WALSH_CHUNK_CELLS = 4_000_000
+
+
+@functools.lru_cache(maxsize=128)
+def _signed_rank_cdf(n: int) -> _Array:
+    """``P(T+ <= t)`` for ``t = 0 … n(n+1)/2`` under the null (no ties, no zeros), counted
+    by dynamic programming over the ranks; probabilities, so no integer overflow."""
+    total = n * (n + 1) // 2
+    pmf = np.zeros(total + 1)
+    pmf[0] = 1.0
+    for k in range(1, n + 1):
+        shifted = np.zeros_like(pmf)
+        shifted[k:] = pmf[:-k]
+        pmf = 0.5 * (pmf + shifted)
+    return np.minimum(np.cumsum(pmf), 1.0)
+
+
+def _critical_count(n: int, alpha: float) -> tuple[int, float]:
+    """``(c, confidence)``: the largest ``c`` with ``P(T+ <= c) <= alpha/2`` and the
+    achieved two-sided confidence ``1 - 2·P(T+ <= c)``; ``c = -1`` when even the most
+    extreme outcome is more likely than that (too few pairs), with the confidence of the
+    full range of the Walsh averages."""
+    if n > _EXACT_SIGNED_RANK:  # normal approximation, continuity-corrected
+        total = n * (n + 1) / 2
+        sd = math.sqrt(n * (n + 1) * (2 * n + 1) / 24)
+        c = math.floor(total / 2 - float(sps.norm.ppf(1 - alpha / 2)) * sd - 0.5)
+        tail = float(sps.norm.cdf((c + 0.5 - total / 2) / sd))
+        return c, 1.0 - 2.0 * tail
+    cdf = _signed_rank_cdf(n)
+    below = np.flatnonzero(cdf <= alpha / 2 + 1e-12)
+    if below.size == 0:
+        return -1, 1.0 - 2.0 * float(cdf[0])
+    c = int(below[-1])
+    return c, 1.0 - 2.0 * float(cdf[c])
+
+
+def _signed_rank_p(t_plus: float, n: int) -> float:
+    """Exact two-sided p of a signed-rank sum (integer, no ties) for ``n`` pairs."""
+    total = n * (n + 1) // 2
+    t = round(t_plus)
+    if n > _EXACT_SIGNED_RANK:
+        sd = math.sqrt(n * (n + 1) * (2 * n + 1) / 24)
+        z = (abs(t - total / 2) - 0.5) / sd
+        return min(1.0, 2.0 * float(sps.norm.sf(max(z, 0.0))))
+    cdf = _signed_rank_cdf(n)
+    return min(1.0, 2.0 * min(float(cdf[t]), float(cdf[total - t])))
+
+
+@dataclass(frozen=True)
+class SignedRankBatch:
+    """Paired statistics of ``m`` series of log-ratios at once (one entry per series).
+
+    ``center``: Hodges-Lehmann estimate (median of the Walsh averages); ``low``/``high``:
+    the exact interval at ``confidence``; ``p``: two-sided signed-rank p-value; ``mean``:
+    the plain mean log-ratio (the log of the geometric-mean ratio); ``sd``: the log-ratios'
+    standard deviation. Arrays of shape ``(m,)``; NaN where a quantity does not exist."""
+
+    n: int
+    center: _Array
+    low: _Array
+    high: _Array
+    p: _Array
+    mean: _Array
+    sd: _Array
+    confidence: float
+
+
+def signed_rank_batch(log_ratios: Sequence[Sequence[float]] | _Array, *,
+                      alpha: float = ALPHA) -> SignedRankBatch:
+    """Wilcoxon signed-rank test and its exact interval for each row of ``log_ratios``
+    (shape ``(m, n)``: ``m`` comparisons of ``n`` pairs each), vectorised with numpy so a
+    simulation can analyse thousands of sweeps in seconds. A row with tied or zero
+    differences (rare with measured throughputs) gets scipy's tie-corrected p-value."""
+    d = np.atleast_2d(np.asarray(log_ratios, dtype=float))
+    m, n = d.shape
+    nan = np.full(m, np.nan)
+    if n == 0:
+        return SignedRankBatch(0, nan, nan.copy(), nan.copy(), nan.copy(), nan.copy(),
+                               nan.copy(), math.nan)
+    if not np.all(np.isfinite(d)):
+        raise ValueError("log-ratios must be finite (a throughput of 0 is a bug upstream)")
+    mean = d.mean(axis=1)
+    sd = d.std(axis=1, ddof=1) if n >= 2 else nan.copy()
+    c, confidence = _critical_count(n, alpha)
+    i, j = _walsh_pairs(n)
+    walsh_n = i.size
+    center = np.empty(m)
+    low = np.empty(m)
+    high = np.empty(m)
+    lo_k, hi_k = (c, walsh_n - 1 - c) if c >= 0 else (0, walsh_n - 1)
+    step = max(1, _WALSH_CHUNK_CELLS // walsh_n)
+    for start in range(0, m, step):
+        rows = d[start:start + step]
+        walsh = 0.5 * (rows[:, i] + rows[:, j])
+        center[start:start + step] = np.median(walsh, axis=1)
+        part = np.partition(walsh, sorted({lo_k, hi_k}), axis=1)
+        low[start:start + step] = part[:, lo_k]
+        high[start:start + step] = part[:, hi_k]
+    p = _signed_rank_p_rows(d)
+    return SignedRankBatch(n, center, low, high, p, mean, sd, confidence)
+
+
+@functools.lru_cache(maxsize=32)
+def _walsh_pairs(n: int) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
+    i, j = np.triu_indices(n)
+    return i, j
+
+
+def _signed_rank_p_rows(d: _Array) -> _Array:
+    m, n = d.shape
+    absd = np.abs(d)
+    order = np.argsort(absd, axis=1)
+    ordered = np.take_along_axis(absd, order, axis=1)
+    irregular = np.any(ordered == 0, axis=1)
+    if n > 1:
+        irregular |= np.any(np.diff(ordered, axis=1) == 0, axis=1)
+    # Without ties the rank of each |d| is its position in the sorted order (plain numpy:
+    # scipy's general rankdata costs more than the rest of a look together).
+    ranks = np.empty_like(absd)
+    np.put_along_axis(ranks, order, np.arange(1, n + 1, dtype=float)[None, :], axis=1)
+    t_plus = np.where(d > 0, ranks, 0.0).sum(axis=1)
+    p = np.empty(m)
+    for row in range(m):
+        if irregular[row]:
+            p[row] = _scipy_wilcoxon_p(d[row])
+        else:
+            p[row] = _signed_rank_p(float(t_plus[row]), n)
+    return p
+
+
+def _scipy_wilcoxon_p(row: _Array) -> float:
+    if not np.any(row != 0):
+        return 1.0  # every pair identical: no evidence of any difference
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "exact p-value not available with ties"
+        result = sps.wilcoxon(row, zero_method="wilcox", alternative="two-sided")
+    value = _num(result.pvalue)
+    return 1.0 if value is None else value
+
+
+def holm(p_values: Sequence[float | None]) -> list[float | None]:
+    """Holm's step-down adjusted p-values (None stays None and is not counted)."""
+    indexed = [(p, i) for i, p in enumerate(p_values) if p is not None]
+    indexed.sort()
+    m = len(indexed)
+    adjusted: list[float | None] = [None] * len(p_values)
+    running = 0.0
+    for rank, (p, i) in enumerate(indexed):
+        running = max(running, min(1.0, (m - rank) * p))
+        adjusted[i] = running
+    return adjusted
+
+
+def decide(ci_low: float | None, ci_high: float | None, p_adjusted: float | None, *,
+           alpha: float = ALPHA, noise_band: float = NOISE_BAND) -> str:
+    """``"higher"``/``"lower"`` (b vs a, beyond the band and significant), ``"equivalent"``
+    (the interval lies inside ±band) or ``"inconclusive"`` — all on the change scale."""
+    if ci_low is None or ci_high is None:
+        return "inconclusive"
+    significant = p_adjusted is not None and p_adjusted < alpha
+    if significant and ci_low > noise_band:
+        return "higher"
+    if significant and ci_high < -noise_band:
+        return "lower"
+    if ci_low >= -noise_band and ci_high <= noise_band:
+        return "equivalent"
+    return "inconclusive"
+
+
+@dataclass(frozen=True)
+class PairedComparison:
+    """``b`` against ``a`` from runs paired within rounds (``a`` is the reference).
+
+    ``change``: the Hodges-Lehmann estimate of ``b/a - 1`` from the within-round log-ratios,
+    with its exact interval ``[change_ci_low, change_ci_high]`` (achieved confidence
+    ``ci_confidence``); ``geomean_change``: the plain geometric-mean ratio minus 1.
+    ``p_value``: Wilcoxon signed-rank, two-sided; ``p_adjusted``: after Holm's correction
+    in the family the comparison belongs to (equal to ``p_value`` alone). ``outcome``, from
+    the user's point of view: ``better``/``worse`` (b vs a, beyond ``noise_band`` and
+    significant), ``equivalent`` (interval inside ±band) or ``inconclusive``. ``verdict``
+    is asv's marker (``-`` better, ``+`` worse, ``~`` otherwise). ``paired_noise``: the
+    log-ratios' standard deviation / √2, the run-to-run noise that is left once the
+    host's drift is paired away (comparable with a CV).
+    """
+
+    n: int
+    median_a: float
+    median_b: float
+    change: float | None
+    change_ci_low: float | None
+    change_ci_high: float | None
+    ci_confidence: float | None
+    geomean_change: float | None
+    p_value: float | None
+    p_adjusted: float | None
+    min_p_value: float | None
+    alpha: float
+    noise_band: float
+    higher_is_better: bool
+    outcome: str
+    paired_noise: float | None
+    method: str = ("paired within rounds: Wilcoxon signed-rank on log-ratios, exact "
+                   "Hodges-Lehmann interval")
+
+    @property
+    def n_a(self) -> int:
+        return self.n
+
+    @property
+    def n_b(self) -> int:
+        return self.n
+
+    @property
+    def significant(self) -> bool:
+        return self.outcome in ("better", "worse")
+
+    @property
+    def equivalent(self) -> bool:
+        return self.outcome == "equivalent"
+
+    @property
+    def verdict(self) -> str:
+        return {"better": "-", "worse": "+"}.get(self.outcome, "~")
+
+    @property
+    def underpowered(self) -> bool:
+        """True when this many pairs cannot produce p < alpha at all."""
+        return self.min_p_value is None or self.min_p_value >= self.alpha
+
+    def adjusted(self, p_adjusted: float | None) -> PairedComparison:
+        """The same comparison with a family-corrected p-value (and the outcome it gives)."""
+        direction = decide(self.change_ci_low, self.change_ci_high, p_adjusted,
+                           alpha=self.alpha, noise_band=self.noise_band)
+        return dataclasses.replace(self, p_adjusted=p_adjusted,
+                                   outcome=_user_outcome(direction, self.higher_is_better))
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data.update(paired=True, n_a=self.n, n_b=self.n, significant=self.significant,
+                    equivalent=self.equivalent, verdict=self.verdict,
+                    underpowered=self.underpowered)
+        return data
+
+
+def _user_outcome(direction: str, higher_is_better: bool) -> str:
+    if direction == "higher":
+        return "better" if higher_is_better else "worse"
+    if direction == "lower":
+        return "worse" if higher_is_better else "better"
+    return direction
+
+
+def signed_rank_min_p(n: int) -> float | None:
+    """Smallest two-sided exact signed-rank p-value for ``n`` pairs: ``2 / 2**n``."""
+    return None if n < 1 else min(1.0, 2.0 ** (1 - n))
+
+
+def paired_compare(a: Sequence[float] | _Array, b: Sequence[float] | _Array, *,
+                   higher_is_better: bool = True, alpha: float = ALPHA,
+                   noise_band: float = NOISE_BAND) -> PairedComparison:
+    """Compare ``b`` with ``a``, where ``a[i]`` and ``b[i]`` ran in the same round."""
+    xa, xb = _clean(a), _clean(b)
+    if xa.size != xb.size:
+        raise ValueError("paired samples need one value of each side per round")
+    if np.any(xa <= 0) or np.any(xb <= 0):
+        raise ValueError("paired ratios need positive values (throughputs or times)")
+    n = int(xa.size)
+    d = np.log(xb) - np.log(xa)
+    base: dict[str, Any] = dict(
+        n=n, median_a=float(np.median(xa)), median_b=float(np.median(xb)), alpha=alpha,
+        noise_band=noise_band, higher_is_better=higher_is_better,
+        min_p_value=signed_rank_min_p(n))
+    if n < 2:
+        return PairedComparison(**base, change=_num(math.expm1(float(d[0]))),
+                                change_ci_low=None, change_ci_high=None, ci_confidence=None,
+                                geomean_change=_num(math.expm1(float(d[0]))), p_value=None,
+                                p_adjusted=None, outcome="inconclusive", paired_noise=None)
+    batch = signed_rank_batch(d[None, :], alpha=alpha)
+    p = _num(batch.p[0])
+    low, high = _num(np.expm1(batch.low[0])), _num(np.expm1(batch.high[0]))
+    direction = decide(low, high, p, alpha=alpha, noise_band=noise_band)
+    sd = _num(batch.sd[0])
+    return PairedComparison(
+        **base, change=_num(np.expm1(batch.center[0])), change_ci_low=low,
+        change_ci_high=high, ci_confidence=_num(batch.confidence),
+        geomean_change=_num(np.expm1(batch.mean[0])), p_value=p, p_adjusted=p,
+        outcome=_user_outcome(direction, higher_is_better),
+        paired_noise=None if sd is None else sd / math.sqrt(2.0))
+
+
+def holm_family(comparisons: Sequence[PairedComparison]) -> list[PairedComparison]:
+    """The comparisons with Holm-adjusted p-values over the whole family."""
+    adjusted = holm([c.p_value for c in comparisons])
+    return [c.adjusted(p) for c, p in zip(comparisons, adjusted, strict=True)]
+
+
+# ---- the rounds × configurations table -------------------------------------------------------
+
+@dataclass(frozen=True)
+class RoundFit:
+    """Two-way additive fit of log values: ``log y[r, c] = level[c] + round[r] + e``.
+
+    ``levels``: each configuration's effect (comparable across configurations even when
+    some skipped rounds); ``rounds``: each round's effect (the host's speed then, mean 0);
+    ``residual_sd``: the run-to-run noise on the log scale with the host's drift removed
+    (None with no degrees of freedom left)."""
+
+    levels: _Array
+    rounds: _Array
+    residual_sd: float | None
+    df: int
+
+
+def fit_rounds(table: Sequence[Sequence[float]] | _Array) -> RoundFit:
+    """Fit :class:`RoundFit` to a ``(rounds, configurations)`` table of positive values
+    with NaN where a configuration did not run (alternating means: exact for a complete
+    table, converging quickly for a raced one)."""
+    y = np.log(np.asarray(table, dtype=float))
+    present = np.isfinite(y)
+    if not present.any():
+        raise ValueError("an empty rounds table")
+    levels = np.nanmean(np.where(present, y, np.nan), axis=0)
+    rounds = np.zeros(y.shape[0])
+    for _ in range(50):
+        rounds = np.nanmean(y - levels[None, :], axis=1)
+        rounds = np.where(np.isfinite(rounds), rounds, 0.0)
+        rounds -= rounds.mean()
+        new = np.nanmean(y - rounds[:, None], axis=0)
+        if np.allclose(new, levels, atol=1e-12, rtol=0):
+            levels = new
+            break
+        levels = new
+    resid = np.where(present, y - levels[None, :] - rounds[:, None], 0.0)
+    used_rounds = int(np.sum(present.sum(axis=1) > 0))
+    used_configs = int(np.sum(present.sum(axis=0) > 0))
+    df = int(present.sum()) - used_rounds - used_configs + 1
+    sd = math.sqrt(float(np.sum(resid**2)) / df) if df > 0 else None
+    return RoundFit(levels, rounds, sd, df)
+
+
+@dataclass(frozen=True)
+class Friedman:
+    """Friedman's test of ``k`` treatments over ``blocks`` complete blocks (rounds)."""
+
+    statistic: float | None
+    p_value: float | None
+    blocks: int
+    k: int
+    significant: bool
+    method: str = "Friedman rank test, rounds as blocks (tie-corrected chi-square)"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def friedman(table: Sequence[Sequence[float]] | _Array, *, alpha: float = ALPHA) -> Friedman:
+    """Does any treatment differ? ``table`` is ``(blocks, k)`` without missing cells."""
+    x = np.asarray(table, dtype=float)
+    if x.ndim != 2 or x.shape[0] < 2 or x.shape[1] < 2 or not np.all(np.isfinite(x)):
+        return Friedman(None, None, int(x.shape[0]) if x.ndim == 2 else 0,
+                        int(x.shape[1]) if x.ndim == 2 else 0, False)
+    b, k = x.shape
+    ranks = sps.rankdata(x, axis=1)
+    sums = ranks.sum(axis=0)
+    statistic = 12.0 / (b * k * (k + 1)) * float(np.sum(sums**2)) - 3.0 * b * (k + 1)
+    ties = 0.0
+    for row in x:
+        _, counts = np.unique(row, return_counts=True)
+        ties += float(np.sum(counts**3 - counts))
+    correction = 1.0 - ties / (b * k * (k * k - 1))
+    if correction <= 0:
+        return Friedman(0.0, 1.0, b, k, False)
+    statistic /= correction
+    p = float(sps.chi2.sf(statistic, k - 1))
+    return Friedman(statistic, p, b, k, p < alpha)
+
+
+@dataclass(frozen=True)
+class LevelShift:
+    """The strongest level shift of the per-round host effect.
+
+    ``round`` is the first round (0-based) after the shift; ``change`` the relative change
+    of throughput across it (``+1.44`` = 144% faster after); ``p_value`` from permuting the
+    rounds. ``paired_before``/``paired_after`` are a reference comparison's paired change on
+    each side of the shift, showing that the within-round ratios do not see it."""
+
+    round: int
+    rounds: int
+    change: float
+    p_value: float
+    significant: bool
+    paired_label: str | None = None
+    paired_before: float | None = None
+    paired_after: float | None = None
+    method: str = "largest two-sample t over split points; p by permuting rounds"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _split_statistics(series: _Array, min_size: int) -> _Array:
+    """``|t|`` of every split point for each row of ``series`` (shape ``(m, n)``)."""
+    n = series.shape[1]
+    k = np.arange(min_size, n - min_size + 1)
+    csum = np.cumsum(series, axis=1)
+    csq = np.cumsum(series**2, axis=1)
+    total, total_sq = csum[:, -1:], csq[:, -1:]
+    left_sum, left_sq = csum[:, k - 1], csq[:, k - 1]
+    right_sum, right_sq = total - left_sum, total_sq - left_sq
+    left_mean, right_mean = left_sum / k, right_sum / (n - k)
+    ss = (left_sq - k * left_mean**2) + (right_sq - (n - k) * right_mean**2)
+    pooled = np.sqrt(np.maximum(ss, 0.0) / (n - 2))
+    scale = pooled * np.sqrt(1.0 / k + 1.0 / (n - k))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = np.abs(right_mean - left_mean) / scale
+    result: _Array = np.where(np.isfinite(t), t, 0.0)
+    return result
+
+
+def level_shift(round_effects: Sequence[float] | _Array, *, alpha: float = ALPHA,
+                min_size: int = 2, seed: int = 20240601) -> LevelShift | None:
+    """The most likely single level shift in a series of round effects (log scale), or None
+    with fewer than ``2·min_size`` rounds or a constant series."""
+    x = np.asarray(round_effects, dtype=float)
+    n = x.size
+    if n < 2 * min_size or np.ptp(x) == 0:
+        return None
+    observed = _split_statistics(x[None, :], min_size)[0]
+    best = int(np.argmax(observed))
+    split = best + min_size
+    rng = np.random.default_rng(seed)
+    perms = rng.permuted(np.tile(x, (_SHIFT_PERMUTATIONS, 1)), axis=1)
+    null = _split_statistics(perms, min_size).max(axis=1)
+    p = (1.0 + float(np.sum(null >= observed[best] - 1e-12))) / (_SHIFT_PERMUTATIONS + 1)
+    change = math.expm1(float(x[split:].mean() - x[:split].mean()))
+    return LevelShift(round=split, rounds=n, change=change, p_value=p, significant=p < alpha)
+
+
+# ---- how small a difference a design can see -------------------------------------------------
+
+def mde(log_ratio_sd: float | None, rounds: int, *, noise_band: float = NOISE_BAND,
+        alpha: float = ALPHA, power: float = POWER) -> float | None:
+    """Minimum detectable effect: the smallest true change that ``rounds`` paired rounds with
+    log-ratios of this standard deviation call (interval beyond ±band) with probability
+    ``power`` — ``band + (z(1-α/2) + z(power)) · sd / √rounds``, on the log scale (a normal
+    approximation; the signed-rank test is nearly as efficient as the t test)."""
+    if log_ratio_sd is None or rounds < 2 or not math.isfinite(log_ratio_sd):
+        return None
+    z = float(sps.norm.ppf(1 - alpha / 2) + sps.norm.ppf(power))
+    return math.expm1(math.log1p(noise_band) + z * log_ratio_sd / math.sqrt(rounds))
+
+
+def rounds_for_mde(log_ratio_sd: float | None, change: float, *,
+                   noise_band: float = NOISE_BAND, alpha: float = ALPHA,
+                   power: float = POWER) -> int | None:
+    """Paired rounds :func:`mde` needs to reach ``change`` (None when ``change`` is inside
+    the band, which no number of rounds can call)."""
+    if log_ratio_sd is None or not math.isfinite(log_ratio_sd):
+        return None
+    margin = math.log1p(change) - math.log1p(noise_band)
+    if margin <= 0:
+        return None
+    z = float(sps.norm.ppf(1 - alpha / 2) + sps.norm.ppf(power))
+    return max(2, math.ceil((z * log_ratio_sd / margin) ** 2))

@@ -30,21 +30,34 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from reports.paired import (
+    RoundsTable,
+    compare_in_rounds,
+    dimension_effects,
+    level_shift_of,
+    paired_family,
+)
 from reports.stats import (
     ALPHA,
+    NOISE_BAND,
     Comparison,
     Drift,
+    Friedman,
+    LevelShift,
     MachineNoise,
+    PairedComparison,
     Stats,
     compare,
     describe,
     drift,
     instability_warnings,
     machine_noises,
+    mde,
     min_p_value,
+    signed_rank_min_p,
 )
 
 __all__ = [
@@ -54,6 +67,7 @@ __all__ = [
     "ConfigRow",
     "ConfigValue",
     "Knee",
+    "SweepDesign",
     "SweepSummary",
     "format_change",
     "format_config",
@@ -245,9 +259,13 @@ class ConfigRow:
     drift: Drift
     warnings: tuple[str, ...]
     is_baseline: bool
-    vs_baseline: Comparison | None
+    vs_baseline: Comparison | PairedComparison | None
     vs_baseline_text: str
     machine: MachineNoise | None = None  # the host's share of the spread, when probed
+    rounds: int | None = None  # paired analysis: rounds this configuration ran
+    vs_best: PairedComparison | None = None  # paired analysis: this one against the best
+    vs_best_text: str = ""
+    eliminated_at: int | None = None  # racing: rounds done when it was dropped
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -260,6 +278,10 @@ class ConfigRow:
             "vs_baseline": None if self.vs_baseline is None else self.vs_baseline.to_dict(),
             "vs_baseline_text": self.vs_baseline_text,
             "machine_noise": None if self.machine is None else self.machine.to_dict(),
+            "rounds": self.rounds,
+            "vs_best": None if self.vs_best is None else self.vs_best.to_dict(),
+            "vs_best_text": self.vs_best_text,
+            "eliminated_at": self.eliminated_at,
         }
 
 
@@ -275,10 +297,11 @@ class BestConfig:
     stats: Stats
     runner_up_index: int | None
     runner_up_label: str | None
-    vs_runner_up: Comparison | None
+    vs_runner_up: Comparison | PairedComparison | None
     significantly_better: bool
     tied_with: tuple[str, ...]
     sentence: str
+    equivalent_to: tuple[str, ...] = ()  # paired: proven within the noise band of the best
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -291,6 +314,7 @@ class BestConfig:
             "vs_runner_up": None if self.vs_runner_up is None else self.vs_runner_up.to_dict(),
             "significantly_better": self.significantly_better,
             "tied_with": list(self.tied_with),
+            "equivalent_to": list(self.equivalent_to),
             "sentence": self.sentence,
         }
 
@@ -312,6 +336,8 @@ class Knee:
     within_noise: tuple[ConfigValue, ...]
     kind: str
     sentence: str
+    undecided: tuple[ConfigValue, ...] = ()  # paired: neither within the band nor worse
+    knee_change: float | None = None  # the knee's change against the best
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -321,9 +347,54 @@ class Knee:
             "best_batch_size": self.best_batch_size,
             "knee_batch_size": self.knee_batch_size,
             "within_noise": list(self.within_noise),
+            "undecided": list(self.undecided),
+            "knee_change": self.knee_change,
             "kind": self.kind,
             "sentence": self.sentence,
         }
+
+
+@dataclass(frozen=True)
+class SweepDesign:
+    """How the sweep was run, as far as its summary must say: a fixed design of ``rounds``
+    rounds, or a budgeted race (why it stopped, the budget, which configurations were
+    dropped after how many rounds) and how many runs other processes disturbed."""
+
+    mode: str  # "budget" or "fixed"
+    rounds: int
+    stop_reason: str | None = None
+    stop_text: str = ""
+    budget_s: float | None = None
+    spent_s: float | None = None
+    eliminated: Mapping[int, int] = field(default_factory=dict)  # index -> rounds done
+    disturbed: int = 0
+    reruns: int = 0
+    notes: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["eliminated"] = {str(k): v for k, v in self.eliminated.items()}
+        data["notes"] = list(self.notes)
+        return data
+
+
+@dataclass(frozen=True)
+class NoiseSummary:
+    """The one noise line's numbers: the run-to-run noise left after pairing (log scale,
+    comparable with a CV), the raw CVs, the smallest change this sweep could detect (MDE)
+    at the rounds its leaders got, and the host's level shift, if any."""
+
+    paired_noise: float | None
+    raw_cv_min: float | None
+    raw_cv_max: float | None
+    mde: float | None
+    mde_rounds: int
+    level_shift: LevelShift | None
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["level_shift"] = None if self.level_shift is None else self.level_shift.to_dict()
+        return data
 
 
 @dataclass(frozen=True)
@@ -337,6 +408,13 @@ class SweepSummary:
     best: BestConfig
     knees: tuple[Knee, ...]
     warnings: tuple[str, ...]
+    paired: bool = False
+    noise_band: float = NOISE_BAND
+    recommendation: str = ""
+    lines: tuple[str, ...] = ()  # the ten-second summary, in reading order
+    noise: NoiseSummary | None = None
+    effects: Mapping[str, Friedman] = field(default_factory=dict)
+    design: SweepDesign | None = None
 
     @property
     def baseline(self) -> ConfigRow:
@@ -348,11 +426,18 @@ class SweepSummary:
             "unit": self.unit,
             "higher_is_better": self.higher_is_better,
             "alpha": self.alpha,
+            "analysis": "paired within rounds" if self.paired else "unpaired",
+            "noise_band": self.noise_band,
+            "recommendation": self.recommendation,
+            "lines": list(self.lines),
             "rows": [row.to_dict() for row in self.rows],
             "baseline_index": self.baseline_index,
             "baseline_label": self.baseline.label,
             "best": self.best.to_dict(),
             "knees": [knee.to_dict() for knee in self.knees],
+            "noise": None if self.noise is None else self.noise.to_dict(),
+            "effects": {k: v.to_dict() for k, v in self.effects.items()},
+            "design": None if self.design is None else self.design.to_dict(),
             "warnings": list(self.warnings),
         }
 
@@ -555,13 +640,23 @@ def summarize_sweep(
     alpha: float = ALPHA,
     unit: str = "rec/min",
     probes: Sequence[Sequence[float] | None] | None = None,
+    rounds: Sequence[Sequence[int]] | None = None,
+    noise_band: float = NOISE_BAND,
+    design: SweepDesign | None = None,
 ) -> SweepSummary:
     """Summarise a sweep: ``results`` is ``[(config, samples_in_run_order), …]`` in grid
     order. ``baseline`` is a ``--baseline`` string, an already parsed spec, or None for the
     first grid point. ``probes``, per configuration and in the same order as its samples,
     are the runs' read+map CPU seconds (None where a run has none): with them each row
-    says how much of its spread the machine's speed explains. Raises
-    :class:`BaselineError` for a baseline that names no single configuration and
+    says how much of its spread the machine's speed explains.
+
+    ``rounds`` — per configuration, the round number of each sample — switches every
+    comparison to the paired analysis of :mod:`reports.paired` (within-round ratios,
+    Wilcoxon signed-rank, exact intervals, the ``noise_band``, Holm); without it the samples
+    are compared as independent (Mann-Whitney U), as for result files without rounds.
+    ``design`` says how the sweep was run (racing, stop reason, disturbed runs).
+
+    Raises :class:`BaselineError` for a baseline that names no single configuration and
     ValueError for inconsistent input."""
     keys = _keys(results)
     configs = [dict(key) for key in keys]
@@ -572,10 +667,14 @@ def summarize_sweep(
     else:
         spec = parse_baseline(baseline, dimensions) if isinstance(baseline, str) else baseline
         base = resolve_baseline(spec, configs)
-
     stats = [describe(values) for values in samples]
     machines = machine_noises(list(zip(samples, probes or [None] * len(samples),
                                        strict=True)), higher_is_better=higher_is_better)
+    if rounds is not None:
+        return _summarize_paired(keys, samples, rounds, stats, machines, base,
+                                 higher_is_better=higher_is_better, alpha=alpha, unit=unit,
+                                 noise_band=noise_band, design=design)
+
     rows: list[ConfigRow] = []
     by_text: dict[str, list[str]] = {}  # one line per distinct warning, not one per row
     for i, key in enumerate(keys):
@@ -608,6 +707,15 @@ def summarize_sweep(
             f"alpha={alpha:g} (smallest attainable p={smallest_p or 1.0:.3f}); "
             f"repeat each configuration at least {needed} times",
         )
+    best = _best(keys, samples, stats, higher_is_better=higher_is_better, alpha=alpha, unit=unit)
+    knees = _knees(keys, samples, stats, higher_is_better=higher_is_better, alpha=alpha)
+
+    def against_best(i: int) -> Comparison:
+        return compare(samples[best.index], samples[i], higher_is_better=higher_is_better,
+                       alpha=alpha, change_ci=False)
+
+    recommendation = _recommendation(keys, best, knees, against_best)
+    lines = [recommendation, _ties_line(keys, best, {}, unit), _unpaired_noise_line(stats)]
     return SweepSummary(
         dimensions=dimensions,
         unit=unit,
@@ -615,10 +723,436 @@ def summarize_sweep(
         alpha=alpha,
         rows=tuple(rows),
         baseline_index=base,
-        best=_best(keys, samples, stats, higher_is_better=higher_is_better, alpha=alpha, unit=unit),
-        knees=_knees(keys, samples, stats, higher_is_better=higher_is_better, alpha=alpha),
+        best=best,
+        knees=knees,
         warnings=tuple(warnings),
+        recommendation=recommendation,
+        lines=tuple(line for line in lines if line),
+        design=design,
     )
+
+
+# --------------------------------------------------------------------------- paired
+
+
+def _summarize_paired(
+    keys: list[ConfigKey],
+    samples: list[list[float]],
+    rounds: Sequence[Sequence[int]],
+    stats: list[Stats],
+    machines: Sequence[MachineNoise | None],
+    base: int,
+    *,
+    higher_is_better: bool,
+    alpha: float,
+    unit: str,
+    noise_band: float,
+    design: SweepDesign | None,
+) -> SweepSummary:
+    """:func:`summarize_sweep` on runs paired within rounds (see :mod:`reports.paired`)."""
+    table = RoundsTable.from_samples(samples, rounds)
+    labels = [format_config(k) for k in keys]
+    kw: dict[str, Any] = {"higher_is_better": higher_is_better, "alpha": alpha,
+                          "noise_band": noise_band}
+    fit = table.fit()
+    ranking = sorted(range(len(keys)),
+                     key=lambda i: -fit.levels[i] if higher_is_better else fit.levels[i])
+    best_i = ranking[0]
+    others = [i for i in range(len(keys)) if i != best_i]
+    # The best against each other configuration: b = the best, so "better" means the best wins.
+    vs_others = dict(zip(others, paired_family(table, [(i, best_i) for i in others], **kw),
+                         strict=True))
+    # Each configuration against the baseline (b = the configuration).
+    against = [i for i in range(len(keys)) if i != base]
+    vs_base = dict(zip(against, paired_family(table, [(base, i) for i in against], **kw),
+                       strict=True))
+    # Each configuration against the best, unadjusted: the "vs best" column.
+    vs_best = {i: compare_in_rounds(table, best_i, i, **kw) for i in others}
+    eliminated = dict(design.eliminated) if design is not None else {}
+
+    rows: list[ConfigRow] = []
+    for i, key in enumerate(keys):
+        trend = drift(samples[i], alpha=alpha)
+        if i == base:
+            vs: PairedComparison | None = None
+            text = "baseline"
+        else:
+            vs = vs_base[i]
+            text = _paired_text(vs, _diff_label(key, keys[base]), noise_band)
+        mine = vs_best.get(i)
+        best_text = "best" if i == best_i else _paired_text(mine, "", noise_band, short=True)
+        rows.append(ConfigRow(key, labels[i], stats[i], trend, (), i == base, vs, text,
+                              machines[i], rounds=table.rounds_of(i), vs_best=mine,
+                              vs_best_text=best_text, eliminated_at=eliminated.get(i)))
+
+    best = _paired_best(keys, stats, ranking, vs_others, unit=unit, noise_band=noise_band)
+    knees = _paired_knees(keys, table, fit.levels, higher_is_better=higher_is_better,
+                          alpha=alpha, noise_band=noise_band)
+    effects = dimension_effects(table, [dict(k) for k in keys], alpha=alpha)
+    reference = (ranking[1], best_i) if len(ranking) > 1 else None
+    shift = level_shift_of(table, fit, reference, labels, alpha=alpha)
+    leaders = table.rounds_of(best_i)
+    log_sd = None if fit.residual_sd is None else math.sqrt(2.0) * fit.residual_sd
+    cvs = [s.cv for s in stats if s.cv is not None]
+    noise = NoiseSummary(paired_noise=fit.residual_sd, raw_cv_min=min(cvs) if cvs else None,
+                         raw_cv_max=max(cvs) if cvs else None,
+                         mde=mde(log_sd, leaders, noise_band=noise_band, alpha=alpha),
+                         mde_rounds=leaders, level_shift=shift)
+
+    def against_best(i: int) -> PairedComparison | None:
+        return vs_best.get(i)
+
+    recommendation = _recommendation(keys, best, knees, against_best)
+    lines = [recommendation, _ties_line(keys, best, vs_others, unit, noise_band),
+             _noise_line(noise, design, noise_band), _stop_line(keys, design, table)]
+    warnings: list[str] = []
+    fewest = min(table.rounds_of(i) for i in range(len(keys)))
+    smallest_p = signed_rank_min_p(fewest)
+    if len(keys) > 1 and (smallest_p is None or smallest_p >= alpha):
+        needed = next(n for n in range(2, 64) if (signed_rank_min_p(n) or 1.0) < alpha)
+        warnings.append(f"with {fewest} round(s) no difference can be significant at "
+                        f"alpha={alpha:g} (the paired test's smallest attainable p is "
+                        f"{smallest_p or 1.0:.3f}); run at least {needed} rounds")
+    if shift is not None and shift.significant:
+        warnings.append(_shift_text(shift))
+    return SweepSummary(
+        dimensions=tuple(name for name, _ in keys[0]),
+        unit=unit,
+        higher_is_better=higher_is_better,
+        alpha=alpha,
+        rows=tuple(rows),
+        baseline_index=base,
+        best=best,
+        knees=knees,
+        warnings=tuple(warnings),
+        paired=True,
+        noise_band=noise_band,
+        recommendation=recommendation,
+        lines=tuple(line for line in lines if line),
+        noise=noise,
+        effects=effects,
+        design=design,
+    )
+
+
+def _band(noise_band: float) -> str:
+    return f"±{100 * noise_band:g}%"
+
+
+def _interval(cmp: PairedComparison) -> str:
+    if cmp.change_ci_low is None or cmp.change_ci_high is None:
+        return "no interval"
+    return f"CI {format_change(cmp.change_ci_low)} to {format_change(cmp.change_ci_high)}"
+
+
+def _paired_text(cmp: PairedComparison | None, against: str, noise_band: float,
+                 short: bool = False) -> str:
+    """``+37% vs batch_size=50 (CI +31% to +42%, p<0.001)``, or the same said to be
+    equivalent within the band, or not separable; ``short`` leaves out "vs …"."""
+    if cmp is None:
+        return "no common round"
+    head = format_change(cmp.change) + ("" if short else f" vs {against}")
+    if cmp.significant:
+        return f"{head} ({_interval(cmp)}, {format_p(cmp.p_adjusted)})"
+    if cmp.equivalent:
+        return f"{head} (equivalent within {_band(noise_band)}, {_interval(cmp)})"
+    return f"{head} (not separable: {_interval(cmp)})"
+
+
+def _paired_best(keys: list[ConfigKey], stats: list[Stats], ranking: list[int],
+                 vs_others: Mapping[int, PairedComparison | None], *, unit: str,
+                 noise_band: float) -> BestConfig:
+    best = ranking[0]
+    label = format_config(keys[best])
+    head = f"best: {label} at {format_value(stats[best].median)} {unit} (median)"
+    if len(ranking) == 1:
+        return BestConfig(best, keys[best], label, stats[best], None, None, None, False, (),
+                          f"{head}; the only configuration")
+    runner = ranking[1]
+    runner_label = format_config(keys[runner])
+    vs = vs_others.get(runner)
+    tied = tuple(format_config(keys[j]) for j in ranking[1:]
+                 if (c := vs_others.get(j)) is None or c.outcome != "better")
+    equivalent = tuple(format_config(keys[j]) for j in ranking[1:]
+                       if (c := vs_others.get(j)) is not None and c.equivalent)
+    better = vs is not None and vs.outcome == "better"
+    if vs is None:
+        sentence = f"{head}; never ran in the same round as the runner-up {runner_label}"
+    elif better:
+        sentence = (f"{head}; significantly better than the runner-up {runner_label} "
+                    f"({format_change(vs.change)}, {_interval(vs)}, "
+                    f"{format_p(vs.p_adjusted)})")
+    elif vs.equivalent:
+        sentence = (f"{head}; equivalent to the runner-up {runner_label} within "
+                    f"{_band(noise_band)} ({format_change(vs.change)}, {_interval(vs)})")
+    else:
+        sentence = (f"{head}; not separable from the runner-up {runner_label} "
+                    f"({format_change(vs.change)}, {_interval(vs)}): treat them as tied")
+    return BestConfig(best, keys[best], label, stats[best], runner, runner_label, vs, better,
+                      tied, sentence, equivalent)
+
+
+def _paired_knees(keys: list[ConfigKey], table: RoundsTable, levels: Any, *,
+                  higher_is_better: bool, alpha: float, noise_band: float) -> tuple[Knee, ...]:
+    """The knee of each batch-size curve, paired: the smallest batch size whose interval
+    against the group's best lies above ``-noise_band`` (at most the band worse: proven
+    non-inferior). Sizes neither proven within the band nor significantly worse are
+    "undecided" and named."""
+    dimensions = [name for name, _ in keys[0]]
+    if BATCH_DIMENSION not in dimensions:
+        return ()
+    groups: dict[ConfigKey, list[int]] = {}
+    for i, key in enumerate(keys):
+        groups.setdefault(tuple((k, v) for k, v in key if k != BATCH_DIMENSION), []).append(i)
+    knees: list[Knee] = []
+    for group, members in groups.items():
+        if len(members) < 2:
+            continue
+        members = sorted(members, key=lambda i: float(dict(keys[i])[BATCH_DIMENSION]))
+        sizes = tuple(dict(keys[i])[BATCH_DIMENSION] for i in members)
+        best = max(members, key=lambda i: levels[i] if higher_is_better else -levels[i])
+        best_size = dict(keys[best])[BATCH_DIMENSION]
+        group_label = format_config(group)
+        suffix = f" ({group_label})" if group_label else ""
+        others = [i for i in members if i != best]
+        found = paired_family(table, [(best, i) for i in others],
+                              higher_is_better=higher_is_better, alpha=alpha,
+                              noise_band=noise_band)
+        cmp = dict(zip(others, found, strict=True))
+        within: list[ConfigValue] = []
+        undecided: list[ConfigValue] = []
+        for i in members:
+            size = dict(keys[i])[BATCH_DIMENSION]
+            c = cmp.get(i)
+            if i == best:
+                within.append(size)
+            elif c is None or c.change_ci_low is None or c.change_ci_high is None:
+                undecided.append(size)
+            elif _non_inferior(c, noise_band):
+                within.append(size)
+            elif c.outcome != "worse":
+                undecided.append(size)
+        if len(within) == 1 and undecided and len(undecided) == len(others):
+            knees.append(Knee(group, group_label, sizes, best_size, None, (), "undetermined",
+                              f"knee undetermined{suffix}: no batch size is proven within "
+                              f"{_band(noise_band)} of the best ({_show_value(best_size)}) "
+                              "or worse than it yet; more rounds would tell",
+                              tuple(undecided)))
+            continue
+        knee = within[0]
+        knee_index = members[sizes.index(knee)]
+        change = None if knee_index == best else cmp[knee_index].change  # type: ignore[union-attr]
+        open_below = [u for u in undecided if float(u) < float(knee)]
+        note = (f"; {', '.join(_show_value(u) for u in open_below)} undecided"
+                if open_below else "")
+        if knee == sizes[-1]:
+            kind = "still_rising"
+            sentence = (f"no knee{suffix}: still improving at the largest batch size "
+                        f"{_show_value(knee)}; extend the range{note}")
+        elif knee == sizes[0]:
+            kind = "flat"
+            sentence = (f"no measurable effect of batch size{suffix}: "
+                        f"{_show_value(sizes[0])}–{_show_value(sizes[-1])} are within "
+                        f"{_band(noise_band)} of the best ({_show_value(best_size)})")
+        else:
+            kind = "knee"
+            sentence = f"diminishing returns beyond {_show_value(knee)}{suffix}{note}"
+        knees.append(Knee(group, group_label, sizes, best_size, knee, tuple(within), kind,
+                          sentence, tuple(undecided), change))
+    return tuple(knees)
+
+
+def _non_inferior(cmp: PairedComparison, noise_band: float) -> bool:
+    """At most ``noise_band`` worse than the reference, with the interval's confidence."""
+    if cmp.change_ci_low is None or cmp.change_ci_high is None:
+        return False
+    if cmp.higher_is_better:
+        return cmp.change_ci_low >= -noise_band
+    return cmp.change_ci_high <= noise_band
+
+
+# --------------------------------------------------------------------------- headline
+
+
+def _name(key: ConfigKey) -> str:
+    """``batch size 500`` when the sweep has one dimension, else the configuration."""
+    if len(key) == 1:
+        dim, value = key[0]
+        return f"{dim.replace('_', ' ')} {_show_value(value)}"
+    return format_config(key)
+
+
+def _recommendation(keys: list[ConfigKey], best: BestConfig, knees: Sequence[Knee],
+                    against_best: Any) -> str:
+    """The first line: which configuration to use and what the alternatives cost — the
+    knee when there is one ("use batch size 500: within 1.8% of the best (2000); batch size
+    50 costs 27%"), else the best."""
+    if len(keys) == 1:
+        return f"use {_name(keys[0])}: the only configuration measured"
+    best_key = keys[best.index]
+    group = tuple((k, v) for k, v in best_key if k != BATCH_DIMENSION)
+    knee = next((k for k in knees if k.group == group), None)
+    pick = best.index
+    if knee is not None and knee.knee_batch_size is not None and knee.kind in ("knee", "flat"):
+        pick = next(i for i, key in enumerate(keys)
+                    if tuple((k, v) for k, v in key if k != BATCH_DIMENSION) == group
+                    and dict(key)[BATCH_DIMENSION] == knee.knee_batch_size)
+    cost = _cost_clause(keys, best, against_best)
+    if pick != best.index:
+        change = _change_of(against_best(pick))
+        within = "within the noise" if change is None else f"within {abs(100 * change):.1f}%"
+        text = (f"use {_name(keys[pick])}: {within} of the best "
+                f"({_short_diff(keys[best.index], keys[pick])})")
+    elif best.significantly_better and best.runner_up_index is not None:
+        change = _change_of(best.vs_runner_up)
+        faster = "" if change is None else f"{format_change(change).lstrip('+')} "
+        word = "better" if change is None else ("faster" if change > 0 else "slower")
+        text = (f"use {_name(best_key)}: {faster}{word} than the runner-up "
+                f"({_short_diff(keys[best.runner_up_index], best_key)})")
+    elif best.runner_up_index is not None:
+        tied = best.equivalent_to or best.tied_with
+        how = "equivalent within the noise band" if best.equivalent_to else "not separable"
+        text = (f"use {_name(best_key)} (the best measured; {how}: "
+                f"{', '.join(tied[:3])}{' …' if len(tied) > 3 else ''})")
+    else:
+        text = f"use {_name(best_key)}"
+    return text + cost
+
+
+def _change_of(cmp: Any) -> float | None:
+    change = getattr(cmp, "change", None)
+    return change if isinstance(change, float) else None
+
+
+def _short_diff(reference: ConfigKey, key: ConfigKey) -> str:
+    """What tells ``reference`` apart from ``key``, as values: "2000"."""
+    differing = [(k, v) for (k, v), (_, mine) in zip(reference, key, strict=True) if v != mine]
+    if len(differing) == 1 and len(reference) == 1:
+        return _show_value(differing[0][1])
+    return format_config(tuple(differing) or reference)
+
+
+def _cost_clause(keys: list[ConfigKey], best: BestConfig, against_best: Any) -> str:
+    """"; batch size 50 costs 27%": the worst configuration that is significantly worse than
+    the best, and by how much."""
+    worst: tuple[float, int] | None = None
+    for i in range(len(keys)):
+        if i == best.index:
+            continue
+        cmp = against_best(i)
+        change = _change_of(cmp)
+        if cmp is None or change is None or not getattr(cmp, "significant", False):
+            continue
+        loss = -change if best.stats.median >= 0 else change
+        if worst is None or loss > worst[0]:
+            worst = (loss, i)
+    if worst is None or worst[0] <= 0:
+        return ""
+    return f"; {_name(keys[worst[1]])} costs {100 * worst[0]:.0f}%"
+
+
+def _ties_line(keys: list[ConfigKey], best: BestConfig,
+               vs_others: Mapping[int, PairedComparison | None], unit: str,
+               noise_band: float = NOISE_BAND) -> str:
+    """The second line: the best and what it does or does not beat."""
+    head = f"best: {best.label or 'the only configuration'} " \
+           f"({format_value(best.stats.median)} {unit} median)"
+    if len(keys) == 1:
+        return head
+    if not vs_others:  # unpaired
+        if best.tied_with:
+            return f"{head}; not significantly better than: {', '.join(best.tied_with)}"
+        return f"{head}; significantly better than every other configuration"
+    equivalent = f"equivalent within {_band(noise_band)}"
+    groups: dict[str, list[str]] = {equivalent: [], "not separable": [],
+                                    "significantly worse": []}
+    for i, cmp in vs_others.items():
+        if cmp is None:
+            continue
+        name = format_config(keys[i])
+        if cmp.outcome == "better":
+            groups["significantly worse"].append(name)
+        elif cmp.equivalent:
+            groups[equivalent].append(name)
+        else:
+            groups["not separable"].append(name)
+    parts = [f"{what}: {', '.join(names)}" for what, names in groups.items() if names]
+    return f"{head}; " + "; ".join(parts) if parts else head
+
+
+def _pct(value: float | None, digits: int = 1) -> str:
+    return "n/a" if value is None else f"{100 * value:.{digits}f}%"
+
+
+def _shift_text(shift: LevelShift) -> str:
+    text = (f"the host changed speed at round {shift.round + 1} of {shift.rounds}: runs "
+            f"after it are {format_change(shift.change)} "
+            f"{'faster' if shift.change > 0 else 'slower'} (p={shift.p_value:.3f})")
+    if shift.paired_before is not None and shift.paired_after is not None:
+        text += (f"; the paired change of {shift.paired_label} is "
+                 f"{format_change(shift.paired_before)} before and "
+                 f"{format_change(shift.paired_after)} after, so the within-round ratios "
+                 "are unaffected")
+    return text
+
+
+def _noise_line(noise: NoiseSummary, design: SweepDesign | None, noise_band: float) -> str:
+    """The one consolidated noise line, instead of a warning per configuration."""
+    parts = [f"noise: {_pct(noise.paired_noise)} per run once runs are paired within rounds"
+             + (f" (raw CV {_pct(noise.raw_cv_min)}–{_pct(noise.raw_cv_max)}, mostly the "
+                "host's drift, which pairing cancels)"
+                if noise.raw_cv_max is not None and noise.paired_noise is not None
+                and noise.raw_cv_max > 1.5 * noise.paired_noise else
+                f" (raw CV {_pct(noise.raw_cv_min)}–{_pct(noise.raw_cv_max)})"
+                if noise.raw_cv_max is not None else "")]
+    shift = noise.level_shift
+    if shift is not None and shift.significant:
+        parts.append(f"level shift at round {shift.round + 1}: "
+                     f"{format_change(shift.change)}"
+                     + (f", paired change {format_change(shift.paired_before)} before / "
+                        f"{format_change(shift.paired_after)} after (unaffected)"
+                        if shift.paired_before is not None and shift.paired_after is not None
+                        else ""))
+    if design is not None and design.disturbed:
+        parts.append(f"{design.disturbed} run(s) disturbed by other processes"
+                     + (f", {design.reruns} re-run" if design.reruns else ""))
+    if noise.mde is not None:
+        parts.append(f"smallest detectable difference (MDE, 80% power) {_pct(noise.mde)} at "
+                     f"{noise.mde_rounds} rounds and a noise band of {_band(noise_band)}")
+    return "; ".join(parts)
+
+
+def _unpaired_noise_line(stats: Sequence[Stats]) -> str:
+    cvs = [s.cv for s in stats if s.cv is not None]
+    if not cvs:
+        return ""
+    return (f"noise: CV {_pct(min(cvs))}–{_pct(max(cvs))} between runs (unpaired analysis: "
+            "the runs carry no rounds)")
+
+
+def _stop_line(keys: list[ConfigKey], design: SweepDesign | None, table: RoundsTable) -> str:
+    if design is None:
+        return ""
+    per = ", ".join(f"{_short_name(k)}: {table.rounds_of(i)}" for i, k in enumerate(keys))
+    if design.mode != "budget":
+        return f"fixed design: {design.rounds} rounds (rounds per configuration: {per})"
+    spent = "" if design.spent_s is None else f", {_duration(design.spent_s)}"
+    budget = "" if design.budget_s is None else f" of a {_duration(design.budget_s)} budget"
+    why = design.stop_text or design.stop_reason or "stopped"
+    return (f"stopped after {design.rounds} rounds{spent}{budget}: {why}; rounds per "
+            f"configuration: {per}")
+
+
+def _short_name(key: ConfigKey) -> str:
+    return _show_value(key[0][1]) if len(key) == 1 else format_config(key)
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(0, round(seconds))
+    minutes, rest = divmod(int(seconds), 60)
+    if not minutes:
+        return f"{rest}s"
+    return f"{minutes}m{rest:02d}s" if rest else f"{minutes}m"
 
 
 def bottleneck_of(run: Mapping[str, Any]) -> dict[str, Any] | None:

@@ -171,3 +171,104 @@ def test_usage_errors_exit_2(tmp_path: Path, args: list[str], words: str) -> Non
     result = cli.invoke(app, ["compare", str(a), str(b), *args])
     assert result.exit_code == 2, result.output
     assert words in _flat(result.output)
+
+
+# ---- paired comparisons within one sweep; different datasets ----------------------------------
+
+#: A host whose speed swings by ±40% from round to round.
+HOST = [1.0, 1.4, 0.6, 1.3, 0.7, 1.2, 0.8, 1.1, 0.9, 1.25]
+
+
+def _sweep_with_rounds(folder: Path, factor: float, *, sweep_id: str = "s1",
+                       dataset: dict[str, Any] | None = None) -> Path:
+    """A sweep of two batch sizes run in rounds on the swinging host; the second is
+    ``factor`` times the first within every round."""
+    runs = []
+    for round_, speed in enumerate(HOST):
+        for index, value in ((0, 1000.0 * speed), (1, 1000.0 * speed * factor *
+                                                   (1 + 0.002 * (-1) ** round_))):
+            runs.append({"order_index": len(runs), "round": round_, "config_index": index,
+                         "warmup": False, "sequence": len(runs),
+                         "config": {"batch_size": [100, 200][index]},
+                         "metrics": {"throughput_rec_per_min": value}})
+    doc = build_result("sweep", config={"configurations": [{"batch_size": 100},
+                                                           {"batch_size": 200}],
+                                        "sweep_id": sweep_id},
+                       environment={"dataset": dataset or {"records": 5000, "files": 1}},
+                       runs=runs)
+    write_result(folder, doc)
+    return folder
+
+
+def test_two_configurations_of_one_sweep_compare_paired(tmp_path: Path) -> None:
+    sweep = _sweep_with_rounds(tmp_path / "s", 1.06)
+    result = cli.invoke(app, ["compare", str(sweep), "--a", "batch=100", "--b", "batch=200",
+                              "--json"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert doc["analysis"] == "paired within rounds"
+    (row,) = doc["rows"]
+    assert row["marker"] == "-" and row["paired"] and row["n"] == len(HOST)
+    assert row["change"] == pytest.approx(0.06, abs=0.003)
+    # The same runs pooled: the host's swings hide the 6%.
+    pooled = compare_results(sweep, sweep, select_a="batch=100", select_b="batch=200")
+    assert pooled.paired  # same file: still paired
+    from reports.stats import compare as unpaired
+
+    values = json.loads((sweep / "result.json").read_text())["runs"]
+    a = [r["metrics"]["throughput_rec_per_min"] for r in values if r["config_index"] == 0]
+    b = [r["metrics"]["throughput_rec_per_min"] for r in values if r["config_index"] == 1]
+    assert not unpaired(a, b).significant
+    human = cli.invoke(app, ["compare", str(sweep), "--a", "batch=100", "--b", "batch=200"])
+    assert "signed-rank (paired)" in human.stdout and "(paired within rounds)" in human.stdout
+
+
+def test_equivalent_within_the_band_gets_its_own_marker(tmp_path: Path) -> None:
+    sweep = _sweep_with_rounds(tmp_path / "s", 1.005)
+    report = compare_results(sweep, select_a="batch=100", select_b="batch=200")
+    assert report.rows[0].marker == "=" and report.exit_code == 0
+
+
+def test_runs_of_separate_sweeps_are_not_paired(tmp_path: Path) -> None:
+    a = _sweep_with_rounds(tmp_path / "a", 1.0, sweep_id="one")
+    b = _sweep_with_rounds(tmp_path / "b", 1.0, sweep_id="two")
+    report = compare_results(a, b)
+    assert not report.paired and report.to_dict()["analysis"] == "unpaired"
+
+
+def test_different_datasets_are_warned_about_not_compared(tmp_path: Path) -> None:
+    a = _sweep_with_rounds(tmp_path / "a", 1.0, sweep_id="one",
+                           dataset={"records": 5000, "files": 1, "invalid_rate": 0.0})
+    b = _sweep_with_rounds(tmp_path / "b", 0.5, sweep_id="two",
+                           dataset={"records": 20000, "files": 4, "invalid_rate": 0.0})
+    result = cli.invoke(app, ["compare", str(a), str(b), "--json"])
+    assert result.exit_code == 0, result.output  # no regression is claimed
+    doc = json.loads(result.stdout)
+    assert not doc["comparable"] and doc["regressions"] == 0
+    assert doc["dataset_differences"] == ["records 5,000 vs 20,000", "files 1 vs 4"]
+    assert {r["marker"] for r in doc["rows"]} == {"?"}
+    assert doc["geometric_mean_change"] is None
+    human = cli.invoke(app, ["compare", str(a), str(b)])
+    text = _flat(human.output)
+    assert "A and B ran different datasets (records 5,000 vs 20,000; files 1 vs 4)" in text
+    assert "not compared: different datasets" in text
+
+
+def test_mapping_fingerprints_must_match(tmp_path: Path) -> None:
+    a = _sweep_with_rounds(tmp_path / "a", 1.0, sweep_id="one")
+    b = _sweep_with_rounds(tmp_path / "b", 1.0, sweep_id="two")
+    for folder, fingerprint in ((a, "aaaa1111"), (b, "bbbb2222")):
+        doc = json.loads((folder / "result.json").read_text())
+        doc["environment"]["mapping"] = {"source": "m.toml", "fingerprint": fingerprint}
+        (folder / "result.json").write_text(json.dumps(doc))
+    report = compare_results(a, b)
+    assert report.dataset_differences == ("mapping aaaa1111 vs bbbb2222",)
+
+
+def test_selection_errors_name_the_file_and_the_option(tmp_path: Path) -> None:
+    sweep = _sweep_with_rounds(tmp_path / "s", 1.0)
+    result = cli.invoke(app, ["compare", str(sweep), "--a", "batch=300", "--b", "batch=200"])
+    assert result.exit_code == 1
+    assert "--a: no configuration has batch_size=300" in _flat(result.output)
+    result = cli.invoke(app, ["compare", str(sweep)])
+    assert result.exit_code == 2 and "give B, or --a and --b" in _flat(result.output)

@@ -105,11 +105,15 @@ def _ctx(**kw: Any) -> DiagnosisContext:
 
 
 def test_contention_statistics_seed_shape() -> None:
-    """Scaling stops at 2 workers and pooling costs 29% at 4, significantly (5 vs 5)."""
+    """Pooling costs 29% at 4 workers, significantly: 8 rounds, paired within rounds and
+    Holm-corrected over the three worker counts."""
     samples: dict[tuple[int, bool | None], Sequence[float]] = {
-        (1, False): [500, 510, 495, 505, 498], (1, True): [480, 470, 490, 475, 485],
-        (2, False): [590, 600, 585, 595, 588], (2, True): [560, 550, 570, 565, 555],
-        (4, False): [959, 950, 965, 955, 962], (4, True): [677, 680, 670, 675, 690],
+        (1, False): [500, 510, 495, 505, 498, 502, 507, 499],
+        (1, True): [480, 470, 490, 475, 485, 478, 482, 476],
+        (2, False): [590, 600, 585, 595, 588, 592, 597, 590],
+        (2, True): [560, 550, 570, 565, 555, 561, 558, 566],
+        (4, False): [959, 950, 965, 955, 962, 958, 953, 961],
+        (4, True): [677, 680, 670, 675, 690, 681, 676, 684],
     }
     result = ContentionTest().analyse(stats, [1, 2, 4], samples)
     f = result.facts
@@ -123,11 +127,35 @@ def test_contention_statistics_seed_shape() -> None:
 
 def test_contention_scaling_stops_where_gains_stop() -> None:
     samples: dict[tuple[int, bool | None], Sequence[float]] = {
-        (1, None): [500, 505, 498, 502, 499], (2, None): [800, 790, 805, 810, 795],
-        (4, None): [805, 795, 800, 790, 812]}
+        (1, None): [500, 505, 498, 502, 499, 503, 501, 497],
+        (2, None): [800, 790, 805, 810, 795, 802, 798, 806],
+        (4, None): [805, 795, 800, 790, 812, 799, 803, 797]}
     result = ContentionTest().analyse(stats, [1, 2, 4], samples)
     assert result.facts["contention.scales_to"] == 2
     assert result.facts["contention.pooling_significant"] is None  # not measured: no guess
+
+
+def test_contention_pairs_runs_within_rounds() -> None:
+    """The host's speed swings by a factor of two between rounds; within each round pooling
+    costs 8%. Pooled over rounds that is invisible; paired, it is clear."""
+    host = [1.0, 1.9, 0.7, 1.5, 0.8, 1.7, 0.6, 1.2]
+    samples: dict[tuple[int, bool | None], Sequence[float]] = {
+        (1, False): [500 * h for h in host], (1, True): [460 * h * 1.001 for h in host],
+        (2, False): [900 * h for h in host], (2, True): [828 * h * 0.999 for h in host]}
+    result = ContentionTest().analyse(stats, [1, 2], samples)
+    assert result.details["paired"] is True
+    assert result.facts["contention.pooling_significant"] is True
+    assert result.facts["contention.pooling_change_pct"] == pytest.approx(-8.0, abs=0.2)
+    assert result.facts["contention.scales_to"] == 2
+    assert "p (signed-rank, paired, Holm)" in result.numbers
+    top = result.details["table"][-1]["pooling"]
+    assert top["paired"] and top["p_adjusted"] == pytest.approx(2 * 2 / 2**8)
+    assert not stats.compare(samples[(2, False)], samples[(2, True)]).significant
+    # A missing run breaks the rounds: the test falls back to unpaired statistics.
+    broken = dict(samples)
+    broken[(2, True)] = list(samples[(2, True)])[:-1]
+    fallback = ContentionTest().analyse(stats, [1, 2], broken)
+    assert fallback.details["paired"] is False and "p (Mann-Whitney)" in fallback.numbers
 
 
 def test_contention_runs_interleaved_and_degrades_without_pooling() -> None:

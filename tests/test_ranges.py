@@ -7,7 +7,15 @@ import itertools
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from bench.ranges import ACCEPTED_FORMS, MAX_VALUES, RangeError, parse_choices, parse_range
+from bench.ranges import (
+    ACCEPTED_FORMS,
+    MAX_VALUES,
+    DurationError,
+    RangeError,
+    parse_choices,
+    parse_duration,
+    parse_range,
+)
 
 # Deterministic property tests: the same examples on every run and every machine.
 props = settings(derandomize=True, max_examples=60, deadline=None)
@@ -307,3 +315,28 @@ def test_choice_errors_list_allowed(text: str, part: str, problem: str) -> None:
     with pytest.raises(RangeError) as info:
         parse_choices(text, ["on", "off"], "--pooling")
     assert str(info.value) == f"--pooling: {part!r}: {problem}; allowed: on, off (comma-separated)"
+
+
+def test_linear_series_for_small_integer_dimensions() -> None:
+    assert parse_range("1..4", name="--workers", series="linear") == [1, 2, 3, 4]
+    assert parse_range("1..4") == [1, 2]  # the 1-2-5 series, for batch sizes
+    assert parse_range("1..3,8", name="--workers", series="linear") == [1, 2, 3, 8]
+    assert parse_range("1..64:x2", series="linear") == [1, 2, 4, 8, 16, 32, 64]
+    with pytest.raises(RangeError, match=r"accepted forms: 1\.\.4 \(every value\)"):
+        parse_range("4..1", name="--workers", series="linear")
+    with pytest.raises(ValueError, match="series"):
+        parse_range("1..4", series="fibonacci")
+
+
+@pytest.mark.parametrize(("text", "seconds"), [
+    ("5m", 300.0), ("90s", 90.0), ("1h", 3600.0), ("2m30s", 150.0), ("300", 300.0),
+    (" 1.5m ", 90.0), ("2M", 120.0),
+])
+def test_durations(text: str, seconds: float) -> None:
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "0", "m", "5x", "5m5m", "-5s", "5 minutes"])
+def test_bad_durations(text: str) -> None:
+    with pytest.raises(DurationError, match=r"--budget: .* is not a duration > 0; use e\.g\."):
+        parse_duration(text)

@@ -342,3 +342,98 @@ def test_lock_holders_are_listed_under_the_bottleneck() -> None:
     assert cells[at:at + 8] == ["pid 4711", "nightly-report", "etl", "table orders",
                                 "AccessExclusiveLock", "19", "2026-12-01 14:41:00 UTC",
                                 "LOCK TABLE orders"]
+
+
+# --------------------------------------------------------------------------- chart fixes
+
+
+def test_bar_labels_keep_their_precision() -> None:
+    assert [charts.value_label(v) for v in (0.24, 0.0031, 12.34, 0, 640_000)] == \
+        ["0.24", "0.0031", "12.3", "0", "640k"]
+    fig = charts.bar_chart(charts.Bars("Time per stage", ["parse", "map", "insert"],
+                                       ["seconds"], [[0.24, 1.5, 0.003]], ylabel="time (s)"))
+    texts = re.findall(r"<text[^>]*>([^<]*)</text>", figure_to_svg(fig))
+    assert "0.24" in texts and "0.003" in texts and "1.5" in texts
+
+
+def test_the_knee_is_the_dotted_line_its_caption_names() -> None:
+    fig = charts.throughput_chart([charts.Curve("all", [50, 500, 2000], [10, 24, 25],
+                                                [9, 23, 24], [11, 25, 26], knee=500,
+                                                best=2000)])
+    ax = fig.get_axes()[0]
+    knees = [line for line in ax.get_lines() if line.get_label() == "knee"]
+    assert len(knees) == 1 and knees[0].get_linestyle() == ":"
+    assert list(knees[0].get_xdata()) == [500, 500]  # vertical, at the knee
+    html = render_html(build_report(load_documents([DATA / "sweep.json"])))
+    assert "dotted line: knee" in html
+
+
+def test_titles_stay_inside_their_figures(monkeypatch: pytest.MonkeyPatch) -> None:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from reports import report as report_module
+
+    checked: list[str] = []
+    real = report_module.figure_to_svg
+
+    def measuring(fig: Figure, **kw: Any) -> str:
+        svg = real(fig, **kw)
+        canvas = FigureCanvasAgg(fig)
+        canvas.draw()
+        renderer = canvas.get_renderer()
+        titles = [t for ax in fig.get_axes() for t in (ax.title, ax._left_title)]
+        if fig._suptitle is not None:  # type: ignore[attr-defined]
+            titles.append(fig._suptitle)  # type: ignore[attr-defined]
+        for title in titles:
+            if title.get_text():
+                box = title.get_window_extent(renderer)
+                assert fig.bbox.x0 - 1 <= box.x0 and box.x1 <= fig.bbox.x1 + 1, \
+                    title.get_text()
+                checked.append(title.get_text())
+        return svg
+
+    monkeypatch.setattr(report_module, "figure_to_svg", measuring)
+    for name in ("sweep_grid", "sweep_modes", "compare", "hostile"):
+        render_html(build_report(load_documents([DATA / f"{name}.json"])))
+    assert any(t.startswith("Time per stage, median run of") and "\n" in t for t in checked)
+
+
+def test_a_single_sample_is_not_drawn_as_a_timeline() -> None:
+    doc = json.loads((DATA / "run.json").read_text(encoding="utf-8"))
+    run = doc["runs"][0]
+    samples = run["samples"]
+    samples["t"] = samples["t"][:2]
+    samples["metrics"] = {k: [None, v[1] if len(v) > 1 else None]
+                          for k, v in samples["metrics"].items()}
+    html = render_html(build_report([doc]))
+    section = lxml.html.fromstring(html).get_element_by_id("timelines")
+    assert not list(section.iter("figure"))
+    assert "too few samples for a timeline" in section.text_content()
+
+
+def test_run_order_shows_the_hosts_level_shift() -> None:
+    from bench.results import build_result
+    from reports.summary import summarize_sweep
+
+    configs = [{"batch_size": 200}, {"batch_size": 2000}]
+    runs: list[dict[str, Any]] = []
+    for round_ in range(20):
+        host = (1.0 if round_ < 12 else 2.5) * (1 + 0.01 * ((round_ * 7) % 5))
+        for index in (round_ % 2, 1 - round_ % 2):
+            value = 200_000.0 * host * (1.3 if index else 1.0)
+            runs.append({"order_index": len(runs), "round": round_, "config_index": index,
+                         "warmup": False, "sequence": len(runs), "config": configs[index],
+                         "metrics": {"throughput_rec_per_min": value, "elapsed_s": 1.0}})
+    groups = [[r for r in runs if r["config_index"] == i] for i in range(2)]
+    summary = summarize_sweep([(c, [r["metrics"]["throughput_rec_per_min"] for r in g])
+                               for c, g in zip(configs, groups, strict=True)],
+                              rounds=[[r["round"] for r in g] for g in groups])
+    doc = build_result("sweep", config={"configurations": configs}, environment={},
+                       runs=runs, extra={"summary": summary.to_dict()})
+    html = render_html(build_report([doc]))
+    text = " ".join(lxml.html.fromstring(html).get_element_by_id("run-order")
+                    .text_content().split())
+    assert "The host changed speed at round 13: runs after it are +" in text
+    assert "comparisons within rounds are unaffected" in text
+    assert "the host's level shift at round 13" in text  # the drift table says so too
+    assert "dashed line: the host's level shift" in text

@@ -11,6 +11,7 @@ import pytest
 from reports.summary import (
     BaselineError,
     ConfigValue,
+    SweepDesign,
     SweepSummary,
     format_change,
     format_p,
@@ -313,3 +314,128 @@ def test_probes_attribute_spread_to_the_machine_without_moving_medians() -> None
     # A configuration without probes (an old result file) just goes without.
     partial = summarize_sweep(results, probes=[probes[0], None])
     assert partial.rows[0].machine is not None and partial.rows[1].machine is None
+
+
+# --------------------------------------------------------------------------- paired rounds
+
+
+def paired_sweep(curve: Mapping[int, float], rounds: int = 30, jitter: float = 0.0015,
+                 seed: int = 11, host_cv: float = 0.4) -> tuple[Results, list[list[int]]]:
+    """Batch sizes with these true throughputs, run in rounds on a host whose speed swings
+    by ``host_cv`` between rounds; ``jitter`` is each run's own noise."""
+    rng = np.random.default_rng(seed)
+    host = np.exp(rng.normal(0, host_cv, rounds))
+    results: Results = []
+    for size, value in curve.items():
+        runs_ = value * host * np.exp(rng.normal(0, jitter, rounds))
+        results.append(({"batch_size": size}, list(runs_)))
+    return results, [list(range(rounds))] * len(curve)
+
+
+SEED_CURVE = {50: 472_000.0, 100: 548_000.0, 200: 600_000.0, 500: 635_200.0,
+              1000: 640_000.0, 2000: 646_850.0}
+
+
+def test_paired_summary_recommends_the_knee_first() -> None:
+    results, rounds = paired_sweep(SEED_CURVE)
+    summary = summarize_sweep(results, rounds=rounds)
+    assert summary.paired
+    assert summary.recommendation == ("use batch size 500: within 1.8% of the best (2000); "
+                                      "batch size 50 costs 27%")
+    assert summary.lines[0] == summary.recommendation
+    assert summary.lines[1].startswith("best: batch_size=2000 (")
+    assert "equivalent within ±2%: batch_size=500, batch_size=1000" in summary.lines[1]
+    assert "significantly worse: batch_size=50, batch_size=100, batch_size=200" in \
+        summary.lines[1]
+    assert summary.lines[2].startswith("noise: 0.")  # the host's 40% swings paired away
+    assert "mostly the host's drift, which pairing cancels" in summary.lines[2]
+    (knee,) = summary.knees
+    assert (knee.kind, knee.knee_batch_size, knee.best_batch_size) == ("knee", 500, 2000)
+    assert knee.within_noise == (500, 1000, 2000)
+    assert knee.knee_change == pytest.approx(-0.018, abs=0.001)
+    # Per-configuration warnings are consolidated into the noise line.
+    assert not any("high variation" in w for w in summary.warnings)
+    assert summary.effects["batch_size"].significant
+    json.dumps(summary.to_dict(), allow_nan=False)
+
+
+def test_paired_rows_compare_with_baseline_and_best_holm_corrected() -> None:
+    results, rounds = paired_sweep(SEED_CURVE)
+    summary = summarize_sweep(results, rounds=rounds, baseline="batch=200")
+    base = summary.rows[2]
+    assert base.is_baseline and base.vs_baseline_text == "baseline"
+    row = summary.rows[5]
+    assert row.vs_baseline is not None and row.vs_baseline.outcome == "better"
+    assert row.vs_baseline_text.startswith("+7.8% vs batch_size=200 (CI +7")
+    assert row.vs_best_text == "best" and row.rounds == 30
+    fifty = summary.rows[0].vs_best
+    assert fifty is not None and fifty.outcome == "worse"
+    assert fifty.p_adjusted is not None and fifty.p_value is not None
+    # vs best is the plain comparison; the family (best vs each) used for ties is Holm's.
+    best = summary.best
+    assert best.vs_runner_up is not None and best.vs_runner_up.p_adjusted is not None
+    assert best.vs_runner_up.p_adjusted >= best.vs_runner_up.p_value  # type: ignore[operator]
+    assert best.equivalent_to == ("batch_size=1000", "batch_size=500")  # best first
+
+
+def test_paired_knee_names_what_is_still_undecided() -> None:
+    # Noisier runs: 500 (1.8% below) can no longer be told from the band's edge.
+    results, rounds = paired_sweep(SEED_CURVE, jitter=0.02)
+    summary = summarize_sweep(results, rounds=rounds)
+    (knee,) = summary.knees
+    assert 500 in knee.undecided
+    assert knee.kind in ("knee", "still_rising", "undetermined")
+    if knee.knee_batch_size is not None and knee.knee_batch_size > 500:
+        assert "500 undecided" in knee.sentence
+
+
+def test_paired_flat_and_rising_curves() -> None:
+    flat, rounds = paired_sweep({b: 1000.0 for b in SIZES}, jitter=0.001)
+    (knee,) = summarize_sweep(flat, rounds=rounds).knees
+    assert (knee.kind, knee.knee_batch_size) == ("flat", 50)
+    summary = summarize_sweep(flat, rounds=rounds)
+    assert summary.recommendation.startswith("use batch size 50: within ")
+    rising, rounds = paired_sweep({b: 100.0 * (i + 1) for i, b in enumerate(SIZES)})
+    summary = summarize_sweep(rising, rounds=rounds)
+    (knee,) = summary.knees
+    assert (knee.kind, knee.knee_batch_size) == ("still_rising", 2000)
+    assert summary.recommendation.startswith("use batch size 2000: 20% faster than the "
+                                             "runner-up (1000)")
+
+
+def test_paired_ties_are_said_to_be_ties() -> None:
+    results, rounds = paired_sweep({1: 1000.0, 2: 1001.0}, jitter=0.03, rounds=12)
+    summary = summarize_sweep([({"workers": c["batch_size"]}, v) for c, v in results],
+                              rounds=rounds)
+    assert not summary.best.significantly_better
+    assert "not separable from the runner-up" in summary.best.sentence or \
+        "equivalent to the runner-up" in summary.best.sentence
+    assert summary.recommendation.startswith("use workers 2 (the best measured;") or \
+        summary.recommendation.startswith("use workers 1 (the best measured;")
+
+
+def test_design_line_says_why_the_race_stopped() -> None:
+    results, rounds = paired_sweep(SEED_CURVE)
+    rounds[0] = rounds[0][:10]  # batch size 50 was dropped after 10 rounds
+    results[0] = (results[0][0], list(results[0][1])[:10])
+    design = SweepDesign("budget", 30, stop_reason="equivalent",
+                         stop_text="the leaders are equivalent within the noise band",
+                         budget_s=300.0, spent_s=131.6, eliminated={0: 10}, disturbed=3,
+                         reruns=2)
+    summary = summarize_sweep(results, rounds=rounds, design=design)
+    assert summary.lines[3] == (
+        "stopped after 30 rounds, 2m12s of a 5m budget: the leaders are equivalent within "
+        "the noise band; rounds per configuration: 50: 10, 100: 30, 200: 30, 500: 30, "
+        "1000: 30, 2000: 30")
+    assert "3 run(s) disturbed by other processes, 2 re-run" in summary.lines[2]
+    assert summary.rows[0].eliminated_at == 10 and summary.rows[0].rounds == 10
+    assert summary.to_dict()["design"]["eliminated"] == {"0": 10}
+    fixed = summarize_sweep(results, rounds=rounds, design=SweepDesign("fixed", 30))
+    assert fixed.lines[3].startswith("fixed design: 30 rounds (rounds per configuration: 50:")
+
+
+def test_unpaired_summary_has_its_own_headline() -> None:
+    summary = summarize_sweep(seed_sweep(), baseline="workers=2,batch=1000")
+    assert not summary.paired
+    assert summary.lines[0].startswith("use batch_size=1000, workers=4")
+    assert summary.lines[-1].startswith("noise: CV ") and "unpaired" in summary.lines[-1]

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from pathlib import Path
 
 import pytest
 
-from bench import runner, sweep
+from bench import noise_gate, runner, sweep
 from bench.ranges import RangeError
 from bench.sweep import (
     RunSettings,
@@ -226,3 +227,110 @@ def test_cpu_time_of_other_processes_is_the_preferred_evidence() -> None:
     warning = sweep.busy_host_warning(runs(1.7, 1.8, 1.9))
     assert warning is not None and "other processes used 41% of its CPU time" in warning
     assert "up to 46%" in warning
+
+
+# ---- worker counts, the noise gate, budgeted sweeps ------------------------------------------
+
+def test_worker_counts_expand_linearly_batch_sizes_by_the_125_series() -> None:
+    dims = parse_dimensions({"workers": "1..4", "batch_size": "50..200"})
+    assert dims["workers"] == [1, 2, 3, 4]
+    assert dims["batch_size"] == [50, 100, 200]
+    assert parse_dimensions({"workers": "1..16:x2"})["workers"] == [1, 2, 4, 8, 16]
+    with pytest.raises(RangeError) as info:
+        parse_dimensions({"workers": "four"})
+    assert "accepted forms: 1..4 (every value)" in str(info.value)
+
+
+def _mark(busy: float, steal: float, own: float) -> noise_gate.CpuMark:
+    return noise_gate.CpuMark(busy, steal, own)
+
+
+def test_noise_gate_flags_runs_the_host_took_over() -> None:
+    start = _mark(100.0, 5.0, 10.0)
+    # 2 CPUs, 1 s: our run used 0.95 s, others 0.05 s — quiet.
+    quiet = noise_gate.host_load(start, _mark(101.0, 5.0, 10.95), 1.0, cpus=2)
+    assert quiet["others_share"] == pytest.approx(0.025) and not quiet["disturbed"]
+    # Others took 0.9 s of a saturated machine: disturbed.
+    busy = noise_gate.host_load(start, _mark(101.9, 5.0, 11.0), 1.0, cpus=2)
+    assert busy["others_cpu_s"] == pytest.approx(0.9) and busy["busy_share"] == 0.95
+    assert busy["disturbed"]
+    # The same CPU, but it was the local database server's work for this run: not others.
+    served = noise_gate.host_load(start, _mark(101.9, 5.0, 11.0), 1.0, cpus=2, server_s=0.85)
+    assert not served["disturbed"]
+    # The hypervisor stole a fifth of the machine.
+    stolen = noise_gate.host_load(start, _mark(101.4, 5.4, 11.0), 1.0, cpus=2)
+    assert stolen["steal_share"] == pytest.approx(0.2) and stolen["disturbed"]
+    # Without machine counters nothing is claimed.
+    unknown = noise_gate.host_load(noise_gate.CpuMark(None, None, 1.0),
+                                   noise_gate.CpuMark(None, None, 2.0), 1.0, cpus=2)
+    assert unknown["others_share"] is None and not unknown["disturbed"]
+    real = noise_gate.mark()
+    assert real.busy_s is not None and real.busy_s > 0 and real.own_s > 0
+
+
+def test_server_cpu_comes_from_the_runs_own_samples() -> None:
+    run = {"samples": {"t": [0.0, 0.5, 1.0],
+                       "metrics": {"host.dbserver.cpu_pct": [None, 40.0, 60.0]}}}
+    assert noise_gate.server_cpu_seconds(run, 2.0) == pytest.approx(1.0)
+    assert noise_gate.server_cpu_seconds({}, 2.0) == 0.0
+
+
+def _run(round_: int, config: int, order: int, value: float, *, seconds: float = 1.0,
+         rerun: bool = False, sequence: int | None = None) -> dict[str, object]:
+    return {"round": round_, "config_index": config, "order_index": order, "warmup": False,
+            "sequence": order if sequence is None else sequence, "slot_s": seconds,
+            "rerun": rerun, "metrics": {"throughput_rec_per_min": value}}
+
+
+def test_a_rerun_replaces_the_disturbed_run_of_its_round() -> None:
+    runs = [_run(0, 0, 0, 100.0), _run(0, 1, 1, 50.0), _run(0, 0, 2, 104.0, rerun=True),
+            {"warmup": True, "round": None, "config_index": 0, "order_index": None}]
+    kept = sweep.measured_runs(runs)  # type: ignore[arg-type]
+    assert [(r["config_index"], r["metrics"]["throughput_rec_per_min"]) for r in kept] == \
+        [(1, 50.0), (0, 104.0)]
+
+
+def test_a_resumed_race_replays_the_same_decisions() -> None:
+    """Live: a race of three configurations, one clearly slower; then the same runs,
+    stored, replayed — the same rounds, drops and pending work."""
+    plan = SweepPlan(kind="sweep", dimensions={"batch_size": [50, 500, 1000]}, repeat=2000,
+                     warmup=1, seed=3, inputs=["d"], budget_s=1000.0)
+    speed = {0: 60.0, 1: 99.0, 2: 100.0}
+    live, stored, order = sweep.replay_race(plan, [])[0], [], 0
+    stored.append({"warmup": True, "round": None, "config_index": 0, "slot_s": 1.0,
+                   "sequence": 0, "order_index": None})
+    live.spend(1.0)
+    for round_ in range(16):
+        todo = live.next_round()
+        assert todo is not None
+        for c in todo:
+            value = speed[c] * (1 + 0.3 * math.sin(round_)) * \
+                (1 + 0.03 * math.sin(7 * round_ + 2 * c))
+            live.record(c, value, 1.0)
+            stored.append(_run(round_, c, order, value, sequence=len(stored)))
+            order += 1
+        live.end_round()
+    assert [e.config for e in live.eliminated()] == [0]  # dropped at the look after 10
+    replayed, pending = sweep.replay_race(plan, stored)
+    assert pending == [] and replayed.rounds_done == 16
+    assert replayed.alive == live.alive == [1, 2]
+    assert replayed.spent_s == live.spent_s
+    assert [lk.to_dict() for lk in replayed.looks] == [lk.to_dict() for lk in live.looks]
+    # An interrupted round: what is left of it is pending, in the round's own order.
+    expected = sweep.round_order([1, 2], plan.seed, 16)
+    partial = [*stored, _run(16, expected[0], order, 100.0, sequence=len(stored))]
+    again, pending = sweep.replay_race(plan, partial)
+    assert pending == expected[1:] and again.rounds_done == 16
+
+
+def test_resume_conflicts_of_budgeted_sweeps() -> None:
+    plan = SweepPlan(kind="sweep", dimensions={"batch_size": [50, 100]}, repeat=2000,
+                     warmup=1, seed=5, inputs=["d"], budget_s=300.0)
+    assert resume_conflicts(plan, {"budget_s": 600.0}) == []
+    assert "can only grow" in resume_conflicts(plan, {"budget_s": 60.0})[0]
+    assert "races on a time budget" in resume_conflicts(plan, {"repeat": 8})[0]
+    fixed = SweepPlan(kind="sweep", dimensions={"batch_size": [50, 100]}, repeat=6,
+                      warmup=1, seed=5, inputs=["d"])
+    assert "fixed design of 6 repeats" in resume_conflicts(fixed, {"budget_s": 60.0})[0]
+    assert resume_conflicts(plan, {"noise_band": 0.05}) == ["noise_band: stored 0.02, "
+                                                            "given 0.05"]

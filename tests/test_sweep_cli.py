@@ -97,10 +97,14 @@ def test_human_output_shows_table_best_knee_and_baseline(tmp_path: Path) -> None
                               "--baseline", "batch=200", "--out", str(tmp_path / "s")])
     assert result.exit_code == 0, result.output
     out = result.stdout
-    assert "2 configuration(s) × 2 runs, interleaved" in out
-    assert "median" in out and "CI of median" in out and "CV" in out and "CV adj." in out
-    assert "best: batch_size=" in out
-    assert "vs batch_size=200" in out  # the chosen baseline
+    lines = out.splitlines()
+    assert lines[0].startswith("use batch size ")  # the recommendation comes first
+    assert lines[1].startswith("best: batch_size=")
+    assert lines[2].startswith("noise: ") and lines[3].startswith("fixed design: 2 rounds")
+    assert "2 configuration(s), runs paired within rounds" in out
+    assert "median" in out and "CI of median" in out and "rounds" in out and "CV" in out
+    assert "vs best [95% CI]" in out
+    assert "vs baseline batch_size=200" in out  # the chosen baseline
     assert "baseline" in out and "result: " in out
 
 
@@ -223,3 +227,131 @@ def test_resume_after_sigkill_loses_and_repeats_nothing(tmp_path: Path, cache: P
     assert result.exit_code == 0, result.output
     doc = json.loads((out / "result.json").read_text())
     assert _slots(doc) == [(r, c) for r in range(3) for c in range(2)]
+
+
+# ---- budgeted sweeps --------------------------------------------------------------------------
+
+def test_budgeted_sweep_races_and_says_why_it_stopped(tmp_path: Path) -> None:
+    out = tmp_path / "b"
+    result = cli.invoke(app, ["sweep", "-b", "50,2000", "-n", "300", "--budget", "6s",
+                              "--seed", "4", "--out", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    printed = json.loads(result.stdout)
+    assert printed["budget_s"] == 6.0 and printed["repeat"] is None
+    summary = printed["summary"]
+    assert summary["analysis"] == "paired within rounds"
+    design = summary["design"]
+    assert design["mode"] == "budget" and design["budget_s"] == 6.0
+    assert design["stop_reason"] in ("budget", "one_remains", "equivalent")
+    assert design["rounds"] >= 2 and design["spent_s"] > 0
+    assert summary["lines"][0].startswith("use batch size ")
+    assert summary["lines"][-1].startswith(f"stopped after {design['rounds']} rounds")
+    assert "rounds per configuration: 50: " in summary["lines"][-1]
+    assert summary["noise"]["mde_rounds"] >= 2
+    doc = json.loads((out / "result.json").read_text())
+    measured = [r for r in doc["runs"] if not r["warmup"]]
+    assert doc["config"]["budget_s"] == 6.0 and doc["config"]["sweep_id"]
+    assert [[r["round"], r["config_index"]] for r in measured] == doc["config"]["order"]
+    for run in measured:
+        host = run["host"]
+        assert {"others_share", "steal_share", "busy_share", "disturbed"} <= set(host)
+        assert run["slot_s"] >= run["wall_s"] > 0
+    # Rounds are complete until the race drops a configuration.
+    per_round: dict[int, set[int]] = {}
+    for run in measured:
+        per_round.setdefault(run["round"], set()).add(run["config_index"])
+    assert sorted(per_round) == list(range(design["rounds"]))
+
+
+@pytest.mark.parametrize(("args", "words"), [
+    (["--budget", "2m", "--repeat", "3"], "--budget and --repeat exclude each other"),
+    (["--budget", "soon"], "--budget: 'soon' is not a duration"),
+    (["--budget", "0"], "is not a duration > 0"),
+    (["--noise-band", "lots"], "--noise-band: 'lots' is not a percentage"),
+    (["--noise-band", "80%"], "is not a noise band"),
+])
+def test_budget_usage_errors_exit_2(tmp_path: Path, args: list[str], words: str) -> None:
+    result = cli.invoke(app, ["sweep", "-b", "50,100", *args, "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2, result.output
+    assert words in _flat(result.output)
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_disturbed_run_is_rerun_once_in_its_round(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    from bench import noise_gate
+
+    calls: list[int] = []
+
+    def second_measured_run_only(host: Any) -> bool:
+        calls.append(1)
+        return len(calls) == 3  # the warm-up, one measured run, then this one
+
+    monkeypatch.setattr(noise_gate, "disturbed", second_measured_run_only)
+    out = tmp_path / "g"
+    result = cli.invoke(app, ["sweep", "-b", "50,200", "-n", "200", "--budget", "4s",
+                              "--seed", "2", "--out", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    design = json.loads(result.stdout)["summary"]["design"]
+    assert design["disturbed"] == 1 and design["reruns"] == 1
+    doc = json.loads((out / "result.json").read_text())
+    measured = [r for r in doc["runs"] if not r["warmup"]]
+    flagged = next(r for r in measured if r["host"]["disturbed"])
+    again = [r for r in measured if r.get("rerun")]
+    assert len(again) == 1
+    assert (again[0]["round"], again[0]["config_index"]) == \
+        (flagged["round"], flagged["config_index"])
+    assert again[0]["sequence"] > flagged["sequence"]
+    # The re-run replaces the disturbed run: one value per configuration and round.
+    rows = json.loads(result.stdout)["summary"]["rows"]
+    assert sum(r["stats"]["n"] for r in rows) == len(measured) - 1
+
+
+def test_interrupted_budgeted_sweep_resumes_its_race(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    out = tmp_path / "r"
+    argv = ["sweep", "-b", "50,100,200", "-n", "200", "--budget", "5s", "--seed", "9",
+            "--out", str(out)]
+    _counting(monkeypatch, fail_after=5)
+    result = cli.invoke(app, argv)
+    assert result.exit_code == 130, result.output
+    assert "interrupted after 4 runs" in result.output
+    before = read_store(out / STORE_NAME)
+    calls = _counting(monkeypatch)
+    result = cli.invoke(app, ["sweep", "--resume", "--out", str(out), "--budget", "6s",
+                              "--json"])
+    assert result.exit_code == 0, result.output
+    assert len(calls) > 1
+    doc = json.loads((out / "result.json").read_text())
+    assert doc["config"]["budget_s"] == 6.0  # a resumed budget may grow
+    measured = [r for r in doc["runs"] if not r["warmup"]]
+    slots = [(r["round"], r["config_index"]) for r in measured if not r.get("rerun")]
+    assert len(slots) == len(set(slots))  # nothing run twice
+    kept = {(r["round"], r["config_index"]) for r in before.measured_runs()}
+    assert kept <= set(slots)
+    # The first round was finished in its own shuffled order.
+    first = [r["config_index"] for r in measured if r["round"] == 0 and not r.get("rerun")]
+    assert sorted(first) == [0, 1, 2]
+
+
+def test_a_recent_calibration_forecasts_the_budget(tmp_path: Path, cache: Path) -> None:
+    from bench.calibrate import Calibration, store_calibration, target_display
+
+    cal = Calibration(created="now", created_unix=time.time() - 600, host=_hostname(),
+                      target=target_display(None), records=300, batch_size=1000, pairs=30,
+                      duration_s=60.0, run_s=0.2, raw_cv=0.3, log_ratio_sd=0.2,
+                      paired_noise=0.2 / 2**0.5, noise_band=0.02, aa={}, different=False,
+                      mde={}, rounds_for_5pct=None, minutes_for_5pct=None)
+    store_calibration(cal, None, root=cache)
+    result = cli.invoke(app, ["sweep", "-b", "50,100,200", "-n", "300", "--budget", "3s",
+                              "--out", str(tmp_path / "f")])
+    assert result.exit_code == 0, result.output
+    assert "calibration of 10 min ago (this host and target)" in result.output
+    assert "rounds of all 3 configurations" in result.output
+    assert "a 5% difference needs about" in result.output
+
+
+def _hostname() -> str:
+    import socket
+
+    return socket.gethostname()
