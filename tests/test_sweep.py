@@ -334,3 +334,17 @@ def test_resume_conflicts_of_budgeted_sweeps() -> None:
     assert "fixed design of 6 repeats" in resume_conflicts(fixed, {"budget_s": 60.0})[0]
     assert resume_conflicts(plan, {"noise_band": 0.05}) == ["noise_band: stored 0.02, "
                                                             "given 0.05"]
+
+
+def test_a_failed_run_is_no_measurement_in_a_replayed_race() -> None:
+    """A failed run stops the sweep; resumed, its slot is still to run, and the time it
+    took still counts against the budget."""
+    plan = SweepPlan(kind="sweep", dimensions={"batch_size": [50, 500]}, repeat=2000,
+                     warmup=0, seed=3, inputs=["d"], budget_s=100.0)
+    first, second = sweep.round_order([0, 1], plan.seed, 0)
+    done = _run(0, first, 0, 100.0, seconds=2.0)
+    failed = {**_run(0, second, 1, 1.0, seconds=3.0), "status": "failed", "error": "boom"}
+    race, pending = sweep.replay_race(plan, [done, failed])
+    assert pending == [second] and race.rounds_done == 0
+    assert race.spent_s == 5.0
+    assert sweep.measured_runs([done, failed]) == [done]  # type: ignore[list-item]
