@@ -16,11 +16,13 @@ Choices, and why:
   under-covers badly. Below n = 6 no pair of order statistics reaches 95%; we then report
   ``[min, max]`` with its true confidence (n=5: 93.8%, n=3: 75%) in ``ci_confidence``
   instead of pretending, and :func:`instability_warnings` says so.
-* **Significance: Mann-Whitney U, two-sided, decides.** It needs no normality, is robust to
-  the odd slow run, and is exact for small samples. Welch's t p-value is reported alongside
-  for readers used to it, but never decides. With fewer than 4 runs per side the U test
-  cannot reach p < 0.05 at all (3 vs 3: smallest p is 0.1); :class:`Comparison` carries
-  ``min_p_value`` so the caller can tell "no difference" from "no power".
+* **Significance of independent samples: Mann-Whitney U, two-sided, decides** (runs that
+  carry rounds are compared paired instead: see "Paired analysis of rounds" below). It
+  needs no normality, is robust to the odd slow run, and is exact for small samples.
+  Welch's t p-value is reported alongside for readers used to it, but never decides.
+  With fewer than 4 runs per side the U test cannot reach p < 0.05 at all (3 vs 3:
+  smallest p is 0.1); :class:`Comparison` carries ``min_p_value`` so the caller can tell
+  "no difference" from "no power".
 * **Outliers: Tukey's fences** (outside ``[Q1 - 1.5·IQR, Q3 + 1.5·IQR]``), the rule a box
   plot draws, so the HTML report and the table agree; skipped below 4 samples.
 * **Drift: Kendall's tau of value against run order** (exact p-value for small n, no
