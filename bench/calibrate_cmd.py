@@ -58,7 +58,7 @@ def calibrate(
     mapping: Annotated[Path | None, typer.Option("--mapping", "-m", help="Mapping TOML.")
                        ] = None,
     noise_band: Annotated[str | None, typer.Option(
-        "--noise-band", help=f"As for `bench sweep` [default: {100 * NOISE_BAND:g}%].")
+        "--noise-band", help=f"As for `bench sweep` \\[default: {100 * NOISE_BAND:g}%].")
     ] = None,
     warmup: Annotated[int | None, typer.Option(
         "--warmup", min=0, help=f"Unmeasured runs first [default: {DEFAULT_WARMUP}].")] = None,

@@ -271,7 +271,7 @@ def sweep(
                                 "(as the target's dialect supports).")] = None,
     budget: Annotated[str | None, typer.Option(
         "--budget", help="Time budget, e.g. 5m, 90s, 1h: rounds race the configurations and "
-                         "stop when the answer is clear [default: 5m unless --repeat].")
+                         "stop when the answer is clear \\[default: 5m unless --repeat].")
     ] = None,
     repeat: Annotated[int | None, typer.Option(
         "--repeat", "-r", callback=_positive("--repeat"),
@@ -279,7 +279,7 @@ def sweep(
     ] = None,
     noise_band: Annotated[str | None, typer.Option(
         "--noise-band", help="Differences inside ±this are not called; leaders inside it "
-                             f"are equivalent [default: {100 * NOISE_BAND:g}%].")] = None,
+                             f"are equivalent \\[default: {100 * NOISE_BAND:g}%].")] = None,
     warmup: Annotated[int | None, typer.Option(
         "--warmup", min=0, help=f"Unmeasured runs before measuring [default: "
                                 f"{DEFAULT_WARMUP}].")] = None,
@@ -612,7 +612,7 @@ def compare(
     ] = ALPHA,
     noise_band: Annotated[str | None, typer.Option(
         "--noise-band", help="Paired comparisons: differences inside ±this are not called "
-                             f"[default: {100 * NOISE_BAND:g}%].")] = None,
+                             f"\\[default: {100 * NOISE_BAND:g}%].")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Compare two result files per configuration (paired when both come from the rounds of
