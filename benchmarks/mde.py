@@ -32,8 +32,10 @@ BUDGET_S = 300.0
 DEFAULT_CONFIGS = 6
 
 
-def _bench(*args: str) -> dict[str, Any]:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+def _bench(*args: str, cache: Path) -> dict[str, Any]:
+    # A private cache: the calibration taken under the hog must not become the one the
+    # user's next `bench sweep` forecasts from.
+    env = {**os.environ, "BENCH_CACHE_DIR": str(cache), "PYTHONPATH": os.pathsep.join(
         p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)}
     out = subprocess.run([sys.executable, "-m", "bench", *args, "--json"], env=env,
                          capture_output=True, text=True, check=False)
@@ -43,9 +45,9 @@ def _bench(*args: str) -> dict[str, Any]:
     return doc
 
 
-def _calibrate(duration: float, records: int, folder: Path) -> dict[str, Any]:
+def _calibrate(duration: float, records: int, folder: Path, cache: Path) -> dict[str, Any]:
     return _bench("calibrate", "--duration", f"{duration:g}", "--records", str(records),
-                  "--out", str(folder))
+                  "--out", str(folder), cache=cache)
 
 
 def _row(name: str, cal: dict[str, Any], load: float) -> list[str]:
@@ -71,19 +73,20 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     with tempfile.TemporaryDirectory(prefix="mde-") as tmp:
         work = Path(tmp)
-        quiet = _calibrate(args.duration, args.records, work / "quiet")
+        cache = work / "cache"
+        quiet = _calibrate(args.duration, args.records, work / "quiet", cache)
         rows.append(_row("as the host is", quiet, os.getloadavg()[0]))
         hog = subprocess.Popen([sys.executable, str(ROOT / "benchmarks" / "cpu_hog.py"),
                                 "--seconds", str(args.duration * 3 + 60)])
         try:
-            noisy = _calibrate(args.duration, args.records, work / "hog")
+            noisy = _calibrate(args.duration, args.records, work / "hog", cache)
             rows.append(_row("CPU hog on every core, 1–4 s on/off", noisy,
                              os.getloadavg()[0]))
         finally:
             hog.terminate()
             hog.wait()
         sweep = _bench("sweep", "--records", str(args.records), "--out",
-                       str(work / "sweep")) if args.sweep else None
+                       str(work / "sweep"), cache=cache) if args.sweep else None
     headers = ["host", "load avg", "A/A pairs", "s per run", "raw CV", "paired noise per run",
                "MDE, 5 min, 2 configurations", "MDE, 5 min, 6 configurations", "A/A verdict"]
     print("| " + " | ".join(headers) + " |")
