@@ -1110,8 +1110,8 @@ def _noise_line(noise: NoiseSummary, design: SweepDesign | None, noise_band: flo
     parts = [f"noise: {_pct(noise.paired_noise)} per run once runs are paired within rounds"
              + (f" (raw CV {_pct(noise.raw_cv_min)}–{_pct(noise.raw_cv_max)}, mostly the "
                 "host's drift, which pairing cancels)"
-                if noise.raw_cv_max is not None and noise.paired_noise is not None
-                and noise.raw_cv_max > 1.5 * noise.paired_noise else
+                if noise.raw_cv_min is not None and noise.paired_noise is not None
+                and noise.raw_cv_min > 1.5 * noise.paired_noise else
                 f" (raw CV {_pct(noise.raw_cv_min)}–{_pct(noise.raw_cv_max)})"
                 if noise.raw_cv_max is not None else "")]
     shift = noise.level_shift
