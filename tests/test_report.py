@@ -393,7 +393,7 @@ def test_titles_stay_inside_their_figures(monkeypatch: pytest.MonkeyPatch) -> No
         return svg
 
     monkeypatch.setattr(report_module, "figure_to_svg", measuring)
-    for name in ("sweep_grid", "sweep_modes", "compare", "hostile"):
+    for name in ("sweep_grid", "compare"):  # the longest labels, the widest tick labels
         render_html(build_report(load_documents([DATA / f"{name}.json"])))
     assert any(t.startswith("Time per stage, median run of") and "\n" in t for t in checked)
 
