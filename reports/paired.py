@@ -31,6 +31,7 @@ from reports.stats import (
     friedman,
     holm_family,
     level_shift,
+    location_p,
     paired_compare,
 )
 
@@ -142,23 +143,31 @@ def dimension_effects(table: RoundsTable, configs: Sequence[Mapping[str, Any]], 
 def level_shift_of(table: RoundsTable, fit: RoundFit, reference: tuple[int, int] | None,
                    labels: Sequence[str], *, alpha: float = ALPHA) -> LevelShift | None:
     """The strongest level shift of the host across rounds; with ``reference`` (a, b), the
-    paired change of b vs a on each side of it, which the shift should not move."""
+    paired change of b vs a on each side of it, and whether those ratios differ across it
+    (they should not: the shift is the host's, and each round's ratio cancels it)."""
     shift = level_shift(fit.rounds, alpha=alpha)
     if shift is None or reference is None:
         return shift
     a, b = reference
     split = shift.round
-    before = _paired_center(table.values[:split, a], table.values[:split, b])
-    after = _paired_center(table.values[split:, a], table.values[split:, b])
+    before = _log_ratios(table.values[:split, a], table.values[:split, b])
+    after = _log_ratios(table.values[split:, a], table.values[split:, b])
+    p = location_p(before, after)
     return LevelShift(shift.round, shift.rounds, shift.change, shift.p_value,
                       shift.significant, paired_label=f"{labels[b]} vs {labels[a]}",
-                      paired_before=before, paired_after=after)
+                      paired_before=_center(before), paired_after=_center(after),
+                      paired_p=p, paired_consistent=None if p is None else p >= alpha)
 
 
-def _paired_center(a: _Array, b: _Array) -> float | None:
+def _log_ratios(a: _Array, b: _Array) -> _Array:
     both = np.isfinite(a) & np.isfinite(b)
-    if not np.any(both):
+    result: _Array = np.log(b[both]) - np.log(a[both])
+    return result
+
+
+def _center(d: _Array) -> float | None:
+    """Hodges-Lehmann centre of log-ratios, as a change."""
+    if d.size == 0:
         return None
-    d = np.log(b[both]) - np.log(a[both])
     i, j = np.triu_indices(d.size)
     return math.expm1(float(np.median(0.5 * (d[i] + d[j]))))

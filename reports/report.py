@@ -984,8 +984,7 @@ class _Builder:
         for row in self.rows():
             d = row.get("drift") or {}
             if shift is not None:  # the host's doing, not this configuration's
-                verdict = (f"the host's level shift at round {shift['round'] + 1} "
-                           "(paired comparisons unaffected)")
+                verdict = f"the host's level shift at round {shift['round'] + 1}"
             else:
                 verdict = "yes" if d.get("significant") else "no"
             table.rows.append([str(row.get("label") or "all"), str(d.get("n", "")),
@@ -1154,8 +1153,12 @@ def _shift_sentence(shift: Mapping[str, Any]) -> str:
     before, after = _num(shift.get("paired_before")), _num(shift.get("paired_after"))
     if before is not None and after is not None:
         text += (f"; the paired change of {shift.get('paired_label')} is "
-                 f"{format_change(before)} before it and {format_change(after)} after, so "
-                 "comparisons within rounds are unaffected")
+                 f"{format_change(before)} before it and {format_change(after)} after")
+        if shift.get("paired_consistent") is True:
+            text += ", so comparisons within rounds are unaffected"
+        elif shift.get("paired_consistent") is False:
+            text += (": the difference itself changed with the host's state "
+                     f"({format_p(_num(shift.get('paired_p')))})")
     return text + "."
 
 

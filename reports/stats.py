@@ -92,6 +92,7 @@ __all__ = [
     "holm_family",
     "instability_warnings",
     "level_shift",
+    "location_p",
     "machine_noise",
     "machine_noises",
     "mde",
@@ -1009,7 +1010,10 @@ class LevelShift:
     ``round`` is the first round (0-based) after the shift; ``change`` the relative change
     of throughput across it (``+1.44`` = 144% faster after); ``p_value`` from permuting the
     rounds. ``paired_before``/``paired_after`` are a reference comparison's paired change on
-    each side of the shift, showing that the within-round ratios do not see it."""
+    each side of the shift; ``paired_p`` tests whether its log-ratios differ across it
+    (Mann-Whitney), and ``paired_consistent`` says they do not: the within-round ratios did
+    not see the shift. When they do differ the configurations' difference itself changed with
+    the host's state (a contended host can hide or amplify it)."""
 
     round: int
     rounds: int
@@ -1019,10 +1023,23 @@ class LevelShift:
     paired_label: str | None = None
     paired_before: float | None = None
     paired_after: float | None = None
+    paired_p: float | None = None
+    paired_consistent: bool | None = None
     method: str = "largest two-sample t over split points; p by permuting rounds"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def location_p(a: Sequence[float] | _Array, b: Sequence[float] | _Array) -> float | None:
+    """Two-sided Mann-Whitney p of two independent samples (None with fewer than 2 each)."""
+    xa, xb = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if xa.size < 2 or xb.size < 2:
+        return None
+    if np.ptp(np.concatenate([xa, xb])) == 0:
+        return 1.0
+    return _num(sps.mannwhitneyu(xa, xb, alternative="two-sided",
+                                 method=_u_method(xa, xb)).pvalue)
 
 
 def _split_statistics(series: _Array, min_size: int) -> _Array:

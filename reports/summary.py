@@ -1100,9 +1100,18 @@ def _shift_text(shift: LevelShift) -> str:
     if shift.paired_before is not None and shift.paired_after is not None:
         text += (f"; the paired change of {shift.paired_label} is "
                  f"{format_change(shift.paired_before)} before and "
-                 f"{format_change(shift.paired_after)} after, so the within-round ratios "
-                 "are unaffected")
+                 f"{format_change(shift.paired_after)} after{_shift_verdict(shift)}")
     return text
+
+
+def _shift_verdict(shift: LevelShift) -> str:
+    """What the paired change on both sides of a level shift says."""
+    if shift.paired_consistent is None:
+        return ""
+    if shift.paired_consistent:
+        return ", so the within-round ratios are unaffected"
+    return (f": the difference itself changed with the host's state ({format_p(shift.paired_p)})"
+            "; the result holds for the mix of conditions measured")
 
 
 def _noise_line(noise: NoiseSummary, design: SweepDesign | None, noise_band: float) -> str:
@@ -1119,7 +1128,9 @@ def _noise_line(noise: NoiseSummary, design: SweepDesign | None, noise_band: flo
         parts.append(f"level shift at round {shift.round + 1}: "
                      f"{format_change(shift.change)}"
                      + (f", paired change {format_change(shift.paired_before)} before / "
-                        f"{format_change(shift.paired_after)} after (unaffected)"
+                        f"{format_change(shift.paired_after)} after"
+                        + {True: " (unaffected)", False: " (changed with the host's state)",
+                           None: ""}[shift.paired_consistent]
                         if shift.paired_before is not None and shift.paired_after is not None
                         else ""))
     if design is not None and design.disturbed:

@@ -278,5 +278,6 @@ def test_a_level_shift_moves_raw_throughput_but_not_the_paired_verdict() -> None
     assert shift.change > 1.0  # +140%
     assert shift.paired_before is not None and shift.paired_after is not None
     assert abs(shift.paired_before - 0.07) < 0.05 and abs(shift.paired_after - 0.07) < 0.05
+    assert shift.paired_consistent is True
     assert any("changed speed at round" in w and "unaffected" in w for w in paired.warnings)
     assert "level shift at round" in paired.lines[2]

@@ -436,4 +436,5 @@ def test_run_order_shows_the_hosts_level_shift() -> None:
     assert "The host changed speed at round 13: runs after it are +" in text
     assert "comparisons within rounds are unaffected" in text
     assert "the host's level shift at round 13" in text  # the drift table says so too
+    assert "(paired comparisons unaffected)" not in text
     assert "dashed line: the host's level shift" in text

@@ -439,3 +439,23 @@ def test_unpaired_summary_has_its_own_headline() -> None:
     assert not summary.paired
     assert summary.lines[0].startswith("use batch_size=1000, workers=4")
     assert summary.lines[-1].startswith("noise: CV ") and "unpaired" in summary.lines[-1]
+
+
+def test_a_level_shift_that_changes_the_difference_is_not_called_harmless() -> None:
+    """Under a contended host the difference itself can change: 10% before the shift, 40%
+    after. The summary shows both and says the ratio changed, not that it is unaffected."""
+    rng = np.random.default_rng(12)
+    host = np.r_[np.ones(15), np.full(15, 0.4)] * np.exp(rng.normal(0, 0.01, 30))
+    gain = np.r_[np.full(15, 1.10), np.full(15, 1.40)] * np.exp(rng.normal(0, 0.01, 30))
+    results: Results = [({"batch_size": 200}, list(1000 * host)),
+                        ({"batch_size": 2000}, list(1000 * host * gain))]
+    summary = summarize_sweep(results, rounds=[list(range(30))] * 2)
+    shift = summary.noise.level_shift if summary.noise else None
+    assert shift is not None and shift.significant and shift.round == 15
+    assert shift.paired_consistent is False
+    assert shift.paired_before == pytest.approx(0.10, abs=0.01)
+    assert shift.paired_after == pytest.approx(0.40, abs=0.02)
+    warning = next(w for w in summary.warnings if "changed speed" in w)
+    assert "the difference itself changed with the host's state" in warning
+    assert "unaffected" not in warning
+    assert "(changed with the host's state)" in summary.lines[2]
