@@ -50,13 +50,27 @@ def _probe(folder: Path) -> None:
             os.unlink(name)
 
 
-def ensure_writable_dir(folder: Path, option: str = "--out") -> None:
-    """Create ``folder`` (with its parents) and prove a file can be written in it."""
+def _file_in_the_way(folder: Path) -> Path | None:
+    """The first component of ``folder`` that exists as something other than a folder."""
+    for part in [*reversed(folder.parents), folder]:
+        if part.exists() and not part.is_dir():
+            return part
+    return None
+
+
+def ensure_writable_dir(folder: Path, option: str = "--out", *,
+                        shown: Path | None = None) -> None:
+    """Create ``folder`` (with its parents) and prove a file can be written in it.
+
+    ``shown`` is the path the user gave, when ``folder`` is only its parent.
+    """
     try:
         folder.mkdir(parents=True, exist_ok=True)
         _probe(folder)
     except OSError as exc:
-        raise PreflightError(f"{option} {folder}: cannot write there ({_reason(exc)}); "
+        blocker = _file_in_the_way(folder)
+        reason = f"{blocker} is a file, not a folder" if blocker else _reason(exc)
+        raise PreflightError(f"{option} {shown or folder}: cannot write there ({reason}); "
                              f"choose a folder you can write to with {option}") from None
 
 
@@ -65,7 +79,7 @@ def ensure_writable_file(path: Path, option: str = "--out") -> None:
     if path.is_dir():
         raise PreflightError(f"{option} {path}: is a folder; give a file name, e.g. "
                              f"{option} {path / 'report.html'}")
-    ensure_writable_dir(path.parent, option)
+    ensure_writable_dir(path.parent, option, shown=path)
 
 
 def writable_problem(folder: Path) -> str | None:

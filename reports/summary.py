@@ -703,7 +703,8 @@ def summarize_sweep(
     warnings = [
         f"all configurations: {text}"
         if len(labels) == len(rows) and len(rows) > 1
-        else f"{'; '.join(labels)}: {text}"
+        else f"{'; '.join(labels)}: {text}" if any(labels)
+        else text  # (one configuration with no dimensions: nothing to name)
         for text, labels in by_text.items()
     ]
     fewest = min(s.n for s in stats)

@@ -194,8 +194,12 @@ def test_an_unwritable_out_is_one_line_before_any_work(
     assert result.exit_code == 1, result.output
     (line,) = error_lines(result)
     assert line.startswith("error: --out ") and str(unwritable) in line, line
-    assert re.search(r"cannot write there \((Not a directory|Read-only file system)\); "
-                     r"choose a folder you can write to with --out", line), line
+    assert re.search(r"cannot write there \((\S+ is a file, not a folder|Read-only file "
+                     r"system)\); choose a folder you can write to with --out", line), line
+    if unwritable.parent.is_file():  # the path given is named, and the file in its way
+        given = _commands(data, unwritable)[command][-1]
+        assert line.startswith(f"error: --out {given}: ")
+        assert f"({unwritable.parent} is a file, not a folder)" in line, line
 
 
 def test_an_unwritable_out_in_a_real_process_is_one_line(data: Path, tmp_path: Path) -> None:
@@ -204,8 +208,8 @@ def test_an_unwritable_out_in_a_real_process_is_one_line(data: Path, tmp_path: P
     proc = bench_proc(["sweep", "-i", str(data), "-b", "100,200", "--out", str(out)])
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines() == [
-        f"error: --out {out}: cannot write there (Not a directory); choose a folder you can "
-        "write to with --out"]
+        f"error: --out {out}: cannot write there ({tmp_path / 'file.txt'} is a file, not a "
+        "folder); choose a folder you can write to with --out"]
     assert proc.stdout == ""
 
 

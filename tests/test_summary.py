@@ -459,3 +459,13 @@ def test_a_level_shift_that_changes_the_difference_is_not_called_harmless() -> N
     assert "the difference itself changed with the host's state" in warning
     assert "unaffected" not in warning
     assert "(changed with the host's state)" in summary.lines[2]
+
+
+def test_a_single_unlabelled_run_warns_without_an_empty_label() -> None:
+    from reports.summary import summarize_sweep
+
+    summary = summarize_sweep([({}, [1000.0])])
+    assert summary.warnings, "a single run must be warned about"
+    assert all(not w.startswith(":") and not w.startswith(" ") for w in summary.warnings), \
+        summary.warnings
+    assert any(w.startswith("a single run:") for w in summary.warnings), summary.warnings
