@@ -12,9 +12,10 @@ Python process of the run — the CLI, its spawned workers and the pipeline's re
 process alike (spawned children inherit the environment). In the process named by
 ``MB_FAULT_PROC`` it counts events (``insert`` before ``insert_rows``, ``commit`` before a
 COMMIT, ``committed`` after one, ``batch`` when the reader cuts a batch, ``ddl`` after a
-CREATE or DROP statement other than the run lock's ``mb_lock``, ``copy_row`` before each
-row written to a PostgreSQL ``COPY`` stream, ``count`` before the final count's query) and
-at the ``MB_FAULT_AT``-th one either SIGKILLs itself (``kill``) or writes a flag file
+CREATE or DROP statement other than the run lock's ``mb_lock``, ``data_insert`` before
+``insert_rows`` into one of the mapping's tables, ``copy_row`` before each row written to a
+PostgreSQL ``COPY`` stream, ``count`` before the final count's query) and at the
+``MB_FAULT_AT``-th one either SIGKILLs itself (``kill``) or writes a flag file
 (``PID [SESSION-ID]``: the server's id of the session at that point) and waits for the test
 to say go (``pause``, to stop or restart a database server, or end that session, at a known
 point).
@@ -130,6 +131,19 @@ _HOOK = textwrap.dedent('''
             return out
 
         cls.execute = patched
+
+
+    def _wrap_data_insert(cls):
+        real = cls.insert_rows
+
+        def patched(self, table, *args, **kwargs):
+            if not table.startswith("mb_"):  # the mapping's tables, not the bookkeeping
+                _hit("data_insert", self)
+            return real(self, table, *args, **kwargs)
+
+        cls.insert_rows = patched
+
+
     def _wrap_count(cls):
         real = cls.query
 
@@ -150,6 +164,7 @@ _HOOK = textwrap.dedent('''
             _wrap(cls, "insert_rows", "insert")
             _wrap(cls, "commit", "commit", "committed")
             _wrap_ddl(cls)
+            _wrap_data_insert(cls)
             _wrap_count(cls)
         _wrap(BatchProducer, "_take", "batch")
         if "copy_row" in os.environ.get("MB_FAULT_EVENTS", ""):

@@ -422,9 +422,11 @@ def test_a_dead_session_is_found_by_the_probe(postgres: Any, protocol: str,
                                               method: str) -> None:
     """psqlODBC reports a statement on a terminated backend as anything from 08S01 to
     HY000 "internal SAVEPOINT failed"; whatever it says, the error is marked lost."""
+    from migrator.targets.base import Namespace
     from migrator.targets.odbc import OdbcTarget
 
     target = OdbcTarget(postgres.odbc(f"Protocol={protocol}"))
+    target.set_namespace(Namespace(schema="pg_temp"))  # (the session's own temporary schema)
     conn = target.connect()
     try:
         conn.execute("CREATE TEMPORARY TABLE probe_t (k INTEGER PRIMARY KEY)")
