@@ -1118,7 +1118,10 @@ class MigrationEngine:
         self.config = config or EngineConfig()
         if self.config.pooling is not None:  # before anything connects (dialect probe too)
             apply_pooling(target, self.config.pooling)
-        self.mapper = RecordMapper(mapping, target.dialect.value_adapters())
+        # An ODBC target connects once to learn its dialect; in a worker process that is
+        # its first connect, after the run reached the server: retried like a batch.
+        dialect = self.config.retry.call(lambda: target.dialect)
+        self.mapper = RecordMapper(mapping, dialect.value_adapters())
         self.on_batch = on_batch
         self.stop = stop
         self.worker = worker

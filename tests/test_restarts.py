@@ -333,6 +333,34 @@ def test_a_restart_while_the_finish_is_recorded_and_read_back(
     check_exactly_once(spec, src)
 
 
+@pytest.mark.postgres
+def test_a_new_engine_meets_a_stopped_server_and_waits(
+        cluster: Cluster, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker process's engine (and the read/map process) connects once to learn the
+    dialect: after the run has reached the server, so a restart then is waited for too."""
+    from migrator import MigrationEngine
+    from migrator.retry import Retry
+
+    failures: list[str] = []
+    real_after = Retry.after
+
+    def after(retry: Retry, exc: BaseException) -> None:
+        failures.append(str(exc))
+        if not cluster.running():
+            cluster.start()  # the server comes back while the engine waits
+        real_after(retry, exc)
+
+    monkeypatch.setattr(Retry, "after", after)
+    cluster.pg_ctl("stop", "-m", "fast", "-w")
+    try:
+        engine = MigrationEngine(open_target(cluster.spec()), default_mapping())
+    finally:
+        if not cluster.running():
+            cluster.start()
+    assert failures and "cannot connect" in failures[0]
+    assert engine.target.dialect.name == "postgresql"
+
+
 # ---- pg_terminate_backend -------------------------------------------------------------------
 @pytest.mark.postgres
 def test_the_copy_backend_terminated_mid_stream(cluster: Cluster, src: Source,
