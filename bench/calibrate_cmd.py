@@ -27,6 +27,7 @@ from bench.calibrate import (
 )
 from bench.cli import (
     ReplaceTablesOption,
+    RetryWindow,
     SchemaOption,
     TablePrefixOption,
     _positive,
@@ -34,6 +35,7 @@ from bench.cli import (
     user_errors,
 )
 from bench.sweep import DEFAULT_WARMUP, SweepError
+from migrator.retry import DEFAULT_WINDOW_S
 from reports.stats import NOISE_BAND
 
 
@@ -69,6 +71,7 @@ def calibrate(
     replace_existing_tables: ReplaceTablesOption = False,
     out: Annotated[Path | None, typer.Option(
         "--out", "-o", help="Run folder (default: runs/<timestamp>/).")] = None,
+    retry_window: RetryWindow = DEFAULT_WINDOW_S,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """A/A: one configuration under two labels in shuffled pairs — this machine's paired
@@ -88,7 +91,8 @@ def calibrate(
                                replace_existing_tables=replace_existing_tables)
     store, _ = commands._open_store(out, resume=False)
     store.write_plan(plan.to_dict())
-    commands._run(plan, store, Path(plan.mapping) if plan.mapping else None, as_json)
+    commands._run(plan, store, Path(plan.mapping) if plan.mapping else None, as_json,
+                  retry_window)
     with user_errors(SweepError):
         doc, cal, result_file = finish_calibration(plan, store.contents, store.run_dir)
     stored = store_calibration(cal, plan.target)

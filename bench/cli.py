@@ -20,6 +20,7 @@ from bench import console as ui
 from bench.preflight import ensure_writable_dir, os_error_text
 from bench.runner import RunFailed, RunInterrupted, RunOutcome, RunRequest, execute_run
 from migrator.errors import MigratorError, NothingToResume
+from migrator.retry import DEFAULT_WINDOW_S
 
 app = typer.Typer(
     name="bench",
@@ -108,6 +109,11 @@ ReplaceTablesOption = Annotated[bool, typer.Option(
          "create (refused by default).")]
 
 INSERT_METHODS = ("auto", "executemany", "fast", "values", "copy")
+# Shared by every command that runs migrations (run, sweep, baseline).
+RetryWindow = Annotated[float, typer.Option(
+    "--retry-window", min=0.0, metavar="SECONDS", envvar="BENCH_RETRY_WINDOW",
+    help="How long a transient database error (server restart, killed session, lost "
+         "connection, deadlock) is retried before the run stops; 0 turns retries off.")]
 MAX_WORKERS = max(64, 4 * (os.cpu_count() or 1))
 
 
@@ -208,6 +214,7 @@ def run(
     schema: SchemaOption = None,
     table_prefix: TablePrefixOption = "",
     replace_existing_tables: ReplaceTablesOption = False,
+    retry_window: RetryWindow = DEFAULT_WINDOW_S,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Migrate XML into a database once, measuring every stage."""
@@ -216,7 +223,8 @@ def run(
                          queue_depth=queue_depth, pooling=pooling, insert_method=insert_method,
                          sample_interval=None if no_sample else sample_interval,
                          schema=schema, table_prefix=table_prefix,
-                         replace_existing_tables=replace_existing_tables)
+                         replace_existing_tables=replace_existing_tables,
+                         retry_window=retry_window)
     progress = ui.progress_bar("migrating", None, unit="bytes", enabled=not as_json)
     stopped: RunFailed | RunInterrupted | None = None
     with user_errors(), progress as update:
@@ -302,6 +310,10 @@ def _print_run(s: dict[str, Any]) -> None:
     empty = s.get("files_without_records") or []
     if empty:
         con.print(f"input files without records (the others had some): {', '.join(empty)}",
+                  markup=False)
+    if s.get("retries"):
+        con.print(f"retried {s['retries']} transient database error(s), waiting "
+                  f"{s['retry_wait_s']:.1f} s: the times include the interruption",
                   markup=False)
     b = s.get("bottleneck")
     if b:

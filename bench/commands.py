@@ -24,6 +24,7 @@ from bench import console as ui
 from bench.baseline import DEFAULT_BATCH_SIZE, DEFAULT_ITERATIONS, finish_baseline
 from bench.cli import (
     ReplaceTablesOption,
+    RetryWindow,
     SchemaOption,
     TablePrefixOption,
     _positive,
@@ -62,6 +63,7 @@ from bench.sweep import (
     resume_conflicts,
     run_plan,
 )
+from migrator.retry import DEFAULT_WINDOW_S
 from reports.stats import ALPHA, NOISE_BAND
 from reports.summary import (
     BaselineError,
@@ -130,12 +132,14 @@ def _open_store(out: Path | None, resume: bool) -> tuple[RunStore, SweepPlan | N
     return store, plan
 
 
-def _run(plan: SweepPlan, store: RunStore, mapping: Path | None, quiet: bool) -> None:
+def _run(plan: SweepPlan, store: RunStore, mapping: Path | None, quiet: bool,
+         retry_window: float = DEFAULT_WINDOW_S) -> None:
     """Run what is missing, with a progress bar; Ctrl-C says how to continue."""
     settings = RunSettings(inputs=plan.inputs, target=plan.target, mapping=mapping,
                            work_dir=store.run_dir / "work", schema=plan.schema,
                            table_prefix=plan.table_prefix,
-                           replace_existing_tables=plan.replace_existing_tables)
+                           replace_existing_tables=plan.replace_existing_tables,
+                           retry_window=retry_window)
     budgeted = plan.budget_s is not None
     total = round(plan.budget_s) if plan.budget_s is not None else \
         len(plan.configurations) * plan.repeat
@@ -310,6 +314,7 @@ def sweep(
     replace_existing_tables: ReplaceTablesOption = False,
     out: Annotated[Path | None, typer.Option(
         "--out", "-o", help="Run folder (default: runs/<timestamp>/).")] = None,
+    retry_window: RetryWindow = DEFAULT_WINDOW_S,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Sweep configurations in randomised interleaved rounds, paired within rounds: the
@@ -361,7 +366,8 @@ def sweep(
     outlook = _forecast(plan)
     if outlook and not as_json:
         ui.console(stderr=True).print(outlook, markup=False)
-    _run(plan, store, Path(plan.mapping) if plan.mapping else None, as_json)
+    _run(plan, store, Path(plan.mapping) if plan.mapping else None, as_json,
+         retry_window)
     with user_errors():
         doc, result_file, pyperf_file = finish_sweep(plan, store.contents, store.run_dir)
     if as_json:
@@ -507,6 +513,7 @@ def baseline(
     replace_existing_tables: ReplaceTablesOption = False,
     out: Annotated[Path | None, typer.Option(
         "--out", "-o", help="Run folder (default: runs/<timestamp>/).")] = None,
+    retry_window: RetryWindow = DEFAULT_WINDOW_S,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Run one configuration N times: mean, median, stdev, CV, CI, drift, warnings."""
@@ -543,7 +550,8 @@ def baseline(
                          replace_existing_tables=replace_existing_tables)
         store.write_plan(plan.to_dict())
 
-    _run(plan, store, Path(plan.mapping) if plan.mapping else None, as_json)
+    _run(plan, store, Path(plan.mapping) if plan.mapping else None, as_json,
+         retry_window)
     with user_errors():
         _doc, summary, result_file, pyperf_file = finish_baseline(plan, store.contents,
                                                                   store.run_dir)

@@ -40,17 +40,19 @@ from migrator import (
     Namespace,
     ParallelCoordinator,
     Reconciliation,
+    RetryPolicy,
     RunStats,
     default_mapping,
     expand_inputs,
     load_mapping,
     open_target,
-    reconcile,
+    reconcile_retrying,
 )
 from migrator.engine import apply_pooling
 from migrator.errors import MigratorError
 from migrator.mapping import Mapping, describe as describe_mapping
 from migrator.reader import WorkUnit, check_records
+from migrator.retry import DEFAULT_WINDOW_S
 from migrator.runlock import RunLock
 from migrator.session import run_scope, session_name
 
@@ -78,6 +80,8 @@ class RunRequest:
     replace_existing_tables: bool = False
     # Names every database session of the run (migrator.session); None: a new one.
     run_id: str | None = None
+    # Seconds a transient database error (restart, killed session, deadlock) is retried.
+    retry_window: float = DEFAULT_WINDOW_S
 
 
 @dataclass
@@ -116,6 +120,8 @@ class RunOutcome:
             "max_in_flight": s.max_in_flight,
             "converted_by_inserter": s.converted_by_inserter,
             "read_map_cpu_s": round(s.read_map_cpu_s, 6),
+            "retries": s.retries,
+            "retry_wait_s": round(s.retry_wait_s, 3),
             "per_worker": [{**w.to_dict(), "elapsed_s": round(w.elapsed_s, 6),
                             "rec_per_s": round(w.rec_per_s, 1)} for w in s.workers],
             "tables": dict(s.rows),
@@ -212,7 +218,8 @@ def _migrate(request: RunRequest, run_dir: Path, mapping: Mapping, units: list[W
                           queue_depth=request.queue_depth, pooling=pooling,
                           connection_per_batch=True,
                           insert_method=None if request.insert_method == "auto"
-                          else request.insert_method)
+                          else request.insert_method,
+                          retry=RetryPolicy(window_s=request.retry_window))
 
     def on_progress(records: int, done_bytes: int) -> None:
         if progress is not None:
@@ -239,7 +246,8 @@ def _migrate(request: RunRequest, run_dir: Path, mapping: Mapping, units: list[W
         finally:
             series = session.stop() if session is not None else None
         try:
-            status, error, rec = _ending(stopped_by, stats, target, mapping)
+            status, error, rec = _ending(stopped_by, stats, target, mapping,
+                                         config.retry)
         except MigratorError as exc:  # the final count check could not be made
             status, error, rec, stopped_by = FAILED, str(exc), None, exc
     info = target.info()
@@ -253,7 +261,8 @@ def _migrate(request: RunRequest, run_dir: Path, mapping: Mapping, units: list[W
                    "pipeline": request.pipeline, "queue_depth": request.queue_depth,
                    "pooling": request.pooling, "insert_method": config.insert_method
                    or target.dialect.default_insert_method, "resume": request.resume,
-                   "sample_interval": request.sample_interval, **tables_in},
+                   "sample_interval": request.sample_interval, **tables_in,
+                   "retry_window": request.retry_window},
         "metrics": stats.to_dict(),
         "reconciliation": _reconciliation(rec),
         "files_without_records": without_records,
@@ -290,7 +299,8 @@ def _migrate(request: RunRequest, run_dir: Path, mapping: Mapping, units: list[W
 
 
 def _ending(stopped_by: BaseException | None, stats: RunStats, target: Any,
-            mapping: Mapping) -> tuple[str, str | None, Reconciliation | None]:
+            mapping: Mapping, retry: RetryPolicy
+            ) -> tuple[str, str | None, Reconciliation | None]:
     """The run's status, its error and, for a run that ended, the final count check."""
     if stopped_by is not None:
         target.close()
@@ -298,7 +308,7 @@ def _ending(stopped_by: BaseException | None, stats: RunStats, target: Any,
             return INTERRUPTED, INTERRUPTED_ERROR, None
         return FAILED, str(stopped_by), None
     try:
-        rec = reconcile(target, mapping)
+        rec = reconcile_retrying(target, mapping, retry)
     finally:
         target.close()  # idle pooled sessions must not outlive the run
     problems = [*stats.errors, *(f"not reconciled: {p}" for p in rec.problems)]

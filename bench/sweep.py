@@ -54,6 +54,7 @@ from bench.results import (
 )
 from bench.store import RunStore, StoreContents
 from migrator.errors import MigratorError
+from migrator.retry import DEFAULT_WINDOW_S
 from reports.stats import NOISE_BAND
 from reports.summary import (
     ConfigValue,
@@ -278,7 +279,7 @@ class RunSettings:
     schema: str | None = None
     table_prefix: str = ""
     replace_existing_tables: bool = False
-
+    retry_window: float = DEFAULT_WINDOW_S
 
     def target_options(self) -> dict[str, Any]:
         """The :class:`RunRequest` fields that say where the tables go (falsy: the
@@ -328,6 +329,8 @@ def build_request(config: Mapping[str, ConfigValue], settings: RunSettings) -> r
                               "mapping": settings.mapping, "resume": False,
                               "out": settings.work_dir}
     kwargs.update((k, v) for k, v in settings.target_options().items() if v)
+    if "retry_window" in fields:  # (a runner that cannot set it keeps its own)
+        kwargs["retry_window"] = settings.retry_window
     for name, value in config.items():
         if name in LABEL_KEYS:
             continue

@@ -23,6 +23,7 @@ from migrator.engine import (
     WorkerStats,
     prepare_target,
     reconcile,
+    reconcile_retrying,
 )
 from migrator.errors import (
     InputError,
@@ -37,6 +38,7 @@ from migrator.mapping import Mapping, default_mapping, load_mapping, parse_mappi
 from migrator.partition import RangeUnit
 from migrator.pipeline import PipelineError
 from migrator.reader import WorkUnit, check_records, expand_inputs
+from migrator.retry import RetryExhausted, RetryPolicy
 from migrator.rowmap import RecordMapper, RecordRejected
 from migrator.runstate import finished_at, mark_finished
 from migrator.targets import Namespace, Target, open_target
@@ -51,7 +53,8 @@ def migrate(units: list[WorkUnit], target: Target, mapping: Mapping,
     """
     check_records(units, mapping.record_element)
     checkpoints = prepare_target(target, mapping, units, resume=resume,
-                                 replace_existing=replace_existing)
+                                 replace_existing=replace_existing,
+                                 retry=(config or EngineConfig()).retry)
     return MigrationEngine(target, mapping, config).run(units, checkpoints)
 
 
@@ -59,8 +62,9 @@ __all__ = [
     "PIPELINE_MODES", "STAGES", "BatchStat", "Checkpoint", "EngineConfig", "InputError",
     "MalformedXMLError", "Mapping", "MappingError", "MigrationEngine", "MigratorError",
     "Namespace", "NothingToResume", "ParallelCoordinator", "PipelineError", "RangeUnit",
-    "Reconciliation", "RecordMapper", "RecordRejected", "ResumeError", "RunStats",
-    "TableOwnershipError", "Target", "TargetError", "WorkUnit", "WorkerFailed", "WorkerStats",
-    "check_records", "default_mapping", "expand_inputs", "finished_at", "load_mapping",
-    "mark_finished", "migrate", "open_target", "parse_mapping", "prepare_target", "reconcile",
+    "Reconciliation", "RecordMapper", "RecordRejected", "ResumeError", "RetryExhausted",
+    "RetryPolicy", "RunStats", "TableOwnershipError", "Target", "TargetError", "WorkUnit",
+    "WorkerFailed", "WorkerStats", "check_records", "default_mapping", "expand_inputs",
+    "finished_at", "load_mapping", "mark_finished", "migrate", "open_target", "parse_mapping",
+    "prepare_target", "reconcile", "reconcile_retrying",
 ]

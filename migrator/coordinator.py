@@ -62,8 +62,9 @@ class WorkerFailed(MigratorError):
 
     def __init__(self, worker: int, pid: int | None, partition: str, cause: str,
                  detail: str = "") -> None:
-        super().__init__(f"worker {worker} (pid {pid}) failed on {partition}: {cause}; "
-                         f"committed batches are kept — continue with --resume")
+        tail = "" if "--resume" in cause else \
+            "; committed batches are kept — continue with --resume"
+        super().__init__(f"worker {worker} (pid {pid}) failed on {partition}: {cause}{tail}")
         self.worker = worker
         self.pid = pid
         self.partition = partition
@@ -152,6 +153,9 @@ class ParallelCoordinator:
                           self.mapping.record_element)
 
     def _saved_unit_ids(self) -> list[str] | None:
+        return self.config.retry.call(self._read_unit_ids, "reading the checkpoints to resume")
+
+    def _read_unit_ids(self) -> list[str] | None:
         conn = self.target.connect()
         try:
             if not table_exists(conn, CHECKPOINT_TABLE):
@@ -178,7 +182,11 @@ class ParallelCoordinator:
         """
         self.started, self.partial, self._prepare_s = False, None, 0.0
         if resume:
-            when = finished_at(self.target)
+            # The run's first contact with the target: a wrong host or port fails at once,
+            # not after the retry window; a session lost once the server answered is retried.
+            self.target.connect().close()
+            when = self.config.retry.call(lambda: finished_at(self.target),
+                                          "reading the checkpoints to resume")
             if when is not None:
                 raise NothingToResume(when)
         t0 = time.perf_counter()
@@ -194,7 +202,8 @@ class ParallelCoordinator:
         stats.elapsed_s = time.perf_counter() - t0 - self._prepare_s
         if not stats.errors and all(u.finished for u in stats.units):
             self.partial = stats  # (should recording the finish fail, the counts are kept)
-            mark_finished(self.target)
+            self.config.retry.call(lambda: mark_finished(self.target),
+                                   "recording that the run finished")
         return stats
 
     def _run(self, files: Sequence[WorkUnit], resume: bool) -> RunStats:
@@ -216,7 +225,8 @@ class ParallelCoordinator:
         units = self.plan(files, resume=resume)
         t = time.perf_counter()
         checkpoints = prepare_target(self.target, self.mapping, units, resume=resume,
-                                     replace_existing=self._replace_existing)
+                                     replace_existing=self._replace_existing,
+                                     retry=self.config.retry)
         self._prepare_s = time.perf_counter() - t
         self.started = True
         return units, checkpoints, self._prepare_s
@@ -381,6 +391,8 @@ class ParallelCoordinator:
             stats.max_in_flight = max(stats.max_in_flight, r.max_in_flight)
             stats.converted_by_inserter += r.converted_by_inserter
             stats.read_map_cpu_s += r.read_map_cpu_s
+            stats.retries += r.retries
+            stats.retry_wait_s += r.retry_wait_s
             shift = w.started - t_run  # perf_counter is system-wide monotonic on Linux
             for b in r.batches:
                 b.started += shift

@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import datetime
 import gc
-import random
 import time
 import uuid
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
@@ -43,6 +42,7 @@ from migrator.errors import InputError, MalformedXMLError, ResumeError, TargetEr
 from migrator.mapping import POSITION_COLUMN, Mapping
 from migrator.partition import unit_bytes
 from migrator.reader import WorkUnit
+from migrator.retry import RetryPolicy
 from migrator.rowmap import RecordMapper, RecordRejected, Rows
 from migrator.targets.base import (
     BOOKKEEPING_TABLES,
@@ -85,6 +85,9 @@ class EngineConfig:
     # gives them to the inserter while it keeps up (the producer did not have to wait to
     # hand over its last batch) and keeps them in the producer when it does not.
     convert_side: str = "auto"  # auto | reader | inserter
+    # How long transient database errors (a restart, a killed session, a deadlock) are
+    # retried: reconnecting, the "did this batch commit?" check and the retry itself.
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -192,6 +195,10 @@ class RunStats:
     # the machine was during each run (see reports.stats.machine_noise).
     read_map_cpu_s: float = 0.0
     workers: list[WorkerStats] = field(default_factory=list)
+    # Transient database errors retried, and the seconds waited between attempts: a run
+    # that retried measured a restart or a lock conflict as well as the migration.
+    retries: int = 0
+    retry_wait_s: float = 0.0
 
     @property
     def throughput_rec_per_min(self) -> float:
@@ -217,6 +224,8 @@ class RunStats:
             "max_in_flight": self.max_in_flight,
             "converted_by_inserter": self.converted_by_inserter,
             "read_map_cpu_s": self.read_map_cpu_s,
+            "retries": self.retries,
+            "retry_wait_s": self.retry_wait_s,
             "workers": [w.to_dict() for w in self.workers],
             "tables": dict(self.rows),
             "units": [asdict(u) for u in self.units],
@@ -248,19 +257,31 @@ class TableOwnershipError(TargetError):
 
 def prepare_target(target: Target, mapping: Mapping, units: Sequence[WorkUnit], *,
                    resume: bool, replace_existing: bool = False,
-                   run_id: str | None = None) -> dict[str, Checkpoint]:
+                   run_id: str | None = None,
+                   retry: RetryPolicy | None = None) -> dict[str, Checkpoint]:
     """Create a fresh schema (replacing the tables this tool created before), or validate
     one to resume. ``replace_existing`` also drops same-named tables it did not create.
 
     Returns the checkpoint of every unit. Called once per run, before any worker starts.
+    Reading the checkpoints to resume is retried like a batch (``retry``, default policy).
     """
+    if resume:
+        return (retry or RetryPolicy()).call(lambda: _read_for_resume(target, mapping, units),
+                                             "reading the checkpoints to resume")
     conn = target.connect()
     try:
-        if resume:
-            return _load_for_resume(conn, mapping, units)
         _fresh_schema(conn, mapping, units, replace_existing=replace_existing,
                       run_id=run_id or uuid.uuid4().hex[:16])
         return {u.id: Checkpoint(source_bytes=u.size) for u in units}
+    finally:
+        conn.close()
+
+
+def _read_for_resume(target: Target, mapping: Mapping,
+                     units: Sequence[WorkUnit]) -> dict[str, Checkpoint]:
+    conn = target.connect()
+    try:
+        return _load_for_resume(conn, mapping, units)
     finally:
         conn.close()
 
@@ -512,6 +533,14 @@ def reconcile(target: Target, mapping: Mapping) -> Reconciliation:
     if qrows != qua:
         problems.append(f"{QUARANTINE_TABLE} holds {qrows} rows, checkpoints say {qua}")
     return Reconciliation(done, ins, qua, rows, qrows, tuple(problems))
+
+
+def reconcile_retrying(target: Target, mapping: Mapping,
+                       retry: RetryPolicy | None = None) -> Reconciliation:
+    """:func:`reconcile`, retried like a batch: a server restarting during the final count
+    must not turn a complete run into a failed one."""
+    return (retry or RetryPolicy()).call(lambda: reconcile(target, mapping),
+                                         "the final count check")
 
 
 # ---- the engine ---------------------------------------------------------------------------
@@ -779,7 +808,7 @@ class BatchWriter:
 
     def open(self) -> None:
         if not self.config.connection_per_batch:
-            self._checkout()
+            self.config.retry.call(self._checkout, cleanup=self._drop_connection)
 
     def close(self) -> None:
         if self._conn is not None:
@@ -791,23 +820,35 @@ class BatchWriter:
             conn.close()
 
     def write(self, batch: MappedBatch) -> None:
-        """Commit the batch; retry a transient failure (deadlock victim, serialization
-        failure, lost connection) a bounded number of times, never inserting twice."""
-        for attempt in range(1, RETRY_ATTEMPTS + 1):
-            try:
-                timing = self._write_once(batch)
-                break
-            except TargetError as exc:
-                if not is_transient(exc) or attempt == RETRY_ATTEMPTS:
-                    raise
-                self._drop_connection()
-                time.sleep(RETRY_BACKOFF_S * 4 ** (attempt - 1) * random.uniform(0.5, 1.5))
-                # A COMMIT whose acknowledgement was lost may have landed: the checkpoint
-                # rows tell, and a batch that is already in must not go in again.
-                if self._already_committed(batch):
-                    now = time.perf_counter()
-                    timing = (now, now, now, 0.0)
+        """Commit the batch, never inserting it twice.
+
+        A transient failure (lost connection, server restart, deadlock victim,
+        serialization failure) starts one bounded retry (``config.retry``) that covers
+        everything after it: dropping the session, reconnecting, reading the checkpoint
+        rows to learn whether a COMMIT whose acknowledgement was lost did land, and writing
+        the batch again. A failure during any of these is one more failed attempt.
+        """
+        retry = self.config.retry.start()
+        before = _BatchState(batch)
+        try:
+            while True:
+                try:
+                    if retry.failures:
+                        # A COMMIT whose acknowledgement was lost may have landed: the
+                        # checkpoint rows tell, and a batch already in must not go in again.
+                        if self._already_committed(batch):
+                            now = time.perf_counter()
+                            timing = (now, now, now, 0.0)
+                            break
+                        before.restore(batch)  # (the failed attempt may have moved rejects)
+                    timing = self._write_once(batch)
                     break
+                except TargetError as exc:
+                    self._drop_connection()
+                    retry.after(exc)
+        finally:
+            self.stats.retries += retry.failures
+            self.stats.retry_wait_s += retry.waited
         self._account(batch, *timing)
 
     def _write_once(self, batch: MappedBatch) -> tuple[float, float, float, float]:
@@ -842,33 +883,43 @@ class BatchWriter:
         except BaseException:
             with contextlib.suppress(Exception):
                 conn.rollback()
+            if self.config.connection_per_batch:
+                conn.discard()  # a session that failed never goes back to a pool
             raise
-        finally:
-            self._release(conn)
+        self._release(conn)
         return t0, t1, t2, connect_s
 
     def _drop_connection(self) -> None:
-        """After a transient error the session may be dead: the next attempt reconnects."""
+        """After a transient error the session may be dead: the next attempt reconnects.
+        Idle pooled sessions are dropped too: after a server restart they are all dead."""
         if self._conn is not None:
             conn, self._conn = self._conn, None
-            with contextlib.suppress(Exception):
-                conn.close()
+            conn.discard()
+        with contextlib.suppress(Exception):
+            self.target.close()
 
     def _already_committed(self, batch: MappedBatch) -> bool:
         if not batch.progress:
             return False
         conn = self.target.connect()
         try:
-            d = conn.dialect
-            sql = (f"SELECT records_done, finished FROM {d.table_ref(CHECKPOINT_TABLE)} "
-                   f"WHERE unit_key = {d.placeholder}")
-            for unit_id, (done, _, _, finished) in batch.progress.items():
-                row = conn.query(sql, (unit_key(unit_id),))
-                if not row or (int(row[0][0]), bool(int(row[0][1]))) != (done, finished):
-                    return False
-            return True
-        finally:
-            conn.close()
+            landed = self._checkpoints_match(conn, batch)
+        except BaseException:
+            conn.discard()
+            raise
+        conn.close()
+        return landed
+
+    @staticmethod
+    def _checkpoints_match(conn: Connection, batch: MappedBatch) -> bool:
+        d = conn.dialect
+        sql = (f"SELECT records_done, finished FROM {d.table_ref(CHECKPOINT_TABLE)} "
+               f"WHERE unit_key = {d.placeholder}")
+        for unit_id, (done, _, _, finished) in batch.progress.items():
+            row = conn.query(sql, (unit_key(unit_id),))
+            if not row or (int(row[0][0]), bool(int(row[0][1]))) != (done, finished):
+                return False
+        return True
 
     def _account(self, batch: MappedBatch, t0: float, t1: float, t2: float,
                  connect_s: float) -> None:
@@ -1067,7 +1118,10 @@ class MigrationEngine:
         self.config = config or EngineConfig()
         if self.config.pooling is not None:  # before anything connects (dialect probe too)
             apply_pooling(target, self.config.pooling)
-        self.mapper = RecordMapper(mapping, target.dialect.value_adapters())
+        # An ODBC target connects once to learn its dialect; in a worker process that is
+        # its first connect, after the run reached the server: retried like a batch.
+        dialect = self.config.retry.call(lambda: target.dialect)
+        self.mapper = RecordMapper(mapping, dialect.value_adapters())
         self.on_batch = on_batch
         self.stop = stop
         self.worker = worker
@@ -1116,24 +1170,22 @@ def apply_pooling(target: Target, enabled: bool) -> None:
     setter(enabled)
 
 
-# Transient failures: retried by BatchWriter.write, RETRY_ATTEMPTS tries in all, backing off
-# 0.1 s, 0.4 s, 1.6 s (±50% jitter so that workers that collided do not collide again).
-RETRY_ATTEMPTS = 4
-RETRY_BACKOFF_S = 0.1
-# SQLSTATE 40001 serialization failure (also SQL Server's deadlock victim 1205), 40P01
-# PostgreSQL deadlock, 08xxx connection exceptions, 57P01-57P03 the server ended the session
-# (pg_terminate_backend, shutdown, starting up); SQLite reports a busy database in words.
-_TRANSIENT_STATES = ("40001", "40P01", "57P01", "57P02", "57P03")
-_TRANSIENT_WORDS = ("database is locked", "database is busy")
+class _BatchState:
+    """What an attempt at writing a batch may change (isolating a bad record moves it from
+    the records to the rejects), kept to start the next attempt from the same batch."""
 
+    def __init__(self, batch: MappedBatch) -> None:
+        self.records = batch.records
+        self.tables = batch.tables
+        self.rejects = list(batch.rejects)
+        self.progress = {uid: list(p) for uid, p in batch.progress.items()}
 
-def is_transient(exc: BaseException) -> bool:
-    """Would the same batch probably succeed if tried again on a fresh connection?"""
-    state = str(getattr(exc, "sqlstate", "") or "")
-    if state in _TRANSIENT_STATES or state.startswith("08"):
-        return True
-    text = str(exc).lower()
-    return any(w in text for w in _TRANSIENT_WORDS)
+    def restore(self, batch: MappedBatch) -> None:
+        batch.records = self.records
+        batch.tables = self.tables
+        batch.rejects = list(self.rejects)
+        for uid, p in self.progress.items():
+            batch.progress[uid][:] = p
 
 
 def _is_duplicate(message: str) -> bool:

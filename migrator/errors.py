@@ -25,6 +25,22 @@ class TargetError(MigratorError):
         self.detail = detail
 
 
+class DatabaseError(TargetError):
+    """An error the database or its driver reported, with the facts that tell a transient
+    failure from a permanent one (:func:`migrator.retry.classify`): the SQLSTATE, the
+    driver's native error code, the dialect that reported it, and whether the session is
+    known to be dead."""
+
+    def __init__(self, message: str, sqlstate: str = "", detail: str = "", *,
+                 native: int | None = None, dbms: str = "",
+                 connection_lost: bool = False) -> None:
+        super().__init__(message, detail)
+        self.sqlstate = sqlstate
+        self.native = native
+        self.dbms = dbms
+        self.connection_lost = connection_lost
+
+
 class InputError(MigratorError):
     """An input path is missing or unreadable."""
 

@@ -60,6 +60,7 @@ from migrator.engine import (
 from migrator.errors import MigratorError
 from migrator.mapping import Mapping
 from migrator.reader import WorkUnit
+from migrator.retry import RetryPolicy
 from migrator.rowmap import RecordMapper
 
 POLL_S = 0.1  # how often a blocked half looks whether the other one is still there
@@ -259,7 +260,7 @@ def _in_process(engine: MigrationEngine, writer: BatchWriter, units: Sequence[Wo
         target=produce_in_child, name="mb-read-map", daemon=True,
         args=(spec, engine.mapping, engine.config.batch_size, list(units), checkpoints,
               there, engine.config.queue_depth, handed, os.getpid(),
-              engine.config.convert_side))
+              engine.config.convert_side, engine.config.retry))
     with main_not_reimported():
         proc.start()
     there.close()
@@ -383,7 +384,8 @@ def _dumps_unmemoized(obj: Any) -> bytes:
 
 def produce_in_child(spec: str, mapping: Mapping, batch_size: int, units: list[WorkUnit],
                      checkpoints: dict[str, Checkpoint], conn: Any, credits: int,
-                     handed: Any, parent: int, convert_side: str = "auto") -> None:
+                     handed: Any, parent: int, convert_side: str = "auto",
+                     retry: RetryPolicy | None = None) -> None:
     """Entry point of the read/map process: each batch is pickled once and sent."""
     die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the inserter decides when to stop
@@ -397,7 +399,8 @@ def produce_in_child(spec: str, mapping: Mapping, batch_size: int, units: list[W
     try:
         from migrator.targets import open_target
 
-        adapters = open_target(spec).dialect.value_adapters()
+        target = open_target(spec)  # (it connects once to learn its dialect: retried)
+        adapters = (retry or RetryPolicy()).call(lambda: target.dialect).value_adapters()
         producer = BatchProducer(mapping, RecordMapper(mapping, adapters), batch_size,
                                  inserter, extract_only=inserter.extract_only)
         batches = producer.batches(units, checkpoints)

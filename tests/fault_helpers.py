@@ -12,9 +12,13 @@ Python process of the run — the CLI, its spawned workers and the pipeline's re
 process alike (spawned children inherit the environment). In the process named by
 ``MB_FAULT_PROC`` it counts events (``insert`` before ``insert_rows``, ``commit`` before a
 COMMIT, ``committed`` after one, ``batch`` when the reader cuts a batch, ``ddl`` after a
-CREATE or DROP statement other than the run lock's ``mb_lock``) and at the
-``MB_FAULT_AT``-th one either SIGKILLs itself (``kill``) or writes a flag file and waits
-for the test to say go (``pause``, to stop a database server at a known point).
+CREATE or DROP statement other than the run lock's ``mb_lock``, ``data_insert`` before
+``insert_rows`` into one of the mapping's tables, ``copy_row`` before each row written to a
+PostgreSQL ``COPY`` stream, ``count`` before the final count's query) and at the
+``MB_FAULT_AT``-th one either SIGKILLs itself (``kill``) or writes a flag file
+(``PID [SESSION-ID]``: the server's id of the session at that point) and waits for the test
+to say go (``pause``, to stop or restart a database server, or end that session, at a known
+point).
 
 Reconciliation: :func:`check_exactly_once` compares what the target holds, table by table,
 with an independent mapping of the source (``migrator.rowmap.naive_map`` per record, the
@@ -69,7 +73,19 @@ _HOOK = textwrap.dedent('''
     _count = [0]
 
 
-    def _hit(kind):
+    def _backend(obj):
+        """The server's id of the session at the fault point ("" if none)."""
+        try:
+            if hasattr(obj, "session_id"):  # a migrator connection
+                return str(obj.session_id())
+            if hasattr(obj, "connection"):  # a psycopg Copy
+                return str(obj.connection.info.backend_pid)
+        except Exception:
+            pass
+        return ""
+
+
+    def _hit(kind, obj=None):
         env = os.environ
         if kind not in env.get("MB_FAULT_EVENTS", "insert,commit,committed").split(","):
             return
@@ -83,7 +99,7 @@ _HOOK = textwrap.dedent('''
             time.sleep(60)
         flag = env["MB_FAULT_FLAG"]
         with open(flag + ".tmp", "w") as f:
-            f.write(str(os.getpid()))
+            f.write(f"{os.getpid()} {_backend(obj)}".strip())
         os.replace(flag + ".tmp", flag)
         deadline = time.monotonic() + 120
         while not os.path.exists(flag + ".go") and time.monotonic() < deadline:
@@ -94,10 +110,10 @@ _HOOK = textwrap.dedent('''
         real = getattr(cls, name)
 
         def patched(self, *args, **kwargs):
-            _hit(before)
+            _hit(before, self)
             out = real(self, *args, **kwargs)
             if after:
-                _hit(after)
+                _hit(after, self)
             return out
 
         setattr(cls, name, patched)
@@ -117,6 +133,28 @@ _HOOK = textwrap.dedent('''
         cls.execute = patched
 
 
+    def _wrap_data_insert(cls):
+        real = cls.insert_rows
+
+        def patched(self, table, *args, **kwargs):
+            if not table.startswith("mb_"):  # the mapping's tables, not the bookkeeping
+                _hit("data_insert", self)
+            return real(self, table, *args, **kwargs)
+
+        cls.insert_rows = patched
+
+
+    def _wrap_count(cls):
+        real = cls.query
+
+        def patched(self, sql, *args, **kwargs):
+            if "SUM(records_done)" in sql:  # the final count (migrator.engine.reconcile)
+                _hit("count", self)
+            return real(self, sql, *args, **kwargs)
+
+        cls.query = patched
+
+
     def install():
         from migrator.engine import BatchProducer
         from migrator.targets.odbc import OdbcConnection
@@ -126,7 +164,13 @@ _HOOK = textwrap.dedent('''
             _wrap(cls, "insert_rows", "insert")
             _wrap(cls, "commit", "commit", "committed")
             _wrap_ddl(cls)
+            _wrap_data_insert(cls)
+            _wrap_count(cls)
         _wrap(BatchProducer, "_take", "batch")
+        if "copy_row" in os.environ.get("MB_FAULT_EVENTS", ""):
+            import psycopg
+
+            _wrap(psycopg.Copy, "write_row", "copy_row")  # rows of a COPY stream
 ''')
 
 _SITECUSTOMIZE = textwrap.dedent('''

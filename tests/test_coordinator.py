@@ -398,10 +398,13 @@ def test_postgresql_workers_and_pipeline_then_kill_and_resume(
     final = reconcile(open_target(spec), mapping)
     assert final.ok and final.rows == data.expected_rows
 
-    with pytest.raises(WorkerFailed) as err:
-        pg_run(2, "off", worker_init=_pg_backend_terminated_in_worker_1)
-    assert err.value.worker == 1 and "\n" not in str(err.value)
-    assert reconcile(open_target(spec), mapping).ok
+    # The server ends worker 1's session mid-run: the worker reconnects and retries the
+    # batch; the run completes, every record once.
+    stats = pg_run(2, "off", worker_init=_pg_backend_terminated_in_worker_1)
+    assert stats.retries >= 1 and not stats.errors
+    final = reconcile(open_target(spec), mapping)
+    assert final.ok and final.rows == data.expected_rows
+    assert pg_keys(spec)[orders] == data.expected_rows[orders]
 
 
 def test_malformed_xml_stops_its_range_and_the_rest_reconciles(tmp_path: Path) -> None:

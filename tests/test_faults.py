@@ -203,8 +203,10 @@ def test_postgres_stopped_mid_run_fails_naming_the_server_error_then_resume(
     spec = pg_spec(pg)
     flag = tmp_path / "paused"
     at = rng(6).randint(5, RECORDS // BATCH)
+    # The server stays down: the run retries for the window (short here), then stops.
     proc = subprocess.Popen(
-        [sys.executable, "-m", "bench", *run_args(src, spec, tmp_path / "r1")],
+        [sys.executable, "-m", "bench",
+         *run_args(src, spec, tmp_path / "r1", "--retry-window", "1")],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env=fault_env(tmp_path, at=at, events="commit", action="pause", flag=flag))
     try:
@@ -219,7 +221,8 @@ def test_postgres_stopped_mid_run_fails_naming_the_server_error_then_resume(
             start_again(pg)
     assert proc.returncode == 1, stderr
     done = subprocess.CompletedProcess(proc.args, 1, "", stderr)
-    text = assert_one_line_error(done, "postgresql")
+    text = assert_one_line_error(done, "postgresql", r"--retry-window 1\b",
+                                 "continue with --resume")
     assert re.search(r"terminat|server closed|connection|administrator", text, re.I), text
     assert pg.password not in stderr
     partial = reconcile(open_target(spec), default_mapping())

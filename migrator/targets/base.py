@@ -332,6 +332,13 @@ class Connection(ABC):
         """The server's id for this session (``pg_backend_pid()``, ``@@SPID`` …)."""
         return ""
 
+    def discard(self) -> None:
+        """Close a session that failed, never raising, and never back into a pool the
+        target keeps. (An ODBC driver manager drops a dead pooled session itself, at the
+        next checkout: it asks the driver for SQL_ATTR_CONNECTION_DEAD.)"""
+        with contextlib.suppress(Exception):
+            self.close()
+
 
 @dataclass
 class TargetInfo:

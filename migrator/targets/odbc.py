@@ -27,6 +27,7 @@ import dataclasses
 import datetime
 import importlib
 import os
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -42,8 +43,9 @@ from migrator.connstr import (
     redact_connection_string,
     with_params,
 )
-from migrator.errors import TargetError
+from migrator.errors import DatabaseError, TargetError
 from migrator.odbckeys import driver_family, misspelled_keywords
+from migrator.retry import CONFLICT, LOST, SERVER, classify, native_code
 from migrator.targets.base import (
     Connection,
     Dialect,
@@ -107,6 +109,9 @@ def _state_and_text(exc: BaseException) -> tuple[str, str]:
     return "", str(exc)
 
 
+_ODBC_FUNCTION = re.compile(r" \(SQL[A-Za-z]+\)")
+
+
 def odbc_error_text(exc: BaseException) -> str:
     """pyodbc's ``('08001', '[08001] [unixODBC]msg (101) (SQLDriverConnect)')`` → ``msg``."""
     text = _state_and_text(exc)[1]
@@ -115,19 +120,14 @@ def odbc_error_text(exc: BaseException) -> str:
         if end < 0:
             break
         text = text[end + 1:].lstrip()
-    for tail in (" (SQLDriverConnect)", " (SQLExecDirectW)", " (SQLExecute)",
-                 " (SQLParamData)", " (SQLEndTran)", " (SQLPrepare)"):
-        text = text.replace(tail, "")
+    text = _ODBC_FUNCTION.sub("", text)  # " (SQLExecDirectW)": which call, not what failed
     return " ".join(text.split())
 
 
-class OdbcError(TargetError):
+class OdbcError(DatabaseError):
     """A database error from the driver, as one line; ``sqlstate`` keeps the class
-    (``23xxx`` integrity, ``08xxx`` connection …), ``detail`` the server's own words."""
-
-    def __init__(self, message: str, sqlstate: str = "", detail: str = "") -> None:
-        super().__init__(message, detail)
-        self.sqlstate = sqlstate
+    (``23xxx`` integrity, ``08xxx`` connection …), ``detail`` the server's own words,
+    ``native`` the driver's error number."""
 
 
 class OdbcIntegrityError(IntegrityViolation):
@@ -139,16 +139,21 @@ class OdbcIntegrityError(IntegrityViolation):
         self.detail = detail
 
 
+# Communication link failure, connection does not exist, connection failure, transaction
+# resolution unknown: an established session died. (08001/08004, a connection that could not
+# be made or was rejected, may be a wrong password: the classifier reads those.)
+_SESSION_DIED = ("08S01", "08003", "08006", "08007")
 _INTEGRITY_WORDS = ("constraint failed", "unique constraint", "duplicate entry",
                     "duplicate key", "violates")
 
 
-def _wrap(exc: BaseException, what: str) -> OdbcError | OdbcIntegrityError:
-    state = _state_and_text(exc)[0]
+def _wrap(exc: BaseException, what: str, dbms: str = "") -> OdbcError | OdbcIntegrityError:
+    state, raw = _state_and_text(exc)
     text = odbc_error_text(exc)
     if state.startswith("23") or any(w in text.lower() for w in _INTEGRITY_WORDS):
         return OdbcIntegrityError(f"{what}: {text}", state, text)
-    return OdbcError(f"{what}: {text}", state, text)
+    return OdbcError(f"{what}: {text}", state, text, native=native_code(raw), dbms=dbms,
+                     connection_lost=state in _SESSION_DIED)
 
 
 @dataclass(frozen=True)
@@ -450,6 +455,31 @@ class OdbcConnection(Connection):
             self._sql_cache[key] = sql
         return sql
 
+    def _error(self, exc: BaseException, what: str) -> OdbcError | OdbcIntegrityError:
+        """The driver's error as ours, saying whether the session died with it."""
+        err = _wrap(exc, what, self.dialect.name)
+        if isinstance(err, OdbcError) and not err.connection_lost and \
+                (err.sqlstate == "" or err.sqlstate.startswith("HY")) and \
+                classify(err) != CONFLICT:  # (a deadlock victim's session is alive)
+            err.connection_lost = self._session_lost()
+        return err
+
+    def _session_lost(self) -> bool:
+        """Is the session dead? Asked after an error whose SQLSTATE does not say: psqlODBC
+        reports a session ended mid-batch as ``HY000`` "internal SAVEPOINT failed" or
+        "Error while preparing parameters". A trivial query on a fresh statement then fails
+        with a connection error; on a live session it succeeds, or fails for the aborted
+        transaction (which the caller rolls back anyway)."""
+        try:
+            cur = self.cnxn.cursor()
+            try:
+                cur.execute("SELECT 1").fetchall()
+            finally:
+                cur.close()
+        except self.pyodbc.Error as exc:
+            return classify(exc) in (LOST, SERVER)
+        return False
+
     # ---- Connection API ----------------------------------------------------------------------
     def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
         if self.sidecar is not None:
@@ -458,7 +488,8 @@ class OdbcConnection(Connection):
         try:
             self.cursor().execute(sql, *([list(params)] if params else []))
         except self.pyodbc.Error as exc:
-            raise _wrap(exc, f"{self.dialect.name}: {statement_kind(sql)} failed") from exc
+            raise self._error(exc, f"{self.dialect.name}: {statement_kind(sql)} failed") \
+                from exc
         self._odbc_dirty = self._odbc_wrote = True
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
@@ -469,7 +500,7 @@ class OdbcConnection(Connection):
             self._odbc_dirty = True
             return [tuple(r) for r in cur.fetchall()] if cur.description else []
         except self.pyodbc.Error as exc:
-            raise _wrap(exc, f"{self.dialect.name}: query failed") from exc
+            raise self._error(exc, f"{self.dialect.name}: query failed") from exc
 
     def insert_rows(self, table: str, columns: Sequence[str], rows: Sequence[Row],
                     method: str | None = None) -> None:
@@ -496,7 +527,7 @@ class OdbcConnection(Connection):
                 self.dialect.copy_rows(self, table, columns, rows)
                 return
         except self.pyodbc.Error as exc:
-            raise _wrap(exc, f"{self.dialect.name}: insert into {table} ({name}) failed") \
+            raise self._error(exc, f"{self.dialect.name}: insert into {table} ({name}) failed") \
                 from exc
         self._odbc_dirty = self._odbc_wrote = True
 
@@ -541,7 +572,7 @@ class OdbcConnection(Connection):
             try:
                 self.cnxn.commit()
             except self.pyodbc.Error as exc:
-                raise _wrap(exc, f"{self.dialect.name}: commit failed") from exc
+                raise self._error(exc, f"{self.dialect.name}: commit failed") from exc
             self._odbc_dirty = self._odbc_wrote = False
 
     def rollback(self) -> None:
@@ -552,7 +583,7 @@ class OdbcConnection(Connection):
         try:
             self.cnxn.rollback()
         except self.pyodbc.Error as exc:
-            raise _wrap(exc, f"{self.dialect.name}: rollback failed") from exc
+            raise self._error(exc, f"{self.dialect.name}: rollback failed") from exc
         self._odbc_dirty = self._odbc_wrote = False
 
     def close(self) -> None:
@@ -587,7 +618,7 @@ class OdbcConnection(Connection):
         try:
             row = self.cursor().execute(self.dialect.session_id_sql).fetchone()
         except self.pyodbc.Error as exc:
-            raise _wrap(exc, f"{self.dialect.name}: session id query failed") from exc
+            raise self._error(exc, f"{self.dialect.name}: session id query failed") from exc
         self._odbc_dirty = True
         return str(row[0])
 
@@ -733,8 +764,11 @@ class OdbcTarget(Target):
         if typos:
             hint += "; " + "; ".join(f"the driver ignores {key}= (did you mean {near}=?)"
                                      for key, near in typos)
-        return OdbcError(f"cannot connect to {self.display}: {text}{hint}",
-                         _state_and_text(exc)[0])
+        state, raw = _state_and_text(exc)
+        # (no connection_lost: a refused or failed login says nothing about a session)
+        return OdbcError(f"cannot connect to {self.display}: {text}{hint}", state, text,
+                         native=native_code(raw),
+                         dbms=self._dialect.name if self._dialect is not None else "")
 
     def facts(self) -> ConnectionFacts:
         if self._facts is None:

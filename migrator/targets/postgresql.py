@@ -170,7 +170,8 @@ class PostgresDialect(OdbcDialect):
                 for row in rows:
                     copy.write_row(row)
         except psycopg.Error as exc:
-            raise _pg_error(exc, f"postgresql: COPY into {table} failed") from exc
+            raise _pg_error(exc, f"postgresql: COPY into {table} failed",
+                            conn.sidecar) from exc
 
     def sidecar_execute(self, conn: OdbcConnection, sql: str, params: Sequence[Any]) -> None:
         psycopg = _psycopg()
@@ -178,7 +179,7 @@ class PostgresDialect(OdbcDialect):
             conn.sidecar.execute(qmark_to_pyformat(sql) if params else sql,
                                  list(params) if params else None)
         except psycopg.Error as exc:
-            raise _pg_error(exc, "postgresql") from exc
+            raise _pg_error(exc, "postgresql", conn.sidecar) from exc
 
     def sidecar_query(self, conn: OdbcConnection, sql: str,
                       params: Sequence[Any]) -> list[Row]:
@@ -188,25 +189,30 @@ class PostgresDialect(OdbcDialect):
                                        list(params) if params else None)
             return [tuple(r) for r in cur.fetchall()] if cur.description else []
         except psycopg.Error as exc:
-            raise _pg_error(exc, "postgresql") from exc
+            raise _pg_error(exc, "postgresql", conn.sidecar) from exc
 
     def sidecar_commit(self, conn: OdbcConnection) -> None:
         psycopg = _psycopg()
         try:
             conn.sidecar.commit()
         except psycopg.Error as exc:
-            raise TargetError(f"postgresql: commit failed: {_pg_error_text(exc)}") from exc
+            raise _pg_error(exc, "postgresql: commit failed", conn.sidecar) from exc
 
     def sidecar_rollback(self, conn: OdbcConnection) -> None:
-        if not conn.sidecar.closed:
+        if not (conn.sidecar.closed or conn.sidecar.broken):
             conn.sidecar.rollback()
 
     def sidecar_close(self, conn: OdbcConnection) -> None:
         side, conn.sidecar = conn.sidecar, None
-        if side.closed:
+        if side.closed or side.broken:
+            side.close()  # a dead session never goes back to the pool
             return
         if side.info.transaction_status != _psycopg().pq.TransactionStatus.IDLE:
-            side.rollback()
+            try:
+                side.rollback()
+            except _psycopg().Error:
+                side.close()
+                return
         # Mirror the ODBC pooling choice: keep the session for the next checkout when the
         # driver manager pools, close it when it does not.
         pooled = conn.target.pooling if conn.target.pooling is not None \
@@ -238,12 +244,15 @@ def _pg_error_text(exc: BaseException) -> str:
     return " ".join(str(exc).split())
 
 
-def _pg_error(exc: BaseException, what: str) -> Exception:
+def _pg_error(exc: BaseException, what: str, session: Any = None) -> Exception:
+    """psycopg's error as ours. psycopg reports a connection closed during COPY with no
+    SQLSTATE; ``session.broken`` says whether the session died."""
     state = str(getattr(exc, "sqlstate", "") or "")
     text = _pg_error_text(exc)
     if state.startswith("23"):
         return OdbcIntegrityError(f"{what}: {text}", state, text)
-    return OdbcError(f"{what}: {text}", state, text)
+    lost = bool(session is not None and (session.broken or session.closed))
+    return OdbcError(f"{what}: {text}", state, text, dbms="postgresql", connection_lost=lost)
 
 
 def qmark_to_pyformat(sql: str) -> str:
@@ -331,12 +340,11 @@ def _open_sidecar(conn: OdbcConnection) -> None:
                           "batch (this batch already wrote through ODBC, and COPY runs on "
                           "its own session)")
     if conn._odbc_dirty:  # only reads (a resume check): end that transaction
-        conn.cnxn.commit()
-        conn._odbc_dirty = False
+        conn.commit()
     pool = conn.target.sidecar_pool
     while pool:
         side = pool.pop()
-        if not side.closed:
+        if not (side.closed or side.broken):
             conn.sidecar = side
             return
     kwargs = psycopg_kwargs(conn.target.params)
@@ -344,5 +352,7 @@ def _open_sidecar(conn: OdbcConnection) -> None:
         conn.sidecar = psycopg.connect(**kwargs, connect_timeout=15,
                                        application_name=session.session_name("copy"))
     except psycopg.Error as exc:
-        raise TargetError(f"postgresql: COPY needs a psycopg session and it could not "
-                          f"connect: {_pg_error_text(exc)}") from None
+        raise OdbcError(f"postgresql: COPY needs a psycopg session and it could not "
+                        f"connect: {_pg_error_text(exc)}",
+                        str(getattr(exc, "sqlstate", "") or ""), _pg_error_text(exc),
+                        dbms="postgresql") from None

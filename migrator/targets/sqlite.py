@@ -11,13 +11,13 @@ import os
 import re
 import sqlite3
 from collections.abc import Callable, Iterator, Mapping as AnyMapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import parse_qsl
 
 from migrator.coerce import TEXT
-from migrator.errors import TargetError
+from migrator.errors import DatabaseError, TargetError
 from migrator.mapping import ColumnType
 from migrator.targets.base import (
     Connection,
@@ -100,8 +100,9 @@ class SQLiteConnection(Connection):
         except sqlite3.IntegrityError as exc:
             raise IntegrityViolation(f"{what}: {exc}") from exc
         except sqlite3.Error as exc:
-            raise TargetError(f"sqlite:{self._path}: {what} failed: {exc}", str(exc)) \
-                from exc
+            raise DatabaseError(f"sqlite:{self._path}: {what} failed: {exc}", "", str(exc),
+                                native=getattr(exc, "sqlite_errorcode", None),
+                                dbms="sqlite") from exc
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
         with self._errors(statement_kind(sql).lower()):
@@ -169,6 +170,11 @@ class SQLiteConnection(Connection):
 
     def session_id(self) -> str:
         return f"sqlite-{os.getpid()}-{id(self._db):x}"
+
+    def discard(self) -> None:
+        self._pool = None  # (not back to the pool)
+        with suppress(sqlite3.Error):
+            self._db.close()
 
 
 class SQLiteTarget(Target):
