@@ -121,6 +121,11 @@ _PERMANENT_WORDS = ("password authentication failed", "authentication failed",
                     "access denied", "login failed", "no pg_hba.conf entry",
                     "permission denied", "does not exist", "unknown database")
 
+# MariaDB Connector/ODBC 3.1 now and then fails a multi-row insert from one of several
+# concurrent sessions with "Memory allocation error (0)" (SQLSTATE HY001); the same batch on
+# a fresh session goes through (tests/test_concurrent_runs.py). The session is discarded.
+_MARIADB_DRIVER_FAULT = "memory allocation error"
+
 _NATIVE_IN_PYODBC = re.compile(r"\((-?\d+)\) \(SQL\w+\)")
 
 
@@ -158,6 +163,8 @@ def classify(exc: BaseException) -> str | None:
             return _NATIVE[dbms][code]
     if any(w in text for w in _PERMANENT_WORDS):
         return None
+    if dbms == "mysql" and (state == "HY001" or _MARIADB_DRIVER_FAULT in text):
+        return LOST
     if state.startswith("08"):
         return LOST
     for words, kind in _WORDS:

@@ -96,6 +96,9 @@ MARIADB = [
      "get lock; try restarting transaction (1213) (SQLExecDirectW)", CONFLICT),
     ("Error", "HY000", "[HY000] [ma-3.1.15][10.11.18-MariaDB]Server shutdown in progress "
      "(1053) (SQLExecDirectW)", SERVER),
+    # a driver fault under concurrent multi-row inserts; a fresh session does not repeat it
+    ("Error", "HY001", "[HY001] [ma-3.1.15]Memory allocation error (0) (SQLExecDirectW)", LOST),
+    ("Error", "HY000", "[HY000] [ma-3.1.15]Memory allocation error (0) (SQLExecute)", LOST),
     # permanent
     ("Error", "28000", "[28000] [ma-3.1.15]Access denied for user 'bench'@'localhost' "
      "(using password: YES) (1045) (SQLDriverConnect)", None),
