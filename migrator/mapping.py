@@ -24,12 +24,13 @@ A mapping is a TOML file::
     quantity = { path = "quantity", type = "int", required = true }
 
 Paths are relative to the record element (or, for a child table's columns, to the repeated
-element) and mean what XPath says. A column's ``a/b`` is the text of the first ``<b>``
-inside any ``<a>`` in document order (XPath ``(a/b)[1]``: if the first ``<a>`` holds no
-``<b>``, a later one's counts), ``a/@x`` is an attribute, ``.`` is the element's own text.
-A child table's ``rows = "a/b"`` is every ``<b>`` inside every ``<a>``, in document order;
-positions count across all of them. Types: ``int``, ``bigint``, ``decimal(p,s)``,
-``str(n)``, ``text``, ``date``, ``datetime``, ``bool``.
+element) and mean what XPath says (the subset is in :mod:`migrator.paths`). A column's
+``a/b`` is the text of the first ``<b>`` inside any ``<a>`` in document order (XPath
+``(a/b)[1]``: if the first ``<a>`` holds no ``<b>``, a later one's counts), ``a/@x`` is an
+attribute, ``.`` is the element's own text. A child table's ``rows = "a/b"`` is every
+``<b>`` inside every ``<a>``, in document order; positions count across all of them.
+Types: ``int``, ``bigint``, ``decimal(p,s)``, ``str(n)``, ``text``, ``date``, ``datetime``,
+``bool``.
 
 This module only parses and validates; :mod:`migrator.rowmap` compiles a mapping into the
 fast per-record mapper.
@@ -48,6 +49,7 @@ from pathlib import Path
 from typing import Any
 
 from migrator.errors import MappingError
+from migrator.paths import PathError, Step, ValuePath, parse_rows_path, parse_value_path
 
 TYPE_FORMS = "int, bigint, decimal(p,s), str(n), text, date, datetime, bool"
 _TYPE_RE = re.compile(
@@ -56,8 +58,6 @@ _TYPE_RE = re.compile(
     r"|^\s*str\s*\(\s*(?P<n>\d+)\s*\)\s*$"
 )
 _NAME = r"[A-Za-z_][\w.\-]*"
-_PATH_RE = re.compile(rf"^(?:\.|@{_NAME}|{_NAME}(?:/{_NAME})*(?:/@{_NAME})?)$")
-_ROWS_RE = re.compile(rf"^{_NAME}(?:/{_NAME})*$")
 # A column the tool adds to the root table: each record's position in the input, which
 # decides which of two records with the same key is kept (see migrator.duplicates).
 POSITION_COLUMN = "mb_position"
@@ -106,6 +106,10 @@ class Column:
     required: bool = False
     default: str | None = None  # raw text, coerced like an XML value when the path is absent
 
+    @property
+    def value_path(self) -> ValuePath:
+        return parse_value_path(self.path)
+
 
 @dataclass(frozen=True)
 class Table:
@@ -118,6 +122,11 @@ class Table:
     @property
     def is_root(self) -> bool:
         return self.rows is None
+
+    @property
+    def rows_steps(self) -> tuple[Step, ...]:
+        """The parsed ``rows`` path (empty for the root table)."""
+        return () if self.rows is None else parse_rows_path(self.rows)
 
     @property
     def column_names(self) -> tuple[str, ...]:
@@ -210,7 +219,7 @@ class _Validator:
         key = record.get("key")
         if not isinstance(key, dict):
             raise self.fail("record.key", 'must be a table like { path = "@id", type = "bigint" }')
-        key_path = self.path(key.get("path"), "record.key.path")
+        key_path = self.path(key.get("path"), "record.key.path", element)
         key_type = self.ctype(key.get("type", "str(100)"), "record.key.type")
         if key_type.kind in ("text", "bool"):
             raise self.fail("record.key.type", f"{key_type} cannot be a key; use bigint or str(n)")
@@ -218,7 +227,7 @@ class _Validator:
         tables_doc = doc.get("tables")
         if not isinstance(tables_doc, list) or not tables_doc:
             raise self.fail("tables", "need at least one [[tables]] entry (the root table)")
-        tables = tuple(self.table(t, i) for i, t in enumerate(tables_doc))
+        tables = tuple(self.table(t, i, element) for i, t in enumerate(tables_doc))
         if not tables[0].is_root:
             raise self.fail("tables[0].rows", "the first table is the root table: remove rows")
         for i, t in enumerate(tables[1:], start=1):
@@ -238,7 +247,7 @@ class _Validator:
                                 f"keeps each record's input position there); rename it")
         return Mapping(element, key_path, key_type, tables, self.source, doc)
 
-    def table(self, doc: Any, i: int) -> Table:
+    def table(self, doc: Any, i: int, record: str) -> Table:
         where = f"tables[{i}]"
         if not isinstance(doc, dict):
             raise self.fail(where, "must be a table")
@@ -249,8 +258,12 @@ class _Validator:
         name = self.ident(doc.get("name"), f"{where}.name")
         key_column = self.ident(doc.get("key_column"), f"{where}.key_column")
         rows = doc.get("rows")
-        if rows is not None and (not isinstance(rows, str) or not _ROWS_RE.match(rows)):
-            raise self.fail(f"{where}.rows", "must be an element path such as \"lines/line\"")
+        depth = 0  # how far below the record element the table's row elements are
+        if rows is not None:
+            try:
+                depth = len(parse_rows_path(rows))
+            except PathError as exc:
+                raise self.fail(f"{where}.rows", str(exc)) from None
         position = doc.get("position_column")
         if position is not None:
             position = self.ident(position, f"{where}.position_column")
@@ -262,7 +275,8 @@ class _Validator:
         cols_doc = doc.get("columns")
         if not isinstance(cols_doc, dict) or not cols_doc:
             raise self.fail(f"{where}.columns", "need at least one column")
-        columns = tuple(self.column(n, c, f"{where}.columns.{n}") for n, c in cols_doc.items())
+        columns = tuple(self.column(n, c, f"{where}.columns.{n}", record, depth)
+                        for n, c in cols_doc.items())
         seen = {key_column.lower()} | ({position.lower()} if position else set())
         for c in columns:
             if c.name.lower() in seen:
@@ -270,7 +284,7 @@ class _Validator:
             seen.add(c.name.lower())
         return Table(name, key_column, columns, rows, position)
 
-    def column(self, name: str, doc: Any, where: str) -> Column:
+    def column(self, name: str, doc: Any, where: str, record: str, depth: int) -> Column:
         self.ident(name, where)
         if isinstance(doc, str):  # shorthand: column = "path"
             doc = {"path": doc, "type": "text"}
@@ -280,7 +294,7 @@ class _Validator:
         if unknown:
             raise self.fail(f"{where}.{sorted(unknown)[0]}",
                             "unknown key; expected path, type, required, default")
-        path = self.path(doc.get("path"), f"{where}.path")
+        path = self.path(doc.get("path"), f"{where}.path", record, depth)
         ctype = self.ctype(doc.get("type"), f"{where}.type")
         required = doc.get("required", False)
         if not isinstance(required, bool):
@@ -309,10 +323,22 @@ class _Validator:
             raise self.fail(where, "names must be at most 63 characters, without NUL")
         return value
 
-    def path(self, value: Any, where: str) -> str:
-        if not isinstance(value, str) or not _PATH_RE.match(value):
-            raise self.fail(where, f"bad path {value!r}; use forms like a/b, a/@attr, @attr or .")
-        return value
+    def path(self, value: Any, where: str, record: str, depth: int = 0) -> str:
+        """A value path, parsed; ``depth``: its context's levels below the record element.
+
+        Above the record element only attributes can be read: the file is streamed, so what
+        follows the record in an enclosing element is not read yet when it is mapped.
+        """
+        try:
+            parsed = parse_value_path(value)
+        except PathError as exc:
+            raise self.fail(where, str(exc)) from None
+        if parsed.up > depth and (parsed.leaf != "attr" or parsed.steps):
+            raise self.fail(where, f"{parsed.text!r} reads above the record element "
+                            f"<{record}>, where only attributes of the enclosing elements "
+                            f"can be read (the file is streamed): use "
+                            f"{'../' * parsed.up}@attr or ancestor::NAME/@attr")
+        return parsed.text
 
     def ctype(self, value: Any, where: str) -> ColumnType:
         if value is None:

@@ -1,11 +1,14 @@
-"""Multi-step mapping paths read every match, in document order.
+"""Mapping paths mean what XPath says, and multi-step paths read every match.
 
 A child table's ``rows = "a/b"`` is every ``<b>`` inside every ``<a>`` (XPath ``a/b``), and
 a column's ``a/b`` is the first of those in document order (XPath ``(a/b)[1]``), whichever
-``<a>`` holds it. The compiled mapper (``map``, and ``extract`` → ``convert`` as the process
-pipeline cuts it) is compared with :func:`migrator.rowmap.naive_map`, which asks lxml's XPath
-directly, on random nested documents and random mappings; and end to end on every backend
-with the shape that used to lose rows: countries → provinces → cities.
+``<a>`` holds it; predicates (``a[2]``, ``a[last()]``, ``a[@x='p']``), parent and ancestor
+steps, ``text()`` and ``count()`` too. The compiled mapper (``map``, and ``extract`` →
+``convert`` as the process pipeline cuts it) is compared with
+:func:`migrator.rowmap.naive_map`, which asks lxml's XPath directly, on random nested
+documents (records below enclosing elements, mixed content, comments) and random mappings;
+and end to end on every backend with the shape that used to lose rows: countries →
+provinces → cities.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from typer.testing import CliRunner
 
 from bench.cli import app
 from migrator import EngineConfig, expand_inputs, migrate, open_target, reconcile
+from migrator.errors import MappingError
 from migrator.mapping import Mapping, parse_mapping
 from migrator.rowmap import RecordMapper, RecordRejected, naive_map
 
@@ -55,8 +59,10 @@ class Node:
         for child in self.children:
             if isinstance(child, Node):
                 child.build(elem)
-            else:
-                elem.append(etree.Comment(child))
+            else:  # a comment, and text after it: more mixed content for text()
+                comment = etree.Comment(child)
+                comment.tail = "z"
+                elem.append(comment)
         return elem
 
 
@@ -87,7 +93,15 @@ def siblings(depth: int) -> st.SearchStrategy[list[Node | str]]:
 RECORDS = st.builds(Node, tag=st.just("r"), attrs=st.just({"k": "key"}),
                     text=TEXTS, tail=st.none(),
                     children=st.lists(siblings(3), min_size=1, max_size=4).map(_flat))
+# The record sits two levels below the document's root, as in <w><w><r>: paths above it
+# read the enclosing elements' attributes (ancestor::w/@x is the outermost one's, if it has
+# one: XPath's document order).
+WRAPPERS = st.tuples(ATTR_SETS, ATTR_SETS)
 STEPS = st.lists(st.sampled_from(NAMES), min_size=1, max_size=3).map("/".join)
+# Mostly none: a path with a predicate on every step rarely matches anything.
+PREDICATES = st.sampled_from(["", "", "", "", "[1]", "[2]", "[last()]", "[@x='p']", "[@x]",
+                              "[@y='q'][1]", "[@x='q'][last()]"])
+ANCESTORS = (*NAMES, "r", "w")
 
 
 
@@ -111,19 +125,35 @@ def descendants(node: Node) -> list[Node]:
     return out
 
 
+@dataclass
+class Case:
+    record: Node
+    wrappers: tuple[dict[str, str], dict[str, str]]
+    mapping: Mapping
+
+    def element(self) -> Any:
+        """The record element, serialized inside its enclosing elements and parsed again,
+        as a record reaches the mapper from a file."""
+        outer = etree.Element("w", self.wrappers[0])
+        etree.SubElement(outer, "w", self.wrappers[1]).append(self.record.build())
+        return etree.fromstring(etree.tostring(outer)).find("w/r")
+
+
 @st.composite
-def cases(draw: st.DrawFn) -> tuple[Node, Mapping]:
+def cases(draw: st.DrawFn) -> Case:
     """A record ``<r k="key">`` and a mapping of it: a key path (mostly ``@k``), a root
     table and 1–3 child tables whose ``rows`` paths have 1–3 steps. Element paths are
     drawn at random, or among those the record (or, for a child table's columns, some
-    element of it) holds, so that most of them match something, often several times.
+    element of it) holds, so that most of them match something, often several times;
+    some steps get a predicate. Columns read texts, attributes, joined text nodes, counts,
+    parents (as far up as the record's enclosing elements) and ancestors' attributes.
     Every column is ``text``, so a row holds the raw texts. Hypothesis draws 0 more
     often than other integers: 0 picks the common case below."""
     record = draw(RECORDS)
     from_record = sorted(element_paths(record))
     from_any = sorted(set().union(*(element_paths(n) for n in descendants(record))))
 
-    def steps(present: list[str]) -> str:
+    def plain_steps(present: list[str]) -> str:
         deep = [path for path in present if "/" in path]
         choice = draw(st.integers(0, 3))
         if choice <= 1 and deep:  # what used to lose rows: matches in several branches
@@ -132,35 +162,57 @@ def cases(draw: st.DrawFn) -> tuple[Node, Mapping]:
             return draw(st.sampled_from(present))
         return draw(STEPS)
 
-    def field(present: list[str]) -> str:
-        form = draw(st.sampled_from(["steps", "steps/@", ".", "@"]))
-        if form in (".", "@"):
-            return "." if form == "." else "@" + draw(st.sampled_from(ATTRS))
-        path = steps(present)
-        return path if form == "steps" else f"{path}/@{draw(st.sampled_from(ATTRS))}"
+    def steps(present: list[str]) -> str:
+        return "/".join(step + draw(PREDICATES) for step in plain_steps(present).split("/"))
 
-    def columns(present: list[str]) -> str:
+    def attr() -> str:
+        return "@" + draw(st.sampled_from(ATTRS))
+
+    def field(present: list[str], depth: int) -> str:
+        """A value path from a context ``depth`` levels below the record element."""
+        form = draw(st.sampled_from(["steps", "steps/@", ".", "@", "steps/text()", "text()",
+                                     "count", "up", "ancestor"]))
+        if form in (".", "text()"):
+            return form
+        if form == "@":
+            return attr()
+        if form == "count":
+            return f"count({steps(present)})"
+        if form == "ancestor":
+            return f"ancestor::{draw(st.sampled_from(ANCESTORS))}/{attr()}"
+        if form == "up":
+            up = draw(st.integers(1, depth + 2))
+            if up > depth:  # above the record: only the enclosing elements' attributes
+                return "../" * up + attr()
+            rest = draw(st.sampled_from(["", "/@x", "/a", "/b/@y", "/text()", "/c[1]"]))
+            return "/".join([".."] * up) + rest
+        path = steps(present)
+        return path if form == "steps" else f"{path}/{form.split('/')[1].replace('@', attr())}"
+
+    def columns(present: list[str], depth: int) -> str:
         if draw(st.booleans()):
-            paths = [field(present) for _ in range(draw(st.integers(1, 3)))]
+            paths = [field(present, depth) for _ in range(draw(st.integers(1, 3)))]
         else:  # below one shared element path: a value found in one match of it must
             # survive the later matches visited for its neighbours' sake
             base = steps(present)
-            paths = [base + draw(st.sampled_from(["", "/@x", "/@y", "/a", "/b/@x"]))
+            paths = [base + draw(st.sampled_from(["", "/@x", "/@y", "/a", "/b/@x",
+                                                  "/text()", "/a[last()]"]))
                      for _ in range(draw(st.integers(2, 3)))]
         return "".join(f'c{i} = {{ path = "{path}", type = "text", '
                        f'required = {str(draw(REQUIRED)).lower()} }}\n'
                        for i, path in enumerate(paths))
 
-    key = field(from_record) if draw(st.integers(0, 4)) == 4 else "@k"
+    key = field(from_record, 0) if draw(st.integers(0, 4)) == 4 else "@k"
     doc = (f'version = 1\n[record]\nelement = "r"\n'
            f'key = {{ path = "{key}", type = "str(100)" }}\n'
            f'[[tables]]\nname = "t0"\nkey_column = "k"\n[tables.columns]\n'
-           f'{columns(from_record)}')
+           f'{columns(from_record, 0)}')
     for n in range(1, draw(st.integers(1, 3)) + 1):
-        doc += (f'[[tables]]\nname = "t{n}"\nrows = "{steps(from_record)}"\n'
+        rows = steps(from_record)
+        doc += (f'[[tables]]\nname = "t{n}"\nrows = "{rows}"\n'
                 f'key_column = "k"\nposition_column = "pos"\n[tables.columns]\n'
-                f'{columns(from_any)}')
-    return record, parse_mapping(doc)
+                f'{columns(from_any, rows.count("/") + 1)}')
+    return Case(record, draw(WRAPPERS), parse_mapping(doc))
 
 
 def expected(mapping: Mapping, elem: Any) -> list[list[tuple[Any, ...]]] | tuple[str, str]:
@@ -196,10 +248,9 @@ def outcome(fn: Any, arg: Any) -> list[list[tuple[Any, ...]]] | tuple[str, str]:
 @settings(max_examples=long_or(150, 5000), deadline=None,
           suppress_health_check=[HealthCheck.too_slow])
 @given(case=cases())
-def test_compiled_mapper_equals_xpath_reference(case: tuple[Node, Mapping]) -> None:
-    record, mapping = case
-    # Serialized and parsed again, as a record reaches the mapper from a file.
-    elem = etree.fromstring(etree.tostring(record.build()))
+def test_compiled_mapper_equals_xpath_reference(case: Case) -> None:
+    mapping = case.mapping
+    elem = case.element()
     want = expected(mapping, elem)
     mapper = RecordMapper(mapping)
     assert outcome(mapper.map, elem) == want, mapper.map.__doc__
@@ -253,6 +304,116 @@ def test_rows_path_walks_every_branch_and_value_path_takes_the_first_match() -> 
     assert three == [(1, 1, "1"), (1, 2, "2"), (1, 3, "3")]
     assert len(two) == len(elem.xpath("a/b")) and len(three) == len(elem.xpath("a/b/c"))
     assert mapper.convert(mapper.extract(elem)) == [root, two, three]
+
+
+FORMS_DOC = """
+[record]
+element = "country"
+key = { path = "@car_code", type = "str(4)" }
+[[tables]]
+name = "countries"
+key_column = "code"
+[tables.columns]
+latest = { path = "population[last()]", type = "bigint" }
+latest_year = { path = "population[last()]/@year", type = "int" }
+first = { path = "population[1]", type = "bigint" }
+census_2011 = { path = "population[@year='2011']", type = "bigint" }
+english = { path = "name[@lang='en']", type = "str(40)" }
+any_lang = { path = "name[@lang]/@lang", type = "str(4)" }
+note = { path = "note/text()", type = "text" }
+note_first = { path = "note", type = "text" }
+provinces = { path = "count(province)", type = "int" }
+cities = { path = "count(province/city)", type = "int" }
+continent = { path = "../@name", type = "str(20)" }
+world = { path = "ancestor::world/@version", type = "str(10)" }
+[[tables]]
+name = "cities"
+rows = "province/city[@capital='yes']"
+key_column = "code"
+position_column = "no"
+[tables.columns]
+name = { path = ".", type = "str(40)" }
+province = { path = "../@name", type = "str(40)" }
+country = { path = "../../@car_code", type = "str(4)" }
+continent = { path = "../../../@name", type = "str(20)" }
+siblings = { path = "count(../city)", type = "int" }
+[[tables]]
+name = "last_city"
+rows = "province[last()]/city[last()]"
+key_column = "code"
+position_column = "no"
+[tables.columns]
+name = { path = "text()", type = "str(40)" }
+"""
+FORMS = parse_mapping(FORMS_DOC)
+
+WORLD = """<world version="2.1"><continent name="Europe">
+<country car_code="D">
+  <name lang="de">Deutschland</name><name lang="en">Germany</name>
+  <population year="1990">79</population><population year="2011">80</population>
+  <population year="2023">84</population>
+  <note>big <!-- c --> and <b>federal</b>, 16 states</note>
+  <province name="Bayern"><city capital="yes">München</city><city>Nürnberg</city></province>
+  <province name="Berlin"><city capital="yes">Berlin</city></province>
+  <province name="Saarland"><city>Homburg</city><city capital="yes">Saarbrücken</city>
+    <city>Neunkirchen</city></province>
+</country></continent></world>"""
+
+
+def test_predicates_ancestors_text_and_count() -> None:
+    elem = etree.fromstring(WORLD).find("continent/country")
+    mapper = RecordMapper(FORMS)
+    countries, cities, last = mapper.map(elem)
+    assert countries == [("D", 84, 2023, 79, 80, "Germany", "de",
+                          "big  and , 16 states", "big ", 3, 6, "Europe", "2.1")]
+    assert cities == [("D", 1, "München", "Bayern", "D", "Europe", 2),
+                      ("D", 2, "Berlin", "Berlin", "D", "Europe", 1),
+                      ("D", 3, "Saarbrücken", "Saarland", "D", "Europe", 3)]
+    assert last == [("D", 1, "Neunkirchen")]
+    assert mapper.convert(mapper.extract(elem)) == [countries, cities, last]
+    # the XPath reference reads the same texts
+    assert expected(FORMS, elem) == [[tuple(v if isinstance(v, int) and i == 1 and rows is not
+                                            countries else str(v) for i, v in enumerate(row))
+                                      for row in rows] for rows in (countries, cities, last)]
+
+
+@pytest.mark.parametrize(("path", "where", "words"), [
+    ("a//b", "position 2", "'//' (any depth) is not supported"),
+    ("*/b", "position 1", "wildcards are not supported"),
+    ("a/../b", "position 3", "'..' may only start a path"),
+    ("a[2][@x]", "position 5", "must be the last predicate"),
+    ("following-sibling::a", "position 1", "axes other than ancestor::"),
+    ("string(a)", "position 1", "the only functions are text()"),
+    ("a[x=1]", "position 3", "predicates are [N], [last()], [@x='v'] or [@x]"),
+    ("ancestor::issue/title", "position 17", "ancestor::NAME reads an attribute"),
+])
+def test_paths_outside_the_subset_are_refused_at_load(path: str, where: str,
+                                                       words: str) -> None:
+    doc = FORMS_DOC.replace('"population[last()]"', repr(path).replace("'", '"')
+                            if "'" not in path else f"'{path}'")
+    with pytest.raises(MappingError) as err:
+        parse_mapping(doc, source="m.toml")
+    message = str(err.value)
+    assert message.startswith("m.toml: tables[0].columns.latest.path: bad path"), message
+    assert where in message and words in message
+    assert "supported forms: a/b, @x, a/@x, ., text()" in message
+
+
+@pytest.mark.parametrize(("path", "ok"), [
+    ("../../../@name", True), ("../../../../@version", True), ("ancestor::world/@version", True),
+    ("../../name", True), ("../../../name", False), ("count(../../..)", False),
+    ("../../../text()", False),
+])
+def test_above_the_record_only_attributes_are_read(path: str, ok: bool) -> None:
+    """A city's context is 2 levels below <country>: 3 ``..`` reach its <continent>, whose
+    children may follow the record in the file (not read yet when it is mapped)."""
+    doc = FORMS_DOC.replace('province = { path = "../@name"', f'province = {{ path = "{path}"')
+    if ok:
+        parse_mapping(doc)
+        return
+    with pytest.raises(MappingError, match=r"tables\[1\]\.columns\.province\.path: .* reads "
+                       r"above the record element <country>, where only attributes"):
+        parse_mapping(doc)
 
 
 # ---- end to end: countries → provinces → cities on every backend ----------------------------
