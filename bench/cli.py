@@ -108,6 +108,11 @@ ReplaceTablesOption = Annotated[bool, typer.Option(
     help="Drop and replace tables with the run's names that migration-bench did not "
          "create (refused by default).")]
 
+DtdDirOption = Annotated[Path | None, typer.Option(
+    "--dtd-dir", help="A trusted local DTD catalog: named entities and default attributes "
+    "come from the DTD files in DIR (never from the network) [default: the mapping's "
+    "[input].dtd_dir].")]
+
 INSERT_METHODS = ("auto", "executemany", "fast", "values", "copy")
 # Shared by every command that runs migrations (run, sweep, baseline).
 RetryWindow = Annotated[float, typer.Option(
@@ -215,6 +220,7 @@ def run(
     table_prefix: TablePrefixOption = "",
     replace_existing_tables: ReplaceTablesOption = False,
     retry_window: RetryWindow = DEFAULT_WINDOW_S,
+    dtd_dir: DtdDirOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Migrate XML into a database once, measuring every stage."""
@@ -224,7 +230,8 @@ def run(
                          sample_interval=None if no_sample else sample_interval,
                          schema=schema, table_prefix=table_prefix,
                          replace_existing_tables=replace_existing_tables,
-                         retry_window=retry_window)
+                         retry_window=retry_window,
+                         dtd_dir=str(dtd_dir) if dtd_dir else None)
     progress = ui.progress_bar("migrating", None, unit="bytes", enabled=not as_json)
     stopped: RunFailed | RunInterrupted | None = None
     with user_errors(), progress as update:
@@ -298,6 +305,11 @@ def _print_run(s: dict[str, Any]) -> None:
         f" (as {s['table_prefix']}*)" if s.get("table_prefix") else ""
     con.print(f"tables{where}: " + " · ".join(f"{k} {v:,}" for k, v in s["tables"].items()),
               markup=False)
+    per_type = s.get("records") or {}
+    if len(per_type) > 1:
+        con.print("records: " + " · ".join(
+            f"<{k}> {v['read']:,} read → {v['inserted']:,} inserted + {v['quarantined']:,} "
+            f"quarantined" for k, v in per_type.items()), markup=False)
     if s.get("workers", 1) > 1 or s.get("pipeline", "off") != "off":
         busy_s = " · ".join(f"{k} {v:.2f} s" for k, v in s["stage_busy_s"].items())
         con.print(f"workers {s['workers']} · pipeline {s['pipeline']} · busy {busy_s} · "
@@ -307,6 +319,11 @@ def _print_run(s: dict[str, Any]) -> None:
                       f"{w['elapsed_s']:.2f} s ({w['rec_per_s']:,.0f} rec/s)", markup=False)
     if s.get("skipped"):
         con.print(f"resumed: {s['skipped']:,} records were committed by the interrupted run")
+    if s.get("unexpanded_entities"):
+        why = f"the DTD catalog {s['dtd_dir']} does not define them" if s.get("dtd_dir") \
+            else "no DTD defines them: give the DTDs with --dtd-dir DIR"
+        con.print(f"{s['unexpanded_entities']:,} records kept entity references such as &name; "
+                  f"as they are ({why})", markup=False)
     empty = s.get("files_without_records") or []
     if empty:
         con.print(f"input files without records (the others had some): {', '.join(empty)}",

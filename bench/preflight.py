@@ -134,4 +134,4 @@ def check_inputs(inputs: list[str], mapping: Path | None) -> list[str]:
     from migrator.reader import check_records
 
     loaded = load_mapping(mapping) if mapping else default_mapping()
-    return check_records(expand_inputs(inputs), loaded.record_element)
+    return check_records(expand_inputs(inputs), loaded.record_elements)

@@ -51,7 +51,7 @@ from migrator import (
 from migrator.engine import apply_pooling
 from migrator.errors import MigratorError
 from migrator.mapping import Mapping, describe as describe_mapping
-from migrator.reader import WorkUnit, check_records
+from migrator.reader import WorkUnit, check_dtd_dir, check_records
 from migrator.retry import DEFAULT_WINDOW_S
 from migrator.runlock import RunLock
 from migrator.session import run_scope, session_name
@@ -82,6 +82,8 @@ class RunRequest:
     run_id: str | None = None
     # Seconds a transient database error (restart, killed session, deadlock) is retried.
     retry_window: float = DEFAULT_WINDOW_S
+    # A trusted local DTD catalog: named entities and default attributes come from there.
+    dtd_dir: str | None = None
 
 
 @dataclass
@@ -125,6 +127,9 @@ class RunOutcome:
             "per_worker": [{**w.to_dict(), "elapsed_s": round(w.elapsed_s, 6),
                             "rec_per_s": round(w.rec_per_s, 1)} for w in s.workers],
             "tables": dict(s.rows),
+            "records": {k: dict(v) for k, v in s.records.items()},
+            "unexpanded_entities": s.unexpanded_entities,
+            "dtd_dir": self.extra.get("dtd_dir"),
             "target": self.target_display,
             "schema": self.extra.get("schema"),
             "table_prefix": self.request.table_prefix,
@@ -164,7 +169,8 @@ def _reconciliation(rec: Reconciliation | None) -> dict[str, Any] | None:
     if rec is None:
         return None
     return {"ok": rec.ok, "records_read": rec.records_read, "inserted": rec.inserted,
-            "quarantined": rec.quarantined, "rows": rec.rows, "problems": list(rec.problems)}
+            "quarantined": rec.quarantined, "rows": rec.rows, "records": rec.records,
+            "problems": list(rec.problems)}
 
 
 def _dataset_facts(units: list[WorkUnit]) -> dict[str, Any]:
@@ -187,8 +193,9 @@ def execute_run(request: RunRequest,
                 progress: Callable[..., None] | None = None) -> RunOutcome:
     run_dir = request.out or new_run_dir()
     mapping = load_mapping(request.mapping) if request.mapping else default_mapping()
+    mapping = mapping.with_dtd_dir(check_dtd_dir(request.dtd_dir))
     units = expand_inputs(request.inputs)
-    without_records = check_records(units, mapping.record_element)
+    without_records = check_records(units, mapping.record_elements)
     check_target_folder(request.target)
     created = not run_dir.exists()
     ensure_writable_dir(run_dir)
@@ -275,6 +282,7 @@ def _migrate(request: RunRequest, run_dir: Path, mapping: Mapping, units: list[W
         config={"inputs": [u.path for u in units], "target": info.display,
                 "mapping": describe_mapping(mapping), "batch_size": request.batch_size,
                 "workers": request.workers, "pipeline": request.pipeline,
+                "dtd_dir": mapping.dtd_dir,
                 "queue_depth": request.queue_depth, "pooling": request.pooling,
                 "insert_method": request.insert_method, "resume": request.resume,
                 **tables_in, "replace_existing_tables": request.replace_existing_tables},
@@ -289,7 +297,8 @@ def _migrate(request: RunRequest, run_dir: Path, mapping: Mapping, units: list[W
                                     [stats.elapsed_s / stats.records_read]})
     outcome = RunOutcome(request, run_dir, info.display, stats, rec, result_file, pyperf_file,
                          {"bottleneck": run_doc["bottleneck"],
-                          "schema": tables_in["schema"], "run_id": run_id},
+                          "schema": tables_in["schema"], "run_id": run_id,
+                          "dtd_dir": mapping.dtd_dir},
                          status, error, without_records)
     if isinstance(stopped_by, KeyboardInterrupt):
         raise RunInterrupted(outcome) from stopped_by

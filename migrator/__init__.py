@@ -51,7 +51,7 @@ def migrate(units: list[WorkUnit], target: Target, mapping: Mapping,
 
     Input in which no file holds a record element is refused first (:class:`InputError`).
     """
-    check_records(units, mapping.record_element)
+    check_records(units, mapping.record_elements)
     checkpoints = prepare_target(target, mapping, units, resume=resume,
                                  replace_existing=replace_existing,
                                  retry=(config or EngineConfig()).retry)

@@ -150,7 +150,7 @@ class ParallelCoordinator:
         if self.workers == 1:
             return list(files)
         return plan_units(files, self.workers * self.partitions_per_worker,
-                          self.mapping.record_element)
+                          self.mapping.record_elements)
 
     def _saved_unit_ids(self) -> list[str] | None:
         return self.config.retry.call(self._read_unit_ids, "reading the checkpoints to resume")
@@ -383,6 +383,10 @@ class ParallelCoordinator:
             stats.quarantined += r.quarantined
             for table, n in r.rows.items():
                 stats.rows[table] = stats.rows.get(table, 0) + n
+            for element, counts in r.records.items():
+                mine = stats.records.setdefault(element, dict.fromkeys(counts, 0))
+                for k, n in counts.items():
+                    mine[k] = mine.get(k, 0) + n
             for stage, s in r.stages.items():
                 stats.stages[stage] = stats.stages.get(stage, 0.0) + s
             for half, s in r.stage_busy.items():
@@ -390,6 +394,7 @@ class ParallelCoordinator:
             stats.errors.extend(r.errors)
             stats.max_in_flight = max(stats.max_in_flight, r.max_in_flight)
             stats.converted_by_inserter += r.converted_by_inserter
+            stats.unexpanded_entities += r.unexpanded_entities
             stats.read_map_cpu_s += r.read_map_cpu_s
             stats.retries += r.retries
             stats.retry_wait_s += r.retry_wait_s

@@ -25,9 +25,9 @@ from pathlib import PurePath
 from typing import Any
 
 from migrator.errors import TargetError
-from migrator.mapping import POSITION_COLUMN, Mapping
+from migrator.mapping import POSITION_COLUMN, Mapping, Record
 from migrator.partition import RangeUnit, range_origins
-from migrator.reader import WorkUnit
+from migrator.reader import Elements, WorkUnit
 from migrator.targets.base import Connection
 
 
@@ -83,7 +83,7 @@ class InputOrder:
     def position(self, path: str, line: int, seq: int) -> str:
         return f"{self.prefix(path)}{line}:{seq}"
 
-    def locate(self, position: str, record_element: str) -> tuple[WorkUnit, int]:
+    def locate(self, position: str, record_element: Elements) -> tuple[WorkUnit, int]:
         """The unit a record at ``position`` was read from, and its line.
 
         The units of a file are ordered; each covers the positions from its first record's
@@ -114,35 +114,42 @@ class Holder:
     position: str | None
 
 
-def find_holder(conn: Connection, mapping: Mapping, key: Any) -> Holder | None:
-    """The root row with ``key``, locked until the transaction ends; None if there is none
-    (a concurrent transaction deleted it since the insert failed)."""
-    root = mapping.root
-    sql = conn.dialect.select_for_update_sql(root.name, (root.key_column, POSITION_COLUMN),
-                                             root.key_column)
-    rows = conn.query(sql, (key,))
+def find_holder(conn: Connection, record: Record, key: Sequence[Any]) -> Holder | None:
+    """The root row of ``record``'s type with ``key`` (its key columns' values), locked until
+    the transaction ends; None if there is none (a concurrent transaction deleted it since
+    the insert failed)."""
+    root = record.root
+    sql = conn.dialect.select_for_update_sql(
+        root.name, (*root.key_columns, POSITION_COLUMN), root.key_columns)
+    rows = conn.query(sql, tuple(key))
     if not rows:
         return None
-    stored, position = rows[0]
-    return Holder(stored, None if position is None else str(position))
+    *stored, position = rows[0]
+    return Holder(stored[0] if len(stored) == 1 else tuple(stored),
+                  None if position is None else str(position))
 
 
-def delete_record(conn: Connection, mapping: Mapping, key: Any) -> tuple[int, ...]:
-    """Delete the rows of the record with ``key`` from every table (children first); returns
-    how many rows each table lost, in mapping order."""
+def delete_record(conn: Connection, mapping: Mapping, record: Record, key: Any
+                  ) -> tuple[int, ...]:
+    """Delete the rows of ``record``'s type with ``key`` (a value, or a tuple for a composite
+    key) from every table of the type, children before their parents (every row carries the
+    record key in its first columns); returns how many rows each table of the mapping lost,
+    in mapping order."""
     d = conn.dialect
     q = d.quote
-    counts: list[int] = []
-    for table in reversed(mapping.tables[1:]):
-        # Counted with a locking read: a plain one may see an older snapshot (InnoDB).
-        counts.append(len(conn.query(d.select_for_update_sql(
-            table.name, table.primary_key, table.key_column), (key,))))
-        conn.execute(f"DELETE FROM {d.table_ref(table.name)} WHERE {q(table.key_column)} = "
-                     f"{d.placeholder}", (key,))
-    root = mapping.root
-    conn.execute(f"DELETE FROM {d.table_ref(root.name)} WHERE {q(root.key_column)} = "
-                 f"{d.placeholder}", (key,))
-    return (1, *reversed(counts))
+    values = key if isinstance(key, tuple) else (key,)
+    lost = dict.fromkeys((t.name for t in mapping.tables), 0)
+    for table in reversed(record.tables):
+        columns = table.key_columns[:len(values)]
+        where = " AND ".join(f"{q(c)} = {d.placeholder}" for c in columns)
+        if not table.is_root:
+            # Counted with a locking read: a plain one may see an older snapshot (InnoDB).
+            lost[table.name] = len(conn.query(d.select_for_update_sql(
+                table.name, table.primary_key, columns), values))
+        else:
+            lost[table.name] = 1
+        conn.execute(f"DELETE FROM {d.table_ref(table.name)} WHERE {where}", values)
+    return tuple(lost[t.name] for t in mapping.tables)
 
 
 def key_text(holder: Holder, incoming: str) -> str:

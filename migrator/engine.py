@@ -22,6 +22,7 @@ import datetime
 import gc
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
@@ -39,6 +40,7 @@ from migrator.duplicates import (
     key_text,
 )
 from migrator.errors import InputError, MalformedXMLError, ResumeError, TargetError
+from migrator.keys import KeyCounter
 from migrator.mapping import POSITION_COLUMN, Mapping
 from migrator.partition import unit_bytes
 from migrator.reader import WorkUnit
@@ -68,7 +70,8 @@ READ_STAGES = ("parse", "map", "skip")
 WRITE_STAGES = ("connect", "insert", "commit")
 PIPELINE_MODES = ("off", "thread", "process")
 CONVERT_SIDES = ("auto", "reader", "inserter")
-QUARANTINE_COLUMNS = ("unit", "file", "line", "record_key", "reason_code", "reason")
+QUARANTINE_COLUMNS = ("unit", "file", "line", "record_key", "reason_code", "reason",
+                      "record_element")
 
 
 @dataclass(frozen=True)
@@ -199,6 +202,11 @@ class RunStats:
     # that retried measured a restart or a lock conflict as well as the migration.
     retries: int = 0
     retry_wait_s: float = 0.0
+    # Per record element: records read, inserted and quarantined by this invocation.
+    records: dict[str, dict[str, int]] = field(default_factory=dict)
+    # Records read that kept an entity reference literal (&x;): no DTD catalog, or one
+    # that does not declare it.
+    unexpanded_entities: int = 0
 
     @property
     def throughput_rec_per_min(self) -> float:
@@ -228,6 +236,8 @@ class RunStats:
             "retry_wait_s": self.retry_wait_s,
             "workers": [w.to_dict() for w in self.workers],
             "tables": dict(self.rows),
+            "records": {k: dict(v) for k, v in self.records.items()},
+            "unexpanded_entities": self.unexpanded_entities,
             "units": [asdict(u) for u in self.units],
             "errors": list(self.errors),
             "batches": {"columns": list(BatchStat.FIELDS),
@@ -387,7 +397,8 @@ def _build(conn: Connection, mapping: Mapping, units: Sequence[WorkUnit], found:
         for sql in statements:
             conn.execute(sql)
     conn.insert_rows(RUN_TABLE, ("k", "v"), [("mapping_fingerprint", fingerprint),
-                                            ("record_element", mapping.record_element),
+                                            ("record_element",
+                                             ",".join(mapping.record_elements)),
                                             ("checkpoint_format", CHECKPOINT_FORMAT),
                                             ("run_id", run_id),
                                             ("created_at", _now()),
@@ -496,7 +507,10 @@ def _load_for_resume(conn: Connection, mapping: Mapping,
 
 @dataclass(frozen=True)
 class Reconciliation:
-    """Counts read back from the target: does ``read = inserted + quarantined`` hold?"""
+    """Counts read back from the target: does ``read = inserted + quarantined`` hold?
+
+    ``records``: per record element, the rows of its root table (its records inserted) and
+    its quarantined records."""
 
     records_read: int
     inserted: int
@@ -504,6 +518,7 @@ class Reconciliation:
     rows: dict[str, int]
     quarantine_rows: int
     problems: tuple[str, ...]
+    records: dict[str, dict[str, int]] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -511,28 +526,40 @@ class Reconciliation:
 
 
 def reconcile(target: Target, mapping: Mapping) -> Reconciliation:
-    """Independent check after a run: checkpoint totals against ``COUNT(*)`` of the tables."""
+    """Independent check after a run: checkpoint totals against ``COUNT(*)`` of the tables,
+    per record type (each has its root table and its quarantined records)."""
     conn = target.connect()
     try:
-        ref = conn.dialect.table_ref
+        d = conn.dialect
+        ref = d.table_ref
         (done, ins, qua), = conn.query(
             f"SELECT COALESCE(SUM(records_done),0), COALESCE(SUM(inserted),0), "
             f"COALESCE(SUM(quarantined),0) FROM {ref(CHECKPOINT_TABLE)}")
         rows = {t.name: int(conn.query(f"SELECT COUNT(*) FROM {ref(t.name)}")[0][0])
                 for t in mapping.tables}
         qrows = int(conn.query(f"SELECT COUNT(*) FROM {ref(QUARANTINE_TABLE)}")[0][0])
+        per_type = {r.element: int(conn.query(
+            f"SELECT COUNT(*) FROM {ref(QUARANTINE_TABLE)} WHERE record_element = "
+            f"{d.placeholder}", (r.element,))[0][0]) for r in mapping.records}
     finally:
         conn.close()
     done, ins, qua = int(done), int(ins), int(qua)
+    records = {r.element: {"inserted": rows[r.root.name], "quarantined": per_type[r.element]}
+               for r in mapping.records}
     problems = []
     if done != ins + qua:
         problems.append(f"read {done} != inserted {ins} + quarantined {qua}")
-    if rows[mapping.root.name] != ins:
-        problems.append(f"{mapping.root.name} holds {rows[mapping.root.name]} rows, "
-                        f"checkpoints say {ins} inserted")
+    roots = sum(rows[t.name] for t in mapping.roots)
+    if roots != ins:
+        names = " + ".join(t.name for t in mapping.roots)
+        problems.append(f"{names} hold{'s' if len(mapping.roots) == 1 else ''} {roots} "
+                        f"rows, checkpoints say {ins} inserted")
     if qrows != qua:
         problems.append(f"{QUARANTINE_TABLE} holds {qrows} rows, checkpoints say {qua}")
-    return Reconciliation(done, ins, qua, rows, qrows, tuple(problems))
+    elif sum(per_type.values()) != qrows:
+        problems.append(f"{qrows - sum(per_type.values())} of the {qrows} rows of "
+                        f"{QUARANTINE_TABLE} name no record element of the mapping")
+    return Reconciliation(done, ins, qua, rows, qrows, tuple(problems), records)
 
 
 def reconcile_retrying(target: Target, mapping: Mapping,
@@ -556,12 +583,15 @@ class StopFlag(Protocol):
 # batch keeps thousands of records alive, and plain int tuples cost the garbage collector
 # nothing, where per-record lists cost 15% of the CPU.
 Record = tuple[str, str, int, str, tuple[int, ...], int]
-Reject = tuple[str, str, int, str | None, str, str]  # unit, file, line, key, code, reason
-# unit, file, line, the record's texts as RecordMapper.extract returns them, its seq
-Extracted = tuple[str, str, int, tuple[Any, ...], int]
+# unit, file, line, key, code, reason, record element
+Reject = tuple[str, str, int, str | None, str, str, str]
+# unit, file, line, the record's texts as RecordMapper.extract returns them, its seq, its
+# record element
+Extracted = tuple[str, str, int, tuple[Any, ...], int, str]
 # A committed record another record of the batch displaced (it came later in input order):
-# unit, file, line, key, the reason it is quarantined, how many rows it lost in each table.
-Evicted = tuple[str, str, int, str, str, tuple[int, ...]]
+# unit, file, line, key, the reason it is quarantined, its record element, how many rows it
+# lost in each table.
+Evicted = tuple[str, str, int, str, str, str, tuple[int, ...]]
 
 
 class MappedBatch:
@@ -575,8 +605,11 @@ class MappedBatch:
     inserter's side. ``progress`` counts them as inserted until then.
     """
 
-    def __init__(self, n_tables: int) -> None:
+    def __init__(self, n_tables: int, key_parts: tuple[int, ...] | None = None) -> None:
         self.tables: list[Rows] = [[] for _ in range(n_tables)]
+        # Per table, how many key columns a record's root row there starts with (0: not a
+        # root table); None: one record type with a one-part key, in the first table.
+        self.key_parts = key_parts
         self.records: list[Record] = []
         self.rejects: list[Reject] = []
         self.extracted: list[Extracted] = []
@@ -594,8 +627,37 @@ class MappedBatch:
         """One mapped record: its rows, and how many went into each table."""
         for tbl, table_rows in zip(self.tables, rows, strict=True):
             tbl.extend(table_rows)
-        self.records.append((uid, path, line, str(rows[0][0][0]), tuple(map(len, rows)),
-                             seq))
+        key = str(rows[0][0][0]) if self.key_parts is None else \
+            record_key_text(rows, self.key_parts)
+        self.records.append((uid, path, line, key, tuple(map(len, rows)), seq))
+
+
+def key_parts(mapping: Mapping) -> tuple[int, ...] | None:
+    """:attr:`MappedBatch.key_parts` for ``mapping``."""
+    if len(mapping.records) == 1 and len(mapping.root.key_columns) == 1:
+        return None
+    roots = {t.name for t in mapping.roots}
+    return tuple(len(t.key_columns) if t.name in roots else 0 for t in mapping.tables)
+
+
+def record_key_text(rows: list[Rows], parts: tuple[int, ...]) -> str:
+    """A record's key as quarantine rows show it (a composite key's parts joined by '/')."""
+    for n, table_rows in zip(parts, rows, strict=True):
+        if n and table_rows:
+            row = table_rows[0]
+            return str(row[0]) if n == 1 else "/".join(str(v) for v in row[:n])
+    return ""
+
+
+def record_root(mapping: Mapping, counts: tuple[int, ...]) -> int:
+    """The index (in ``mapping.tables``) of a mapped record's root table: the root table it
+    put a row in."""
+    if len(mapping.records) == 1:
+        return 0
+    for i, (table, n) in enumerate(zip(mapping.tables, counts, strict=True)):
+        if n and table.is_root:
+            return i
+    raise AssertionError("a mapped record has a root row")
 
 
 @dataclass
@@ -606,6 +668,7 @@ class ProducerReport:
     errors: list[str] = field(default_factory=list)
     skip: float = 0.0
     transfer: float = 0.0  # pickling batches for another process
+    unexpanded_entities: int = 0  # records that kept an entity reference literal
 
 
 class BatchProducer:
@@ -625,7 +688,10 @@ class BatchProducer:
         self.extract_only = extract_only
         self.report = ProducerReport()
         self._n_tables = len(mapping.tables)
-        self._batch = MappedBatch(self._n_tables)
+        self._key_parts = key_parts(mapping)
+        self._batch = MappedBatch(self._n_tables, self._key_parts)
+        # Record types whose keys are generated from the record's position in its file.
+        self._generated = frozenset(r.element for r in mapping.records if r.generated)
         self._bytes_before = 0
         self._stream: Any = None
 
@@ -633,7 +699,7 @@ class BatchProducer:
         batch = self._batch
         position = self._stream.position if self._stream is not None else 0
         batch.position = self._bytes_before + position
-        self._batch = MappedBatch(self._n_tables)
+        self._batch = MappedBatch(self._n_tables, self._key_parts)
         return batch
 
     def batches(self, units: Iterable[WorkUnit],
@@ -661,10 +727,12 @@ class BatchProducer:
         every = self.STOP_EVERY
         tt = time.thread_time
         mark = tt()
-        stream = unit.open_records(self.mapping.record_element)
+        stream = unit.open_records(self.mapping.record_elements, self.mapping.dtd_dir)
         self._stream = stream
         it = iter(stream)
         done = cp.records_done
+        keys = KeyCounter(path, self._generated, stream.records_before()) \
+            if self._generated else None
         # A record's seq: how many records before it report the same line (its position in
         # input order is file, line, seq — see migrator.duplicates).
         prev_line: int | None = None
@@ -681,6 +749,8 @@ class BatchProducer:
                     seq = seq + 1 if line == prev_line else \
                         stream.first_seq if prev_line is None else 0
                     prev_line = line
+                    if keys is not None:
+                        keys.next(item[1].tag)
                 self.report.skip += pc() - t0
             batch = self._batch
             raw = extract_only is not None and extract_only()
@@ -698,14 +768,16 @@ class BatchProducer:
                 else:
                     seq = stream.first_seq if prev_line is None else 0
                     prev_line = line
+                args = (elem,) if keys is None else (elem, keys.next(elem.tag))
                 if raw:
-                    batch.extracted.append((uid, path, line, extract(elem), seq))
+                    batch.extracted.append((uid, path, line, extract(*args), seq, elem.tag))
                     delta_q, delta_i = 0, 1
                 else:
                     try:
-                        rows = mapper_map(elem)
+                        rows = mapper_map(*args)
                     except RecordRejected as rej:
-                        batch.rejects.append((uid, path, line, rej.key, rej.code, rej.reason))
+                        batch.rejects.append((uid, path, line, rej.key, rej.code, rej.reason,
+                                              elem.tag))
                         delta_q, delta_i = 1, 0
                     else:
                         add(batch, uid, path, line, rows, seq)
@@ -744,6 +816,7 @@ class BatchProducer:
             close = getattr(it, "close", None)
             if close is not None:
                 close()
+            self.report.unexpanded_entities += stream.unexpanded
             self._batch.cpu += tt() - mark
 
 
@@ -757,11 +830,11 @@ def convert_extracted(batch: MappedBatch, convert: Callable[[tuple[Any, ...]], l
         return 0
     t0 = time.perf_counter()
     c0 = time.thread_time()
-    for uid, path, line, texts, seq in extracted:
+    for uid, path, line, texts, seq, element in extracted:
         try:
             rows = convert(texts)
         except RecordRejected as rej:
-            batch.rejects.append((uid, path, line, rej.key, rej.code, rej.reason))
+            batch.rejects.append((uid, path, line, rej.key, rej.code, rej.reason, element))
             prog = batch.progress[uid]
             prog[1] -= 1
             prog[2] += 1
@@ -790,8 +863,13 @@ class BatchWriter:
         self.convert = 0.0  # converting records the producer only extracted (seconds)
         self.converted = 0  # ... and how many
         self.order = order  # every unit of the run: where each record stands in the input
-        self._columns = [t.column_names for t in mapping.tables]
-        self._columns[0] += (POSITION_COLUMN,)
+        self._columns = [t.column_names + ((POSITION_COLUMN,) if t.is_root else ())
+                         for t in mapping.tables]
+        # Each record type's element and the index of its root table (counts per type).
+        index = {t.name: i for i, t in enumerate(mapping.tables)}
+        self._roots = [(r.element, index[r.root.name]) for r in mapping.records]
+        for element, _ in self._roots:
+            stats.records.setdefault(element, {"read": 0, "inserted": 0, "quarantined": 0})
         self._conn: Connection | None = None
 
     # The connection is opened once, or per batch when measuring connection checkout.
@@ -875,8 +953,8 @@ class BatchWriter:
             t1 = pc()
             if batch.rejects or batch.evicted:
                 conn.insert_rows(QUARANTINE_TABLE, QUARANTINE_COLUMNS, batch.rejects + [
-                    (u, f, line, k, "duplicate_key", reason)
-                    for u, f, line, k, reason, _ in batch.evicted], None)
+                    (u, f, line, k, "duplicate_key", reason, element)
+                    for u, f, line, k, reason, element, _ in batch.evicted], None)
             self._save_checkpoints(conn, batch)
             conn.commit()
             t2 = pc()
@@ -936,6 +1014,7 @@ class BatchWriter:
         stats.read_map_cpu_s += batch.cpu
         stats.inserted += inserted
         stats.quarantined += quarantined
+        self._account_types(batch, inserted, quarantined)
         st = stats.stages
         st["parse"] += batch.parse
         st["map"] += batch.map
@@ -949,17 +1028,44 @@ class BatchWriter:
         if self.on_batch is not None:
             self.on_batch(stats, batch.position)
 
+    def _account_types(self, batch: MappedBatch, inserted: int, quarantined: int) -> None:
+        """Counts per record type. A record's root table holds one row per record; an
+        evicted record was counted as inserted by the batch that stored it."""
+        stats = self.stats
+        if len(self._roots) == 1:
+            per_type = {self._roots[0][0]: (inserted, quarantined)}
+        else:
+            rejected = Counter(r[6] for r in batch.rejects)
+            evicted = Counter(e[5] for e in batch.evicted)
+            per_type = {e: (len(batch.tables[i]) - evicted[e], rejected[e] + evicted[e])
+                        for e, i in self._roots}
+        for element, (ins, quar) in per_type.items():
+            counts = stats.records[element]
+            counts["read"] += ins + quar
+            counts["inserted"] += ins
+            counts["quarantined"] += quar
+
     def _position(self, batch: MappedBatch) -> None:
         """Append each record's input position to its root row (once per batch: a retried
-        batch keeps them). The root table has exactly one row per record, in order."""
+        batch keeps them). A root table has exactly one row per record, in order."""
         prefix_of = self.order.prefix
-        root = batch.tables[0]
         last, prefix = None, ""
-        for i, rec in enumerate(batch.records):
-            path = rec[1]
-            if path is not last:  # (one string object per unit)
-                last, prefix = path, prefix_of(path)
-            root[i] += (f"{prefix}{rec[2]}:{rec[5]}",)  # (InputOrder.position, inlined)
+        if len(self._roots) == 1:
+            root = batch.tables[0]
+            for i, rec in enumerate(batch.records):
+                path = rec[1]
+                if path is not last:  # (one string object per unit)
+                    last, prefix = path, prefix_of(path)
+                root[i] += (f"{prefix}{rec[2]}:{rec[5]}",)  # (InputOrder.position, inlined)
+        else:
+            cursor = [0] * len(batch.tables)
+            for rec in batch.records:
+                path = rec[1]
+                if path is not last:
+                    last, prefix = path, prefix_of(path)
+                ti = record_root(self.mapping, rec[4])
+                batch.tables[ti][cursor[ti]] += (f"{prefix}{rec[2]}:{rec[5]}",)
+                cursor[ti] += 1
         batch.positioned = True
 
     def _insert_one_by_one(self, conn: Connection, batch: MappedBatch) -> None:
@@ -984,7 +1090,7 @@ class BatchWriter:
                     rows.append(batch.tables[ti][offsets[ti]:offsets[ti] + n])
                     offsets[ti] += n
                 if self._insert_record(conn, batch, rec, rows, entries, in_batch):
-                    in_batch[rows[0][0][-1]] = len(entries)
+                    in_batch[rows[record_root(self.mapping, rec[4])][0][-1]] = len(entries)
                     entries.append((rec, rows))
         except BaseException:
             del batch.rejects[n_rejects:]
@@ -1003,15 +1109,17 @@ class BatchWriter:
         """Insert one record under a savepoint, settling a duplicate key by input order.
         False: the record was quarantined instead."""
         tables = self.mapping.tables
-        root_row = rows[0][0]
-        key, mine = root_row[0], root_row[-1]
+        ri = record_root(self.mapping, rec[4])
+        record = self.mapping.record(tables[ri].record)
+        root_row = rows[ri][0]
+        key, mine = root_row[:len(tables[ri].key_columns)], root_row[-1]
         holder: Holder | None = None  # a later record holding our key: evict it first
         conflict = ""  # the database's message when our key was found taken
         for _ in range(RACE_ROUNDS):
             conn.savepoint("mb_record")
             failed = 0  # the table whose insert failed
             try:
-                lost = delete_record(conn, self.mapping, holder.key) if holder else ()
+                lost = delete_record(conn, self.mapping, record, holder.key) if holder else ()
                 for ti, table_rows in enumerate(rows):
                     failed = ti
                     if table_rows:
@@ -1021,12 +1129,12 @@ class BatchWriter:
                 conn.rollback_to("mb_record")
                 conn.release("mb_record")
                 text = str(exc)
-                if failed != 0 or not _is_duplicate(text):
+                if failed != ri or not _is_duplicate(text):
                     code = "duplicate_key" if _is_duplicate(text) else "constraint_violation"
                     self._reject(batch, rec, code, text)
                     return False
                 conflict = text
-                holder = find_holder(conn, self.mapping, key)
+                holder = find_holder(conn, record, key)
                 if holder is None:
                     continue  # deleted by a concurrent eviction since: try again
                 if holder.position is None or not comes_first(mine, holder.position):
@@ -1035,14 +1143,15 @@ class BatchWriter:
                 continue
             conn.release("mb_record")
             if holder is not None:
-                self._evicted(batch, holder, rec[3], duplicate_reason(conflict), lost,
-                              entries, in_batch)
+                self._evicted(batch, holder, rec[3], duplicate_reason(conflict),
+                              record.element, lost, entries, in_batch)
             return True
-        raise DuplicateRace(f"{tables[0].name}: the row holding key {rec[3]!r} kept changing "
-                            f"under concurrent writers")
+        raise DuplicateRace(f"{tables[ri].name}: the row holding key {rec[3]!r} kept "
+                            f"changing under concurrent writers")
 
     def _evicted(self, batch: MappedBatch, holder: Holder, key: str, reason: str,
-                 lost: tuple[int, ...], entries: list[tuple[Record, list[Rows]] | None],
+                 element: str, lost: tuple[int, ...],
+                 entries: list[tuple[Record, list[Rows]] | None],
                  in_batch: dict[str, int]) -> None:
         """Account for a stored record whose rows were deleted for an earlier one."""
         assert holder.position is not None
@@ -1053,13 +1162,14 @@ class BatchWriter:
             entries[index] = None
             self._reject(batch, entry[0], "duplicate_key", reason)
             return
-        unit, line = self.order.locate(holder.position, self.mapping.record_element)
-        batch.evicted.append((unit.id, unit.path, line, key_text(holder, key), reason, lost))
+        unit, line = self.order.locate(holder.position, self.mapping.record_elements)
+        batch.evicted.append((unit.id, unit.path, line, key_text(holder, key), reason, element,
+                              lost))
 
-    @staticmethod
-    def _reject(batch: MappedBatch, rec: Record, code: str, reason: str) -> None:
+    def _reject(self, batch: MappedBatch, rec: Record, code: str, reason: str) -> None:
         unit_id, path, line, key = rec[:4]
-        batch.rejects.append((unit_id, path, line, key, code, reason))
+        element = self.mapping.tables[record_root(self.mapping, rec[4])].record
+        batch.rejects.append((unit_id, path, line, key, code, reason, element))
         prog = batch.progress[unit_id]
         prog[1] -= 1
         prog[2] += 1
@@ -1104,6 +1214,7 @@ def finish_stats(stats: RunStats, report: ProducerReport, writer: BatchWriter) -
         "insert": sum(st[s] for s in WRITE_STAGES) + writer.transfer + writer.convert,
     }
     stats.converted_by_inserter += writer.converted
+    stats.unexpanded_entities += report.unexpanded_entities
     return stats
 
 

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from migrator.errors import InputError
-from migrator.reader import RecordStream, WorkUnit
+from migrator.reader import Elements, RecordStream, WorkUnit, as_elements
 
 _CHUNK = 1 << 20
 _POSITION = re.compile(r",? line \d+, column \d+\s*$")
@@ -56,8 +56,9 @@ class RangeUnit(WorkUnit):
     def nbytes(self) -> int:
         return self.end - self.start
 
-    def open_records(self, record_element: str) -> RecordStream:
-        return RangeRecordStream(self, record_element)
+    def open_records(self, record_elements: Elements,
+                     dtd_dir: str | None = None) -> RecordStream:
+        return RangeRecordStream(self, record_elements, dtd_dir)
 
 
 def unit_bytes(unit: WorkUnit) -> int:
@@ -168,17 +169,22 @@ def _tag_end(buf: bytes, i: int) -> int:
 
 # ---- record boundaries ----------------------------------------------------------------------
 
-def _opener(record_element: str) -> re.Pattern[bytes]:
-    """Comment, CDATA or PI start, or a start tag named like the record element.
+def _opener(record_elements: Elements) -> re.Pattern[bytes]:
+    """Comment, CDATA or PI start, or a start tag named like a record element.
 
     ``order`` (no namespace) is only ever written ``<order``; ``{urn:x}order`` may be
     ``<order`` under a default namespace or ``<p:order`` (the prefix alternative costs
     5× the scan time, so it is only used then).
     """
-    ns, _, local = record_element.rpartition("}")
-    prefix = rb"(?:[A-Za-z_][\w.\-]*:)?" if ns else b""
-    return re.compile(rb"<(?:!--|!\[CDATA\[|\?|" + prefix + re.escape(local.encode())
-                      + rb"[\s/>])")
+    names = []
+    prefix = b""
+    for element in as_elements(record_elements):
+        ns, _, local = element.rpartition("}")
+        if ns:
+            prefix = rb"(?:[A-Za-z_][\w.\-]*:)?"
+        names.append(re.escape(local.encode()))
+    alternatives = names[0] if len(names) == 1 else b"(?:" + b"|".join(names) + b")"
+    return re.compile(rb"<(?:!--|!\[CDATA\[|\?|" + prefix + alternatives + rb"[\s/>])")
 
 
 # A whole start tag that closes itself, attribute values (which may hold '>') included.
@@ -197,7 +203,7 @@ def _depth_change(buf: bytes, a: int, b: int) -> int:
     return change
 
 
-def record_starts(path: str, record_element: str, targets: Sequence[int],
+def record_starts(path: str, record_element: Elements, targets: Sequence[int],
                   prolog: Prolog | None = None) -> list[int]:
     """For each target offset (ascending), the offset of the first record start tag at or
     after it that is a child of the root; targets past the last record get no cut.
@@ -305,7 +311,8 @@ def _line_start(f: IO[bytes], pos: int) -> int:
     return 0
 
 
-def _record_tag_ends(path: str, record_element: str, begin: int, stop: int) -> Iterator[int]:
+def _record_tag_ends(path: str, record_element: Elements, begin: int, stop: int
+                     ) -> Iterator[int]:
     """Offsets just past the start tag of every record element whose ``<`` lies in
     ``[begin, stop)``, skipping comments, CDATA sections and PIs; ``begin`` must be outside
     any of them (the end of the root start tag is)."""
@@ -346,7 +353,7 @@ def _record_tag_ends(path: str, record_element: str, begin: int, stop: int) -> I
                 return
 
 
-def range_first_seq(unit: RangeUnit, record_element: str, prolog: Prolog) -> int:
+def range_first_seq(unit: RangeUnit, record_element: Elements, prolog: Prolog) -> int:
     """How many records before the range's first one report the same line as it."""
     if unit.start <= prolog.body:
         return 0
@@ -365,7 +372,8 @@ def range_first_seq(unit: RangeUnit, record_element: str, prolog: Prolog) -> int
                                              unit.start) if end > line)
 
 
-def range_origins(units: Sequence[WorkUnit], record_element: str) -> list[tuple[int, int]]:
+def range_origins(units: Sequence[WorkUnit], record_element: Elements
+                  ) -> list[tuple[int, int]]:
     """``(line, seq)`` of the first record of each unit of one file (``units`` ordered by
     start): no record of a unit comes before it, every record of the previous unit does.
     ``(0, 0)`` for the unit that starts the file. Reads the file once up to the last range."""
@@ -388,6 +396,53 @@ def range_origins(units: Sequence[WorkUnit], record_element: str) -> list[tuple[
     return out
 
 
+def records_before(path: str, offset: int, elements: Elements) -> dict[str, int]:
+    """How many start tags of each record element lie before byte ``offset`` (comments,
+    CDATA sections and processing instructions skipped): the count a reader of the whole
+    file has reached when it meets the first record at ``offset``. Reads the file up to
+    there, in chunks."""
+    counts = dict.fromkeys(as_elements(elements), 0)
+    prolog = read_prolog(path)
+    if prolog is None or offset <= prolog.body:
+        return counts
+    pattern = _opener(elements)
+    with open(path, "rb") as f:
+        f.seek(prolog.body)
+        left = offset - prolog.body
+        buf = b""
+        scan = 0
+        while True:
+            chunk = f.read(min(_CHUNK, left)) if left > 0 else b""
+            left -= len(chunk)
+            eof = not chunk
+            buf = buf[scan:] + chunk
+            scan = 0
+            limit = len(buf) if eof else buf.rfind(b"<")  # no opener straddles the limit
+            while True:
+                m = pattern.search(buf, scan, max(limit, scan))
+                if m is None:
+                    scan = max(limit, scan)
+                    break
+                s = m.start()
+                opener = buf[s + 1:s + 3]
+                if opener in (b"!-", b"![") or opener.startswith(b"?"):
+                    term = b"-->" if opener == b"!-" else b"]]>" if opener == b"![" else b"?>"
+                    j = buf.find(term, m.end())
+                    if j < 0:
+                        scan = s  # finish it with the next chunk
+                        break
+                    scan = j + len(term)
+                    continue
+                name = buf[s + 1:m.end() - 1].decode("ascii", "replace")
+                name = name.rpartition(":")[2]
+                for element in counts:
+                    if element.rpartition("}")[2] == name:
+                        counts[element] += 1
+                scan = m.end()
+            if eof:
+                return counts
+
+
 def count_lines(path: str, end: int, start: int = 0) -> int:
     """Newlines in bytes ``[start, end)`` of a file (chunked: memory stays flat)."""
     n = 0
@@ -405,7 +460,8 @@ def count_lines(path: str, end: int, start: int = 0) -> int:
 
 # ---- planning ---------------------------------------------------------------------------------
 
-def plan_units(files: Sequence[WorkUnit], pieces: int, record_element: str) -> list[WorkUnit]:
+def plan_units(files: Sequence[WorkUnit], pieces: int, record_element: Elements
+               ) -> list[WorkUnit]:
     """Cut the files into about ``pieces`` units of equal bytes, at record boundaries."""
     total = sum(f.size for f in files)
     if pieces <= 1 or total == 0:
@@ -511,10 +567,14 @@ class _RangeFile:
 class RangeRecordStream(RecordStream):
     """Records of one :class:`RangeUnit`, with the file's absolute line numbers."""
 
-    def __init__(self, unit: RangeUnit, record_element: str) -> None:
-        super().__init__(unit.path, record_element)
+    def __init__(self, unit: RangeUnit, record_elements: Elements,
+                 dtd_dir: str | None = None) -> None:
+        super().__init__(unit.path, record_elements, dtd_dir)
         self.unit = unit
         self._range: _RangeFile | None = None
+
+    def records_before(self) -> dict[str, int]:
+        return records_before(self.unit.path, self.unit.start, self.elements)
 
     @property
     def position(self) -> int:
@@ -534,7 +594,7 @@ class RangeRecordStream(RecordStream):
         head = f.read(prolog.body)
         # The range's first byte lands on the root tag's line: shift lines by the difference.
         shift = count_lines(u.path, u.start) + 1 - prolog.line
-        self.first_seq = range_first_seq(u, self.record_element, prolog)
+        self.first_seq = range_first_seq(u, self.elements, prolog)
         return _RangeFile(f, head, u.start, u.end, tail), shift
 
     def __iter__(self) -> Iterator[tuple[int, Any]]:

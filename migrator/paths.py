@@ -4,7 +4,8 @@ A *value path* says where a column's text is, relative to its context element (t
 or a child table's row element)::
 
     .                 the element's own text (before its first child, as lxml's ``.text``)
-    text()            the element's text nodes joined (mixed content: ``a<b/>c`` → ``ac``)
+    text()            the element's text nodes joined (mixed content: ``a<b>x</b>c`` → ``ac``)
+    string(a)         all the text inside the first <a>, its descendants' too (``axc``)
     @x                an attribute
     a/b               the text of the first <b> in any <a>, in document order (XPath (a/b)[1])
     a/@x  a/text()    the same, reading an attribute or the joined text of the first match
@@ -26,8 +27,8 @@ import re
 from dataclasses import dataclass
 
 NAME_RE = re.compile(r"[A-Za-z_][\w.\-]*")
-VALUE_FORMS = ("a/b, @x, a/@x, ., text(), a/text(), a[1], a[last()], a[@x='v'], a[@x], "
-               "../@x, ../a, ancestor::NAME/@x, count(a/b)")
+VALUE_FORMS = ("a/b, @x, a/@x, ., text(), a/text(), string(a), a[1], a[last()], a[@x='v'], "
+               "a[@x], ../@x, ../a, ancestor::NAME/@x, count(a/b)")
 ROWS_FORMS = "a, a/b, a[1], a[last()], a[@x='v'], a[@x]/b"
 
 
@@ -89,9 +90,10 @@ class Step:
 @dataclass(frozen=True)
 class ValuePath:
     """A parsed value path. ``leaf``: ``text`` (the first match's ``.text``), ``join`` (its
-    text nodes joined), ``attr`` (attribute ``attr`` of the first match that has it) or
-    ``count`` (how many elements match). The element is reached from the context by ``up``
-    parent steps or the ``ancestor`` axis, then ``steps``."""
+    text nodes joined), ``string`` (all text inside it), ``attr`` (attribute ``attr`` of
+    the first match that has it) or ``count`` (how many elements match). The element is
+    reached from the context by ``up`` parent steps or the ``ancestor`` axis, then
+    ``steps``."""
 
     text: str
     steps: tuple[Step, ...] = ()
@@ -117,8 +119,8 @@ class ValuePath:
         base = self.element_xpath()
         if self.leaf == "attr":
             return f"@{self.attr}" if base == "." else f"{base}/@{self.attr}"
-        if self.leaf == "count":
-            return f"count({base})"
+        if self.leaf in ("count", "string"):
+            return f"{self.leaf}({base})"
         return base
 
 
@@ -158,7 +160,7 @@ class _Parser:
                             "are not supported", m.start())
         if self.peek("("):
             raise self.fail("the only functions are text() at the end of a path and "
-                            "count(...) around a whole path", m.start())
+                            "count(...) or string(...) around a whole path", m.start())
         return m.group()
 
     def unexpected(self, what: str) -> PathError:
@@ -252,12 +254,15 @@ def parse_value_path(text: object) -> ValuePath:
     if not isinstance(text, str) or not text.strip():
         raise PathError(str(text), -1, "a path is a non-empty string")
     s = text.strip()
-    if s.startswith("count(") and s.endswith(")"):
-        inner = _relative(_Parser(s, VALUE_FORMS), 6, len(s) - 1)
-        if inner.leaf != "text" or (not inner.steps and inner.ancestor is None
-                                    and not inner.up):
-            raise PathError(s, 6, "count() takes a path of elements, such as count(a/b)")
-        return ValuePath(s, inner.steps, "count", None, inner.up, inner.ancestor)
+    for fn in ("count", "string"):
+        if s.startswith(f"{fn}(") and s.endswith(")"):
+            start = len(fn) + 1
+            inner = _relative(_Parser(s, VALUE_FORMS), start, len(s) - 1)
+            if inner.leaf != "text" or (fn == "count" and not inner.steps
+                                        and inner.ancestor is None and not inner.up):
+                raise PathError(s, start, f"{fn}() takes a path of elements, such as "
+                                f"{fn}(a/b)")
+            return ValuePath(s, inner.steps, fn, None, inner.up, inner.ancestor)
     return _relative(_Parser(s, VALUE_FORMS), 0, len(s))
 
 

@@ -9,10 +9,11 @@ resolved once, at compile time, with the target's value adapters folded in.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping as AnyMapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from migrator.coerce import TEXT, Converter, InvalidValue, _bool_int, coercer
-from migrator.mapping import Column, ColumnType, Mapping, Table
+from migrator.mapping import Column, ColumnType, Mapping, Record, Table
 from migrator.paths import Step, ValuePath, parse_rows_path, parse_value_path
 
 Adapter = Callable[[Any], Any]
@@ -33,20 +34,22 @@ class RecordRejected(Exception):
 class _Node:
     """One element step of a path trie: what to read here, where to descend."""
 
-    __slots__ = ("attrs", "captures", "children", "counts", "joins", "text_slots")
+    __slots__ = ("attrs", "captures", "children", "counts", "joins", "strings", "text_slots")
 
     def __init__(self) -> None:
         self.attrs: list[tuple[str, str]] = []  # (attribute, variable)
         self.text_slots: list[str] = []  # variables receiving this element's text
         self.joins: list[str] = []  # variables receiving its text nodes joined (text())
+        self.strings: list[str] = []  # variables receiving all the text inside (string())
         self.counts: list[str] = []  # counters of the visits of this element (count())
         self.captures: list[str] = []  # variables receiving the element itself
         self.children: dict[Step, _Node] = {}
 
     @property
     def is_text_leaf(self) -> bool:
-        return bool(self.text_slots) and not (self.attrs or self.joins or self.counts
-                                              or self.captures or self.children)
+        return bool(self.text_slots) and not (self.attrs or self.joins or self.strings
+                                              or self.counts or self.captures
+                                              or self.children)
 
     @property
     def visits_all(self) -> bool:
@@ -56,7 +59,7 @@ class _Node:
 
     def values(self) -> list[str]:
         """The variables of every first-match value read here and below."""
-        found = [var for _, var in self.attrs] + self.text_slots + self.joins
+        found = [var for _, var in self.attrs] + self.text_slots + self.joins + self.strings
         for sub in self.children.values():
             found.extend(sub.values())
         return found
@@ -80,6 +83,8 @@ def _build_tries(paths: Sequence[tuple[ValuePath, str]],
             node.attrs.append((path.attr, var))
         elif path.leaf == "join":
             node.joins.append(var)
+        elif path.leaf == "string":
+            node.strings.append(var)
         elif path.leaf == "count":
             node.counts.append(var)
         else:
@@ -196,7 +201,8 @@ class _CodeGen:
             else:
                 self.emit(depth, f"if {var} is None:")
                 self.emit(depth + 1, f"{var} = {elem}.get({attr!r})")
-        for slots, read in ((node.text_slots, f"{elem}.text"), (node.joins, f"_join({elem})")):
+        for slots, read in ((node.text_slots, f"{elem}.text"), (node.joins, f"_join({elem})"),
+                            (node.strings, f"''.join({elem}.itertext())")):
             if not slots:
                 continue
             inner = depth
@@ -301,29 +307,81 @@ class _CodeGen:
         return outs
 
 
-Compiled = tuple[Callable[[Any], list[Rows]], Callable[[Any], tuple[Any, ...]],
+@dataclass
+class _TablePlan:
+    """A table as the code generator walks it: where its rows are, how its values convert,
+    and its child tables."""
+
+    table: Table
+    index: int  # in mapping.tables
+    containers: tuple[Step, ...]  # the rows path minus its last step
+    last: Step | None  # the rows path's last step (None: the root table)
+    plans: list[_ColumnPlan]
+    own: _ColumnPlan | None  # a child table's own key
+    children: list[_TablePlan] = field(default_factory=list)
+
+
+def _table_plans(mapping: Mapping, record: Record, adapters: Adapters) -> _TablePlan:
+    index = {t.name: i for i, t in enumerate(mapping.tables)}
+    plans: dict[str, _TablePlan] = {}
+    for table in record.tables:
+        *containers, last = table.rows_steps or (None,)
+        own = _plan(table, table.own_key, adapters) if table.own_key is not None else None
+        plan = _TablePlan(table, index[table.name], tuple(s for s in containers if s),
+                          last, [_plan(table, c, adapters) for c in table.columns], own)
+        plans[table.name] = plan
+        if table.parent is not None:
+            plans[table.parent].children.append(plan)
+    return plans[record.root.name]
+
+
+def _walk(plan: _TablePlan) -> list[_TablePlan]:
+    out = [plan]
+    for child in plan.children:
+        out.extend(_walk(child))
+    return out
+
+
+Compiled = tuple[Callable[..., list[Rows]], Callable[..., tuple[Any, ...]],
                  Callable[[tuple[Any, ...]], list[Rows]]]
 
 
-def _compile(mapping: Mapping, adapters: Adapters) -> Compiled:
-    """Generate ``_map(e)``, and the same work cut in two: ``_extract(e)`` (the texts, a
-    picklable tuple) and ``_convert(texts)`` (checks and conversions, rows or a rejection)."""
-    g = _CodeGen()
-    root = mapping.root
-    children = []
-    for table in mapping.tables[1:]:
-        *steps, last = table.rows_steps
-        children.append((table, tuple(steps), last))
-    key_path = parse_value_path(mapping.key_path)
-    key_label = f"record key ({mapping.key_path})"
-    key_conv = g.const("_K", _adapted(mapping.key_type, adapters))
-    root_plans = [_plan(root, c, adapters) for c in root.columns]
-    child_plans = [[_plan(t, c, adapters) for c in t.columns] for t, _, _ in children]
+def _key_text(*parts: str | None) -> str:
+    """A composite key as quarantine rows show it: its parts joined with '/'."""
+    return "/".join("" if p is None else p for p in parts)
 
-    def read(paths: list[tuple[ValuePath, str]], elem: str, depth: int,
+
+class _RecordCode:
+    """Emits ``_map``, ``_extract`` and ``_convert`` of one record type into ``g``.
+
+    ``_map(e)`` reads and converts in one pass (the sequential and thread pipelines);
+    ``_extract(e)`` only reads the texts, as one picklable tuple of str/None (child rows:
+    lists of tuples, nested as the tables are); ``_convert(texts)`` makes ``_map``'s checks
+    and conversions on them. A generated key is passed in (``g``); the record's position in
+    its file decides it, not its content. ``tag``: with several record types, the extracted
+    tuple starts with the record type's number.
+    """
+
+    def __init__(self, g: _CodeGen, mapping: Mapping, record: Record, adapters: Adapters,
+                 suffix: str, tag: int | None) -> None:
+        self.g = g
+        self.mapping = mapping
+        self.record = record
+        self.root = _table_plans(mapping, record, adapters)
+        self.suffix = suffix
+        self.tag = tag
+        self.args = "e, g" if record.generated else "e"
+        key_paths = [parse_value_path(k.path) for k in record.key]
+        self.key_paths = key_paths
+        self.key_convs = [g.const("_K", _adapted(k.type, adapters)) for k in record.key]
+        self.key_labels = [f"record key ({k.path})" for k in record.key]
+
+    # ---- reading ---------------------------------------------------------------------
+    def read(self, paths: list[tuple[ValuePath, str]], elem: str, depth: int,
              captures: Sequence[tuple[tuple[Step, ...], str]] = ()) -> None:
         """Emit the reading of ``paths`` into their variables (which start as None, or 0
         for a count: turned into text at the end, as every extracted value is)."""
+        g = self.g
         unset = [var for path, var in paths if path.leaf != "count"]
         counts = [var for path, var in paths if path.leaf == "count"]
         if unset:
@@ -336,39 +394,42 @@ def _compile(mapping: Mapping, adapters: Adapters) -> Compiled:
         for var in counts:
             g.emit(depth, f"{var} = str({var})")
 
-    def read_record() -> tuple[str, list[str], list[str]]:
-        """Emit the walk over the record ``e``: key, root texts, and per child table the
-        list of its containers (every element at ``rows`` minus its last step, in document
-        order), or ``(e,)`` for a one-step ``rows``."""
-        key_raw = g.var("_v")
-        root_raws = [g.var("_v") for _ in root.columns]
-        containers = [g.var("_cont") if steps else "(e,)" for _, steps, _ in children]
-        captures = [(steps, var) for (_, steps, _), var
-                    in zip(children, containers, strict=True) if steps]
-        read([(key_path, key_raw)]
-             + [(c.value_path, v) for c, v in zip(root.columns, root_raws, strict=True)],
-             "e", 1, captures)
-        return key_raw, root_raws, containers
+    def read_row(self, plan: _TablePlan, elem: str, depth: int, key_raws: Sequence[str] = ()
+                 ) -> tuple[list[str], str | None, dict[str, str]]:
+        """Emit the reading of one row element: its column texts, its own key's text, and
+        per child table the list of its containers (every element at its ``rows`` minus
+        the last step, in document order), or ``(elem,)`` for a one-step ``rows``."""
+        g = self.g
+        raws = [g.var("_v") for _ in plan.plans]
+        own = g.var("_o") if plan.own is not None else None
+        containers = {c.table.name: g.var("_cont") if c.containers else f"({elem},)"
+                      for c in plan.children}
+        captures = [(c.containers, containers[c.table.name]) for c in plan.children
+                    if c.containers]
+        paths = list(zip(self.key_paths, key_raws, strict=True)) if key_raws else []
+        if own is not None:
+            assert plan.table.own_key is not None
+            paths.append((plan.table.own_key.value_path, own))
+        paths += [(c.value_path, v) for c, v in zip(plan.table.columns, raws, strict=True)]
+        self.read(paths, elem, depth, captures)
+        return raws, own, containers
 
-    def read_item(table: Table, item: str, depth: int) -> list[str]:
-        raws = [g.var("_w") for _ in table.columns]
-        read([(c.value_path, v) for c, v in zip(table.columns, raws, strict=True)], item, depth)
-        return raws
-
-    def items(last: Step, container: str, item: str, depth: int) -> int:
+    def items(self, last: Step, container: str, item: str, depth: int) -> int:
         """Emit a loop over the row elements (``last`` in every container) binding
         ``item``; returns the depth of the loop's body."""
+        g = self.g
+        ct = g.var("_ct")
         if not last.preds:
-            g.emit(depth, f"for _ct in {container}:")
-            g.emit(depth + 1, f"for {item} in _ct.iterchildren({last.name!r}):")
+            g.emit(depth, f"for {ct} in {container}:")
+            g.emit(depth + 1, f"for {item} in {ct}.iterchildren({last.name!r}):")
             return depth + 2
-        chosen, cand = g.var("_sel"), g.var("_x")
+        chosen, cand, n = g.var("_sel"), g.var("_x"), g.var("_n")
         g.emit(depth, f"{chosen} = []")
-        g.emit(depth, f"for _ct in {container}:")
+        g.emit(depth, f"for {ct} in {container}:")
         pos = last.position
         if pos is not None:
-            g.emit(depth + 1, f"_n = {0 if pos.kind == 'pos' else None}")
-        g.emit(depth + 1, f"for {cand} in _ct.iterchildren({last.name!r}):")
+            g.emit(depth + 1, f"{n} = {0 if pos.kind == 'pos' else None}")
+        g.emit(depth + 1, f"for {cand} in {ct}.iterchildren({last.name!r}):")
         d = depth + 2
         tests = [f"{cand}.get({p.name!r}) == {p.value!r}" if p.value is not None
                  else f"{cand}.get({p.name!r}) is not None" for p in last.filters]
@@ -378,90 +439,198 @@ def _compile(mapping: Mapping, adapters: Adapters) -> Compiled:
         if pos is None:
             g.emit(d, f"{chosen}.append({cand})")
         elif pos.kind == "pos":
-            g.emit(d, "_n += 1")
-            g.emit(d, f"if _n == {pos.index}:")
+            g.emit(d, f"{n} += 1")
+            g.emit(d, f"if {n} == {pos.index}:")
             g.emit(d + 1, f"{chosen}.append({cand})")
         else:
-            g.emit(d, f"_n = {cand}")
-            g.emit(depth + 1, "if _n is not None:")
-            g.emit(depth + 2, f"{chosen}.append(_n)")
+            g.emit(d, f"{n} = {cand}")
+            g.emit(depth + 1, f"if {n} is not None:")
+            g.emit(depth + 2, f"{chosen}.append({n})")
         g.emit(depth, f"for {item} in {chosen}:")
         return depth + 1
 
-    def check_key(key_raw: str) -> None:
-        g.emit(1, f"if {key_raw} is None or not {key_raw}.strip():")
-        g.emit(2, f"raise _Rejected('missing_required', {key_label + ': missing'!r}, "
-                  f"{key_raw})")
-        g.emit(1, "try:")
-        g.emit(2, f"k = {key_conv}({key_raw})")
-        g.emit(1, "except _Invalid as x:")
-        g.emit(2, f"raise _Rejected(x.code, {key_label + ': '!r} + str(x), {key_raw}) "
-                  f"from None")
+    # ---- keys and conversions ----------------------------------------------------------
+    def key_text(self, key_raws: list[str]) -> str:
+        if self.record.generated:
+            return f"str({key_raws[0]})"
+        if len(key_raws) == 1:
+            return key_raws[0]
+        return f"_key_text({', '.join(key_raws)})"
+
+    def check_keys(self, key_raws: list[str]) -> list[str]:
+        """Emit the record key's checks and conversions; returns the key variables. Ends
+        inside the ``try:`` whose handlers :meth:`finish` emits."""
+        g = self.g
+        if self.record.generated:
+            out = [key_raws[0]]
+        else:
+            text = self.key_text(key_raws)
+            out = ["k" if i == 0 else f"k_{i}" for i in range(len(key_raws))]
+            for raw, var, conv, label in zip(key_raws, out, self.key_convs, self.key_labels,
+                                             strict=True):
+                g.emit(1, f"if {raw} is None or not {raw}.strip():")
+                g.emit(2, f"raise _Rejected('missing_required', {label + ': missing'!r}, "
+                          f"{text})")
+                g.emit(1, "try:")
+                g.emit(2, f"{var} = {conv}({raw})")
+                g.emit(1, "except _Invalid as x:")
+                g.emit(2, f"raise _Rejected(x.code, {label + ': '!r} + str(x), {text}) "
+                          f"from None")
         g.emit(1, "_i = 0")
         g.emit(1, "try:")
+        return out
 
-    def finish(key_raw: str, result: list[str]) -> None:
+    def finish(self, key_raws: list[str], rows: dict[str, str]) -> None:
+        g = self.g
+        text = self.key_text(key_raws)
         g.emit(1, "except _Invalid as x:")
-        g.emit(2, f"raise _Rejected(x.code, _L[_i] + ': ' + str(x), {key_raw}) from None")
+        g.emit(2, f"raise _Rejected(x.code, _L[_i] + ': ' + str(x), {text}) from None")
         g.emit(1, "except _Missing:")
         g.emit(2, f"raise _Rejected('missing_required', _L[_i] + ': missing required value', "
-                  f"{key_raw}) from None")
+                  f"{text}) from None")
+        result = [rows.get(t.name, "[]") for t in self.mapping.tables]
         g.emit(1, f"return [{', '.join(result)}]")
 
-    # _map: read and convert in one pass (the sequential and thread pipelines).
-    g.emit(0, "def _map(e):")
-    key_raw, root_raws, containers = read_record()
-    check_key(key_raw)
-    result = [f"[(k, {', '.join(g.convert(root_plans, root_raws, 2))},)]"]
-    for (table, _, last), container, plans in zip(children, containers, child_plans,
-                                                  strict=True):
-        rows, item = g.var("_rows"), g.var("_it")
-        result.append(rows)
-        g.emit(2, f"{rows} = []")
-        g.emit(2, "_p = 0")
-        d = items(last, container, item, 2)
-        g.emit(d, "_p += 1")
-        outs = g.convert(plans, read_item(table, item, d), d)
-        g.emit(d, f"{rows}.append((k, _p, {', '.join(outs)}))")
-    finish(key_raw, result)
+    def row(self, plan: _TablePlan, keys: list[str], raws: list[str], own: str | None,
+            position: str | None, depth: int) -> tuple[str, list[str]]:
+        """Emit the conversions of one row; returns the row tuple's expression and the key
+        variables its child rows carry."""
+        g = self.g
+        ident = []
+        if own is not None:
+            assert plan.own is not None
+            ident = g.convert([plan.own], [own], depth)
+        elif position is not None:
+            ident = [position]
+        outs = g.convert(plan.plans, raws, depth)
+        return f"({', '.join([*keys, *ident, *outs])},)", [*keys, *ident]
 
-    # _extract: only the texts, as one tuple of str/None (child items: lists of tuples).
-    g.emit(0, "def _extract(e):")
-    key_raw, root_raws, containers = read_record()
-    lists = []
-    for (table, _, last), container in zip(children, containers, strict=True):
+    # ---- the three functions ---------------------------------------------------------
+    def emit_map(self) -> None:
+        g = self.g
+        g.emit(0, f"def _map{self.suffix}({self.args}):")
+        key_raws = ["g"] if self.record.generated else [g.var("_v") for _ in self.record.key]
+        raws, _, containers = self.read_row(self.root, "e", 1,
+                                            [] if self.record.generated else key_raws)
+        keys = self.check_keys(key_raws)
+        rows = {p.table.name: g.var("_rows") for p in _walk(self.root)}
+        root_row, _ = self.row(self.root, keys, raws, None, None, 2)
+        rows[self.root.table.name] = f"[{root_row}]"
+        for plan in _walk(self.root)[1:]:
+            g.emit(2, f"{rows[plan.table.name]} = []")
+        for child in self.root.children:
+            self.map_table(child, keys, containers[child.table.name], 2, rows)
+        self.finish(key_raws, rows)
+
+    def map_table(self, plan: _TablePlan, keys: list[str], container: str, depth: int,
+                  rows: dict[str, str]) -> None:
+        g = self.g
+        position, item = g.var("_p"), g.var("_it")
+        g.emit(depth, f"{position} = 0")
+        assert plan.last is not None
+        d = self.items(plan.last, container, item, depth)
+        g.emit(d, f"{position} += 1")
+        raws, own, containers = self.read_row(plan, item, d)
+        row, row_keys = self.row(plan, keys, raws, own, position, d)
+        g.emit(d, f"{rows[plan.table.name]}.append({row})")
+        for child in plan.children:
+            self.map_table(child, row_keys, containers[child.table.name], d, rows)
+
+    def emit_extract(self) -> None:
+        g = self.g
+        g.emit(0, f"def _extract{self.suffix}({self.args}):")
+        key_raws = ["g"] if self.record.generated else [g.var("_v") for _ in self.record.key]
+        raws, _, containers = self.read_row(self.root, "e", 1,
+                                            [] if self.record.generated else key_raws)
+        lists = [self.extract_table(c, containers[c.table.name], 1)
+                 for c in self.root.children]
+        head = [] if self.tag is None else [str(self.tag)]
+        g.emit(1, f"return ({', '.join([*head, *key_raws, *raws, *lists])},)")
+
+    def extract_table(self, plan: _TablePlan, container: str, depth: int) -> str:
+        g = self.g
         found, item = g.var("_items"), g.var("_it")
-        lists.append(found)
-        g.emit(1, f"{found} = []")
-        d = items(last, container, item, 1)
-        raws = read_item(table, item, d)
-        g.emit(d, f"{found}.append(({', '.join(raws)},))")
-    g.emit(1, f"return ({', '.join([key_raw, *root_raws, *lists])},)")
+        g.emit(depth, f"{found} = []")
+        assert plan.last is not None
+        d = self.items(plan.last, container, item, depth)
+        raws, own, containers = self.read_row(plan, item, d)
+        lists = [self.extract_table(c, containers[c.table.name], d) for c in plan.children]
+        g.emit(d, f"{found}.append(({', '.join([*([own] if own else []), *raws, *lists])},))")
+        return found
 
-    # _convert: _map's checks and conversions, on what _extract returned.
-    g.emit(0, "def _convert(r):")
-    key_raw = g.var("_v")
-    root_raws = [g.var("_v") for _ in root.columns]
-    lists = [g.var("_items") for _ in children]
-    g.emit(1, f"{', '.join([key_raw, *root_raws, *lists])}, = r")
-    check_key(key_raw)
-    result = [f"[(k, {', '.join(g.convert(root_plans, root_raws, 2))},)]"]
-    for (table, _, _), texts, plans in zip(children, lists, child_plans, strict=True):
-        rows = g.var("_rows")
-        result.append(rows)
-        raws = [g.var("_w") for _ in table.columns]
-        g.emit(2, f"{rows} = []")
-        g.emit(2, "_p = 0")
-        g.emit(2, f"for {', '.join(raws)}, in {texts}:")
-        g.emit(3, "_p += 1")
-        outs = g.convert(plans, raws, 3)
-        g.emit(3, f"{rows}.append((k, _p, {', '.join(outs)}))")
-    finish(key_raw, result)
+    def emit_convert(self) -> None:
+        g = self.g
+        g.emit(0, f"def _convert{self.suffix}(r):")
+        n_keys = 1 if self.record.generated else len(self.record.key)
+        key_raws = [g.var("_v") for _ in range(n_keys)]
+        raws = [g.var("_v") for _ in self.root.plans]
+        lists = [g.var("_items") for _ in self.root.children]
+        head = [] if self.tag is None else ["_"]
+        g.emit(1, f"{', '.join([*head, *key_raws, *raws, *lists])}, = r")
+        keys = self.check_keys(key_raws)
+        rows = {p.table.name: g.var("_rows") for p in _walk(self.root)}
+        root_row, _ = self.row(self.root, keys, raws, None, None, 2)
+        rows[self.root.table.name] = f"[{root_row}]"
+        for plan in _walk(self.root)[1:]:
+            g.emit(2, f"{rows[plan.table.name]} = []")
+        for child, texts in zip(self.root.children, lists, strict=True):
+            self.convert_table(child, keys, texts, 2, rows)
+        self.finish(key_raws, rows)
 
+    def convert_table(self, plan: _TablePlan, keys: list[str], texts: str, depth: int,
+                      rows: dict[str, str]) -> None:
+        g = self.g
+        position = g.var("_p")
+        own = g.var("_o") if plan.own is not None else None
+        raws = [g.var("_w") for _ in plan.plans]
+        lists = [g.var("_items") for _ in plan.children]
+        g.emit(depth, f"{position} = 0")
+        g.emit(depth, f"for {', '.join([*([own] if own else []), *raws, *lists])}, "
+                      f"in {texts}:")
+        d = depth + 1
+        g.emit(d, f"{position} += 1")
+        row, row_keys = self.row(plan, keys, raws, own, position, d)
+        g.emit(d, f"{rows[plan.table.name]}.append({row})")
+        for child, sub in zip(plan.children, lists, strict=True):
+            self.convert_table(child, row_keys, sub, d, rows)
+
+
+def _compile(mapping: Mapping, adapters: Adapters) -> Compiled:
+    """Generate ``_map``, ``_extract`` and ``_convert`` (see :class:`_RecordCode`); with
+    several record types, each is a dispatch on the element's tag (or the extracted
+    tuple's record number) to the record type's own."""
+    g = _CodeGen()
+    records = mapping.records
+    if len(records) == 1:
+        code = _RecordCode(g, mapping, records[0], adapters, "", None)
+        code.emit_map()
+        code.emit_extract()
+        code.emit_convert()
+    else:
+        for i, record in enumerate(records):
+            code = _RecordCode(g, mapping, record, adapters, f"_{i}", i)
+            code.emit_map()
+            code.emit_extract()
+            code.emit_convert()
+        for fn, arg in (("_map", "e.tag"), ("_extract", "e.tag")):
+            g.emit(0, f"def {fn}(e, g=None):")
+            g.emit(1, f"t = {arg}")
+            for i, record in enumerate(records):
+                args = "e, g" if record.generated else "e"
+                g.emit(1, f"if t == {record.element!r}:")
+                g.emit(2, f"return {fn}_{i}({args})")
+            g.emit(1, "raise KeyError(t)")
+        g.emit(0, "def _convert(r):")
+        g.emit(1, "t = r[0]")
+        for i in range(len(records)):
+            g.emit(1, f"if t == {i}:")
+            g.emit(2, f"return _convert_{i}(r)")
+        g.emit(1, "raise KeyError(t)")
     g.ns["_L"] = tuple(g.labels)
+    g.ns["_key_text"] = _key_text
     source = "\n".join(g.lines) + "\n"
-    code = compile(source, f"<mapping {mapping.source}>", "exec")
-    exec(code, g.ns)
+    code_obj = compile(source, f"<mapping {mapping.source}>", "exec")
+    exec(code_obj, g.ns)
     fns = g.ns["_map"], g.ns["_extract"], g.ns["_convert"]
     fns[0].__doc__ = source  # kept for debugging: print(mapper.map.__doc__)
     return fns
@@ -470,24 +639,29 @@ def _compile(mapping: Mapping, adapters: Adapters) -> Compiled:
 class RecordMapper:
     """Maps one record element to one row per table, or raises :class:`RecordRejected`.
 
-    ``map(elem)`` returns a list with one list of row tuples per table, in mapping order; the
-    root table's list always holds exactly one row. ``convert(extract(elem))`` is the same
-    work cut in two: ``extract`` only reads the record's texts into a picklable tuple (no
-    check can fail there), ``convert`` checks and converts them — so the halves can run in
-    different processes (the ``process`` pipeline). ``adapters`` (from the target dialect)
-    turn canonical values into what the driver stores best, e.g. ``Decimal`` → ``str`` for
-    SQLite, whose default Decimal adapter costs ~30% of insert time.
+    ``map(elem)`` returns a list with one list of row tuples per table of the mapping, in
+    mapping order; the record's root table's list holds exactly one row, the tables of
+    other record types none. ``convert(extract(elem))`` is the same work cut in two:
+    ``extract`` only reads the record's texts into a picklable tuple (no check can fail
+    there), ``convert`` checks and converts them — so the halves can run in different
+    processes (the ``process`` pipeline). With a generated key (``generated``), both
+    ``map`` and ``extract`` take the key as a second argument (:mod:`migrator.keys`).
+    ``adapters`` (from the target dialect) turn canonical values into what the driver
+    stores best, e.g. ``Decimal`` → ``str`` for SQLite, whose default Decimal adapter costs
+    ~30% of insert time.
     """
 
     def __init__(self, mapping: Mapping, adapters: Adapters | None = None):
         self.mapping = mapping
+        self.generated = any(r.generated for r in mapping.records)
         self.map, self.extract, self.convert = _compile(mapping, adapters or {})
 
 
 def naive_value(context: Any, path: str) -> str | None:
     """The text a value path gives, asked of lxml's XPath (the reference semantics): the
-    first match in document order; ``text()`` joins the first match's text nodes; ``count``
-    is a number; None when nothing matches."""
+    first match in document order; ``text()`` joins the first match's text nodes,
+    ``string()`` gives all the text inside it; ``count`` is a number; None when nothing
+    matches."""
     parsed = parse_value_path(path)
     if parsed.leaf == "count":
         return str(int(context.xpath(parsed.xpath())))
@@ -499,6 +673,8 @@ def naive_value(context: Any, path: str) -> str | None:
         return None
     if parsed.leaf == "join":
         return "".join(found[0].xpath("text()"))
+    if parsed.leaf == "string":
+        return str(found[0].xpath("string()"))
     return found[0].text or ""
 
 
@@ -507,19 +683,44 @@ def naive_rows(context: Any, rows: str) -> list[Any]:
     return list(context.xpath("/".join(s.xpath() for s in parse_rows_path(rows))))
 
 
-def naive_map(mapping: Mapping, elem: Any) -> dict[str, list[dict[str, str | None]]]:
-    """Reference extraction with one ``xpath`` per column: slow, obviously correct.
+RawRow = dict[str, Any]
+
+
+def naive_map(mapping: Mapping, elem: Any, generated: int | None = None,
+              visits: list[tuple[Table, RawRow]] | None = None) -> dict[str, list[RawRow]]:
+    """Reference extraction with one ``xpath`` per value: slow, obviously correct.
 
     Plain XPath semantics, asked of lxml: a column's path gives its first match in document
-    order (``(a/b)[1]``), a child table's ``rows`` every match (``a/b``), in document order.
-    Tests compare :class:`RecordMapper` against it; it returns raw texts, not converted values.
+    order (``(a/b)[1]``), a child table's ``rows`` every match below each row of its parent
+    table, in document order. Every row holds its key columns (the record key's texts, or
+    ``generated``; the parent row's key and position or own key), then the column texts.
+    Tests compare :class:`RecordMapper` against it; it returns raw texts, not converted
+    values (positions are numbers). ``visits`` receives every row in the order the rows are
+    met: each row before the rows of its child tables (depth first).
     """
-    out: dict[str, list[dict[str, str | None]]] = {}
-    root = mapping.root
-    out[root.name] = [{root.key_column: naive_value(elem, mapping.key_path),
-                       **{c.name: naive_value(elem, c.path) for c in root.columns}}]
-    for t in mapping.tables[1:]:
-        assert t.rows is not None
-        out[t.name] = [{c.name: naive_value(item, c.path) for c in t.columns}
-                       for item in naive_rows(elem, t.rows)]
+    record = mapping.record(elem.tag)
+    keys: list[Any] = [generated] if record.generated else \
+        [naive_value(elem, k.path) for k in record.key]
+    out: dict[str, list[RawRow]] = {t.name: [] for t in mapping.tables}
+    root = record.root
+    first = {**dict(zip(root.key_columns, keys, strict=True)),
+             **{c.name: naive_value(elem, c.path) for c in root.columns}}
+    out[root.name].append(first)
+    if visits is not None:
+        visits.append((root, first))
+
+    def walk(table: Table, context: Any, parent_keys: list[Any]) -> None:
+        for child in record.children(table):
+            assert child.rows is not None
+            for position, item in enumerate(naive_rows(context, child.rows), start=1):
+                own = naive_value(item, child.own_key.path) if child.own_key else position
+                row = dict(zip(child.key_columns, parent_keys, strict=True))
+                row[child.own_columns[0]] = own
+                row.update((c.name, naive_value(item, c.path)) for c in child.columns)
+                out[child.name].append(row)
+                if visits is not None:
+                    visits.append((child, row))
+                walk(child, item, [*parent_keys, own])
+
+    walk(root, elem, keys)
     return out

@@ -4,6 +4,7 @@ since SQL Server cannot run here. The live suite runs when BENCH_MSSQL is set.""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,7 +18,7 @@ from migrator.engine import (
     reconcile,
     survey,
 )
-from migrator.mapping import ColumnType, default_mapping, parse_mapping
+from migrator.mapping import ColumnType, default_mapping, load_mapping, parse_mapping
 from migrator.reader import WorkUnit
 from migrator.targets.base import (
     CHECKPOINT_FORMAT,
@@ -38,9 +39,15 @@ def tsql(sql: str) -> Any:
     return tree
 
 
+NESTED = Path(__file__).parent / "data" / "mapping"
+
+
 def all_statements() -> list[str]:
     m = default_mapping()
     out = [s for t in m.tables for s in D.create_table_sql(m, t)]
+    for name in ("mondial.toml", "dblp.toml"):  # nested tables, composite and own keys
+        nested = load_mapping(NESTED / name)
+        out += [s for t in nested.tables for s in D.create_table_sql(nested, t)]
     out += D.bookkeeping_sql()
     out += [D.drop_table_sql(t.name) for t in m.tables]
     out += [D.insert_sql(t.name, t.column_names) for t in m.tables]
@@ -180,6 +187,24 @@ def test_create_table_types_and_keys() -> None:
     orders = D.create_table_sql(m, m.root)[0]
     assert "[created_at] DATETIME2(6) NOT NULL" in orders
     assert "[customer_vip] BIT" in orders and "[comment] NVARCHAR(MAX)" in orders
+
+
+def test_nested_tables_carry_their_parents_keys_with_a_foreign_key() -> None:
+    m = load_mapping(NESTED / "dblp.toml")
+    sql = D.create_table_sql(m, m.table("bib_authors"))[0]
+    tree = tsql(sql)
+    cols = {c.name: c.args["kind"].sql(dialect="tsql").upper()
+            for c in tree.find_all(exp.ColumnDef)}
+    assert list(cols)[:5] == ["journal", "volume", "number", "article_no", "author_no"]
+    assert cols["journal"] == "NVARCHAR(80)" and cols["volume"] in ("INT", "INTEGER")
+    assert "[volume] INT NOT NULL" in sql
+    assert "PRIMARY KEY ([journal], [volume], [number], [article_no], [author_no])" in sql
+    fk = tree.find(exp.ForeignKey)
+    assert fk is not None
+    assert [e.name for e in fk.expressions] == ["journal", "volume", "number", "article_no"]
+    ref = fk.args["reference"].this
+    assert ref.this.name == "bib_articles" and ref.this.db == "migration_bench"
+    assert [e.name for e in ref.expressions] == ["journal", "volume", "number", "article_no"]
 
 
 @pytest.mark.parametrize("length, units", [(1, 2), (20, 40), (2000, 4000), (2001, None)])

@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
@@ -168,9 +169,9 @@ def test_a_slow_inserter_never_lets_the_queue_grow(data: Dataset, tmp_path: Path
     counts = {"made": 0, "written": 0, "most": 0}
     real_init, real_write = MappedBatch.__init__, BatchWriter.write
 
-    def init(self: MappedBatch, n: int) -> None:
+    def init(self: MappedBatch, n: int, *rest: Any) -> None:
         counts["made"] += 1  # (counts in this process only: the thread mode's producer)
-        real_init(self, n)
+        real_init(self, n, *rest)
 
     def slow_write(self: BatchWriter, batch: MappedBatch) -> None:
         counts["most"] = max(counts["most"], counts["made"] - counts["written"])

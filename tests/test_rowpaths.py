@@ -30,7 +30,7 @@ from bench.cli import app
 from migrator import EngineConfig, expand_inputs, migrate, open_target, reconcile
 from migrator.errors import MappingError
 from migrator.mapping import Mapping, parse_mapping
-from migrator.rowmap import RecordMapper, RecordRejected, naive_map
+from migrator.rowmap import RecordMapper, RecordRejected, naive_map, naive_rows
 
 runner = CliRunner(env={"COLUMNS": "100", "NO_COLOR": "1"})
 
@@ -117,6 +117,17 @@ def element_paths(node: Node, prefix: str = "", depth: int = 3) -> set[str]:
     return found
 
 
+def lxml_paths(elem: Any, prefix: str = "", depth: int = 3) -> set[str]:
+    """:func:`element_paths` of a built element."""
+    found: set[str] = set()
+    for child in elem.iterchildren(tag=etree.Element):
+        path = prefix + child.tag
+        found.add(path)
+        if depth > 1:
+            found |= lxml_paths(child, path + "/", depth - 1)
+    return found
+
+
 def descendants(node: Node) -> list[Node]:
     out = [node]
     for child in node.children:
@@ -130,6 +141,7 @@ class Case:
     record: Node
     wrappers: tuple[dict[str, str], dict[str, str]]
     mapping: Mapping
+    generated: int | None  # the key passed in, when the mapping generates it
 
     def element(self) -> Any:
         """The record element, serialized inside its enclosing elements and parsed again,
@@ -139,17 +151,38 @@ class Case:
         return etree.fromstring(etree.tostring(outer)).find("w/r")
 
 
+OTHER_RECORD = """[[records]]
+element = "other"
+key = "@k"
+[[records.tables]]
+name = "o0"
+key_column = "k"
+[records.tables.columns]
+v = "."
+[[records.tables]]
+name = "o1"
+rows = "a"
+position_column = "pos"
+[records.tables.columns]
+v = "."
+"""
+
+
 @st.composite
 def cases(draw: st.DrawFn) -> Case:
-    """A record ``<r k="key">`` and a mapping of it: a key path (mostly ``@k``), a root
-    table and 1–3 child tables whose ``rows`` paths have 1–3 steps. Element paths are
-    drawn at random, or among those the record (or, for a child table's columns, some
-    element of it) holds, so that most of them match something, often several times;
-    some steps get a predicate. Columns read texts, attributes, joined text nodes, counts,
-    parents (as far up as the record's enclosing elements) and ancestors' attributes.
-    Every column is ``text``, so a row holds the raw texts. Hypothesis draws 0 more
-    often than other integers: 0 picks the common case below."""
+    """A record ``<r k="key">`` and a mapping of it: a key (mostly ``@k``; or composite,
+    or generated), a root table and 1–4 child tables, each below the root or an earlier
+    child table, whose ``rows`` paths (relative to the parent's row element) have 1–3
+    steps; a child table is identified by its position or by its own key. Element paths
+    are drawn at random, or among those the record (or, below a child table, some element
+    of it) holds, so that most of them match something, often several times; some steps
+    get a predicate. Columns read texts, attributes, joined text nodes, counts, parents
+    (as far up as the record's enclosing elements) and ancestors' attributes. Sometimes
+    a second record type is mapped too (its tables get no rows from ``<r>``). Every column
+    is ``text``, so a row holds the raw texts. Hypothesis draws 0 more often than other
+    integers: 0 picks the common case below."""
     record = draw(RECORDS)
+    built = record.build()
     from_record = sorted(element_paths(record))
     from_any = sorted(set().union(*(element_paths(n) for n in descendants(record))))
 
@@ -171,13 +204,13 @@ def cases(draw: st.DrawFn) -> Case:
     def field(present: list[str], depth: int) -> str:
         """A value path from a context ``depth`` levels below the record element."""
         form = draw(st.sampled_from(["steps", "steps/@", ".", "@", "steps/text()", "text()",
-                                     "count", "up", "ancestor"]))
+                                     "count", "string", "up", "ancestor"]))
         if form in (".", "text()"):
             return form
         if form == "@":
             return attr()
-        if form == "count":
-            return f"count({steps(present)})"
+        if form in ("count", "string"):
+            return f"{form}({steps(present)})"
         if form == "ancestor":
             return f"ancestor::{draw(st.sampled_from(ANCESTORS))}/{attr()}"
         if form == "up":
@@ -202,47 +235,80 @@ def cases(draw: st.DrawFn) -> Case:
                        f'required = {str(draw(REQUIRED)).lower()} }}\n'
                        for i, path in enumerate(paths))
 
-    key = field(from_record, 0) if draw(st.integers(0, 4)) == 4 else "@k"
-    doc = (f'version = 1\n[record]\nelement = "r"\n'
-           f'key = {{ path = "{key}", type = "str(100)" }}\n'
-           f'[[tables]]\nname = "t0"\nkey_column = "k"\n[tables.columns]\n'
+    key_form = draw(st.integers(0, 5))
+    if key_form == 4:
+        key, key_column = (f'["@k", "{field(from_record, 0)}"]', '["k", "k2"]')
+    elif key_form == 5:
+        key, key_column = "{ generated = true }", '"k"'
+    else:
+        key = f'"{field(from_record, 0)}"' if draw(st.integers(0, 4)) == 4 else '"@k"'
+        key_column = '"k"'
+    many = draw(st.integers(0, 3)) == 3
+    prefix = "records.tables" if many else "tables"
+    doc = (f'{"[[records]]" if many else "[record]"}\nelement = "r"\n'
+           f"key = {key}\n"
+           f'[[{prefix}]]\nname = "t0"\nkey_column = {key_column}\n[{prefix}.columns]\n'
            f'{columns(from_record, 0)}')
-    for n in range(1, draw(st.integers(1, 3)) + 1):
-        rows = steps(from_record)
-        doc += (f'[[tables]]\nname = "t{n}"\nrows = "{rows}"\n'
-                f'key_column = "k"\nposition_column = "pos"\n[tables.columns]\n'
-                f'{columns(from_any, rows.count("/") + 1)}')
-    return Case(record, draw(WRAPPERS), parse_mapping(doc))
+    depths = [0]
+    items = [[built]]  # each table's row elements (the root's: the record)
+    for n in range(1, draw(st.integers(1, 4)) + 1):
+        # below the previous table half of the time: chains of 2-4 levels are common
+        parent = n - 1 if draw(st.booleans()) else draw(st.integers(0, n - 1))
+        below = sorted(set().union(set(), *(lxml_paths(e) for e in items[parent])))
+        shallow = [path for path in below if "/" not in path]
+        if parent and shallow and draw(st.booleans()):  # one step down: deep chains match
+            rows = draw(st.sampled_from(shallow))
+        else:
+            rows = steps(below or from_any)
+        items.append([x for e in items[parent] for x in naive_rows(e, rows)])
+        depth = depths[parent] + rows.count("/") + 1
+        depths.append(depth)
+        own = (f'position_column = "p{n}"' if draw(st.integers(0, 3)) else
+               f'key = {{ path = "{field(from_any, depth)}", type = "str(100)", '
+               f'column = "o{n}" }}')
+        doc += (f'[[{prefix}]]\nname = "t{n}"\nparent = "t{parent}"\nrows = "{rows}"\n'
+                f'{own}\n[{prefix}.columns]\n{columns(from_any, depth)}')
+    if many:
+        doc = doc + OTHER_RECORD if draw(st.booleans()) else OTHER_RECORD + doc
+    doc = "version = 2\n" + doc
+    generated = draw(st.integers(0, 2**63 - 1)) if key_form == 5 else None
+    return Case(record, draw(WRAPPERS), parse_mapping(doc), generated)
 
 
-def expected(mapping: Mapping, elem: Any) -> list[list[tuple[Any, ...]]] | tuple[str, str]:
-    """The rows ``naive_map`` implies, or the rejection (code, reason) the mapper must raise:
-    the key first, then the columns in mapping order, item by item."""
-    ref = naive_map(mapping, elem)
-    root = mapping.root
-    key = ref[root.name][0][root.key_column]
-    if key is None or not key.strip():
-        return "missing_required", f"record key ({mapping.key_path}): missing"
-    out: list[list[tuple[Any, ...]]] = []
-    for table in mapping.tables:
-        rows = []
-        for pos, raw in enumerate(ref[table.name], start=1):
-            for c in table.columns:
-                value = raw[c.name]
-                if c.required and (value is None or not value.strip()):
-                    return ("missing_required",
-                            f"{table.name}.{c.name} ({c.path}): missing required value")
-            values = tuple(raw[c.name] for c in table.columns)
-            rows.append((key, *values) if table.is_root else (key, pos, *values))
-        out.append(rows)
-    return out
+Rows_ = list[list[tuple[Any, ...]]]
 
 
-def outcome(fn: Any, arg: Any) -> list[list[tuple[Any, ...]]] | tuple[str, str]:
+def expected(mapping: Mapping, elem: Any, generated: int | None = None
+             ) -> Rows_ | tuple[str, str, str | None]:
+    """The rows ``naive_map`` implies, or the rejection (code, reason, key text) the mapper
+    must raise: the key first, then each row as it is met (depth first: a row, then the
+    rows of its child tables), its own key before its columns."""
+    visits: list[tuple[Any, dict[str, Any]]] = []
+    ref = naive_map(mapping, elem, generated, visits)
+    record = mapping.record(elem.tag)
+    root = record.root
+    keys = [ref[root.name][0][column] for column in root.key_columns]
+    key = str(generated) if generated is not None else keys[0] if len(keys) == 1 else \
+        "/".join(k or "" for k in keys)
+    for part, value in zip(record.key, keys, strict=False):  # (none when generated)
+        if value is None or not value.strip():
+            return "missing_required", f"record key ({part.path}): missing", key
+    for table, raw in visits:
+        checked = ([table.own_key] if table.own_key else []) + list(table.columns)
+        for c in checked:
+            value = raw[c.name]
+            if c.required and (value is None or not value.strip()):
+                return ("missing_required",
+                        f"{table.name}.{c.name} ({c.path}): missing required value", key)
+    return [[tuple(raw[name] for name in table.column_names) for raw in ref[table.name]]
+            for table in mapping.tables]
+
+
+def outcome(fn: Any, *args: Any) -> Rows_ | tuple[str, str, str | None]:
     try:
-        return fn(arg)  # type: ignore[no-any-return]
+        return fn(*args)  # type: ignore[no-any-return]
     except RecordRejected as rej:
-        return rej.code, rej.reason
+        return rej.code, rej.reason, rej.key
 
 
 @settings(max_examples=long_or(150, 5000), deadline=None,
@@ -251,10 +317,11 @@ def outcome(fn: Any, arg: Any) -> list[list[tuple[Any, ...]]] | tuple[str, str]:
 def test_compiled_mapper_equals_xpath_reference(case: Case) -> None:
     mapping = case.mapping
     elem = case.element()
-    want = expected(mapping, elem)
+    want = expected(mapping, elem, case.generated)
     mapper = RecordMapper(mapping)
-    assert outcome(mapper.map, elem) == want, mapper.map.__doc__
-    texts = pickle.loads(pickle.dumps(mapper.extract(elem)))
+    args = (elem,) if case.generated is None else (elem, case.generated)
+    assert outcome(mapper.map, *args) == want, mapper.map.__doc__
+    texts = pickle.loads(pickle.dumps(mapper.extract(*args)))
     assert outcome(mapper.convert, texts) == want, mapper.extract.__doc__
 
 
@@ -383,7 +450,7 @@ def test_predicates_ancestors_text_and_count() -> None:
     ("a/../b", "position 3", "'..' may only start a path"),
     ("a[2][@x]", "position 5", "must be the last predicate"),
     ("following-sibling::a", "position 1", "axes other than ancestor::"),
-    ("string(a)", "position 1", "the only functions are text()"),
+    ("concat(a)", "position 1", "the only functions are text()"),
     ("a[x=1]", "position 3", "predicates are [N], [last()], [@x='v'] or [@x]"),
     ("ancestor::issue/title", "position 17", "ancestor::NAME reads an attribute"),
 ])

@@ -37,7 +37,8 @@ LOCK_TABLE = "mb_lock"  # who holds a server target's run lock (migrator.runlock
 # 2: checkpoints are keyed by unit_key, a digest of the unit id (format 1 keyed the id).
 # 3: the tables are registered in REGISTRY_TABLE, quarantine keys and reasons are text.
 # 4: the root table carries each record's input position (mapping.POSITION_COLUMN).
-CHECKPOINT_FORMAT = "4"
+# 5: quarantined records name their record element (mappings with several record types).
+CHECKPOINT_FORMAT = "5"
 UNIT_ID_CHARS = 4000  # a path up to Linux's PATH_MAX, plus a byte range
 # Server dialects with schemas put the tool's tables in their own schema unless told
 # otherwise: a user's `orders` in the default schema can then never be in the way.
@@ -203,10 +204,11 @@ class Dialect:
 
     # ---- DDL -------------------------------------------------------------------------
     def create_table_sql(self, mapping: Mapping, table: Table) -> list[str]:
+        """The table with its primary key (the parent's key columns, then the position or
+        own key of a child table) and, for a child table, a foreign key to its parent."""
         q = self.quote
-        cols = [f"{q(table.key_column)} {self.column_sql_type(mapping.key_type)} NOT NULL"]
-        if table.position_column:
-            cols.append(f"{q(table.position_column)} INTEGER NOT NULL")
+        cols = [f"{q(n)} {self.column_sql_type(t)} NOT NULL"
+                for n, t in zip(table.primary_key, table.primary_key_types, strict=True)]
         for c in table.columns:
             null = " NOT NULL" if c.required else ""
             cols.append(f"{q(c.name)} {self.column_sql_type(c.type)}{null}")
@@ -214,6 +216,12 @@ class Dialect:
             cols.append(self.position_column_sql())
         pk = ", ".join(q(n) for n in table.primary_key)
         cols.append(f"PRIMARY KEY ({pk})")
+        if table.parent is not None and mapping.foreign_keys:
+            parent = mapping.table(table.parent)
+            mine = ", ".join(q(n) for n in table.key_columns)
+            theirs = ", ".join(q(n) for n in parent.primary_key)
+            cols.append(f"FOREIGN KEY ({mine}) REFERENCES {self.table_ref(parent.name)} "
+                        f"({theirs})")
         return [f"CREATE TABLE {self.table_ref(table.name)} (\n  " + ",\n  ".join(cols)
                 + "\n)"]
 
@@ -244,7 +252,8 @@ class Dialect:
             f"CREATE TABLE {ref(QUARANTINE_TABLE)} (unit VARCHAR({UNIT_ID_CHARS}) NOT NULL, "
             f"file VARCHAR({UNIT_ID_CHARS}) NOT NULL, line BIGINT NOT NULL, "
             f"record_key {text}, "
-            f"reason_code VARCHAR(40) NOT NULL, reason {text} NOT NULL)",
+            f"reason_code VARCHAR(40) NOT NULL, reason {text} NOT NULL, "
+            f"record_element VARCHAR(200))",
         ]
 
     def registry_sql(self) -> str:
@@ -270,13 +279,20 @@ class Dialect:
     def insert_methods(self) -> list[InsertMethod]:
         return [InsertMethod("executemany")]
 
-    def select_for_update_sql(self, table: str, columns: Sequence[str], key: str) -> str:
-        """Read the row with key ``?`` and lock it until the transaction ends (a concurrent
-        writer of the same key waits). A locking read also sees the latest committed row
-        where plain reads see a snapshot (InnoDB's REPEATABLE READ)."""
+    def select_for_update_sql(self, table: str, columns: Sequence[str],
+                              key: str | Sequence[str]) -> str:
+        """Read the rows whose ``key`` column(s) equal the parameters and lock them until the
+        transaction ends (a concurrent writer of the same key waits). A locking read also
+        sees the latest committed row where plain reads see a snapshot (InnoDB's
+        REPEATABLE READ)."""
         q = self.quote
         return (f"SELECT {', '.join(q(c) for c in columns)} FROM {self.table_ref(table)} "
-                f"WHERE {q(key)} = {self.placeholder} FOR UPDATE")
+                f"WHERE {self.key_match(key)} FOR UPDATE")
+
+    def key_match(self, key: str | Sequence[str]) -> str:
+        """``"a" = ? AND "b" = ?`` for the key column(s)."""
+        keys = [key] if isinstance(key, str) else list(key)
+        return " AND ".join(f"{self.quote(k)} = {self.placeholder}" for k in keys)
 
 
 class IntegrityViolation(Exception):

@@ -140,11 +140,12 @@ class MSSQLDialect(OdbcDialect):
     def schema_exists_sql(self) -> str:
         return "SELECT 1 FROM sys.schemas WHERE name = ?"
 
-    def select_for_update_sql(self, table: str, columns: Sequence[str], key: str) -> str:
+    def select_for_update_sql(self, table: str, columns: Sequence[str],
+                              key: str | Sequence[str]) -> str:
         # T-SQL has no FOR UPDATE on plain SELECTs: an update lock held to the end instead.
         q = self.quote
         return (f"SELECT {', '.join(q(c) for c in columns)} FROM {self.table_ref(table)} "
-                f"WITH (UPDLOCK, HOLDLOCK, ROWLOCK) WHERE {q(key)} = ?")
+                f"WITH (UPDLOCK, HOLDLOCK, ROWLOCK) WHERE {self.key_match(key)}")
 
     def param_budget(self) -> int:
         return self.max_params - 1

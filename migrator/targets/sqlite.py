@@ -71,7 +71,8 @@ class SQLiteDialect(Dialect):
     def insert_methods(self) -> list[InsertMethod]:
         return [InsertMethod("executemany"), InsertMethod("values")]
 
-    def select_for_update_sql(self, table: str, columns: Sequence[str], key: str) -> str:
+    def select_for_update_sql(self, table: str, columns: Sequence[str],
+                              key: str | Sequence[str]) -> str:
         # No FOR UPDATE in SQLite: a writing transaction already excludes every other writer.
         return super().select_for_update_sql(table, columns, key).removesuffix(" FOR UPDATE")
 

@@ -46,7 +46,8 @@ class SQLiteOdbcDialect(OdbcDialect):
     def list_tables_sql(self) -> tuple[str, tuple[Any, ...]]:
         return self._native.list_tables_sql()
 
-    def select_for_update_sql(self, table: str, columns: Sequence[str], key: str) -> str:
+    def select_for_update_sql(self, table: str, columns: Sequence[str],
+                              key: str | Sequence[str]) -> str:
         # (Not the native dialect's: the table is named in this dialect's namespace.)
         return super().select_for_update_sql(table, columns, key).removesuffix(" FOR UPDATE")
 
