@@ -324,6 +324,8 @@ def _print_run(s: dict[str, Any]) -> None:
             else "no DTD defines them: give the DTDs with --dtd-dir DIR"
         con.print(f"{s['unexpanded_entities']:,} records kept entity references such as &name; "
                   f"as they are ({why})", markup=False)
+    for note in s.get("notes") or []:
+        con.print(note, markup=False)
     empty = s.get("files_without_records") or []
     if empty:
         con.print(f"input files without records (the others had some): {', '.join(empty)}",

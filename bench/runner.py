@@ -129,6 +129,7 @@ class RunOutcome:
             "tables": dict(s.rows),
             "records": {k: dict(v) for k, v in s.records.items()},
             "unexpanded_entities": s.unexpanded_entities,
+            "notes": list(s.notes),
             "dtd_dir": self.extra.get("dtd_dir"),
             "target": self.target_display,
             "schema": self.extra.get("schema"),

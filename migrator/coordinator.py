@@ -135,6 +135,8 @@ class ParallelCoordinator:
         # had the engines committed by then (counts, batches, stages)? None when nothing.
         self.started = False
         self.partial: RunStats | None = None
+        # One line per input file that --workers could not cut into byte ranges, and why.
+        self.notes: list[str] = []
         self._prepare_s = 0.0
         self._replace_existing = False
 
@@ -150,7 +152,7 @@ class ParallelCoordinator:
         if self.workers == 1:
             return list(files)
         return plan_units(files, self.workers * self.partitions_per_worker,
-                          self.mapping.record_elements)
+                          self.mapping.record_elements, self.notes)
 
     def _saved_unit_ids(self) -> list[str] | None:
         return self.config.retry.call(self._read_unit_ids, "reading the checkpoints to resume")
@@ -181,6 +183,7 @@ class ParallelCoordinator:
         True and ``partial`` holds what was committed until then.
         """
         self.started, self.partial, self._prepare_s = False, None, 0.0
+        self.notes = []
         if resume:
             # The run's first contact with the target: a wrong host or port fails at once,
             # not after the retry window; a session lost once the server answered is retried.
@@ -200,6 +203,7 @@ class ParallelCoordinator:
                 self.partial = self._empty_stats()
             raise
         stats.elapsed_s = time.perf_counter() - t0 - self._prepare_s
+        stats.notes = list(self.notes)
         if not stats.errors and all(u.finished for u in stats.units):
             self.partial = stats  # (should recording the finish fail, the counts are kept)
             self.config.retry.call(lambda: mark_finished(self.target),

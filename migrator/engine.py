@@ -207,6 +207,9 @@ class RunStats:
     # Records read that kept an entity reference literal (&x;): no DTD catalog, or one
     # that does not declare it.
     unexpanded_entities: int = 0
+    # What the user should know about the run that is no error (a file --workers could
+    # not cut into byte ranges, and why).
+    notes: list[str] = field(default_factory=list)
 
     @property
     def throughput_rec_per_min(self) -> float:
@@ -238,6 +241,7 @@ class RunStats:
             "tables": dict(self.rows),
             "records": {k: dict(v) for k, v in self.records.items()},
             "unexpanded_entities": self.unexpanded_entities,
+            "notes": list(self.notes),
             "units": [asdict(u) for u in self.units],
             "errors": list(self.errors),
             "batches": {"columns": list(BatchStat.FIELDS),

@@ -2,9 +2,11 @@
 
 All input files are laid end to end as one virtual byte stream, which is cut into ``pieces``
 equal stretches; a cut that falls inside a file moves forward to the next start tag of a
-record element that is a direct child of the root. Each piece of a file is a
-:class:`RangeUnit` with its own checkpoint (id ``PATH#START-END``); a file without a cut
-stays a plain :class:`~migrator.reader.WorkUnit` (id ``PATH``), as in a sequential run.
+record element — a direct child of the root where the file has such records, else a record
+at any depth (:func:`deep_record_starts`). Each piece of a file is a :class:`RangeUnit` with
+its own checkpoint (id ``PATH#START-END``); a file without a cut stays a plain
+:class:`~migrator.reader.WorkUnit` (id ``PATH``), as in a sequential run, and
+:func:`plan_units` says why in one line.
 
 Finding a record boundary needs the parser state at the cut, so a file is scanned once,
 in chunks (memory stays flat), from the end of its root start tag: comments, CDATA
@@ -12,12 +14,16 @@ sections and processing instructions are skipped as a whole (a ``<order`` inside
 not a tag) and element depth is counted from ``<``, ``</`` and self-closing tags between
 them (quoted attribute values respected). A piece is parsed as the file's prolog and root
 start tag followed by the piece's bytes and the root end tag, so namespaces, entity
-declarations and absolute line numbers stay right.
+declarations and absolute line numbers stay right. For records deeper in the file, the
+start tags of the elements enclosing the cut follow the root's (their line breaks made
+spaces, which attribute values read as spaces anyway), and the piece ends by closing the
+elements that enclose the next cut: the enclosing elements' attributes are the file's.
 
 Limits: a file in an encoding that is not ASCII-compatible (UTF-16/32) or with a prolog
-over 1 MiB is not cut; a record element nested in itself is not supported. A wrong cut
-could only come from markup that is not well-formed, and then the piece fails to parse and
-names its line — it never loses or duplicates a record silently.
+over 1 MiB is not cut (:func:`plan_units` says why); a record element nested in itself is
+not supported. A wrong cut could only come from markup that is not well-formed, and then
+the piece fails to parse and names its line — it never loses or duplicates a record
+silently.
 """
 
 from __future__ import annotations
@@ -25,12 +31,12 @@ from __future__ import annotations
 import itertools
 import re
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
 from migrator.errors import InputError
-from migrator.reader import Elements, RecordStream, WorkUnit, as_elements
+from migrator.reader import Elements, RecordStream, WorkUnit, as_elements, shown_elements
 
 _CHUNK = 1 << 20
 _POSITION = re.compile(r",? line \d+, column \d+\s*$")
@@ -47,6 +53,11 @@ class RangeUnit(WorkUnit):
 
     start: int = 0
     end: int = 0
+    # The start tags of the elements below the root that enclose the record at ``start``
+    # and the one at ``end`` (records deep in the file); None: not known yet (a unit
+    # rebuilt from its id on --resume), found again when the range is opened.
+    head: tuple[bytes, ...] | None = field(default=None, compare=False)
+    tail: tuple[bytes, ...] | None = field(default=None, compare=False)
 
     @property
     def id(self) -> str:
@@ -458,11 +469,255 @@ def count_lines(path: str, end: int, start: int = 0) -> int:
     return n
 
 
+
+# ---- records at any depth -------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Cut:
+    """A record start to cut at, and the start tags of the elements (below the root) that
+    enclose it."""
+
+    offset: int
+    ancestors: tuple[bytes, ...]
+
+
+@dataclass
+class DeepScan:
+    """What :func:`deep_record_starts` found: the cuts, the records seen, and why it had to
+    stop early (markup it cannot follow), if it did."""
+
+    cuts: list[Cut]
+    records: int
+    problem: str = ""
+    first_depth: int = -1  # elements between the root and the first record (-1: none)
+
+
+class _Window:
+    """A window over a file, addressed by absolute offsets; what lies before the point of
+    interest is dropped, so memory stays about one chunk plus the longest tag."""
+
+    def __init__(self, f: IO[bytes], start: int) -> None:
+        f.seek(start)
+        self.f = f
+        self.base = start
+        self.buf = b""
+        self.eof = False
+
+    def more(self) -> bool:
+        if self.eof:
+            return False
+        chunk = self.f.read(_CHUNK)
+        if not chunk:
+            self.eof = True
+            return False
+        self.buf += chunk
+        return True
+
+    def drop(self, upto: int) -> None:
+        """Forget what lies before ``upto`` (copied away only once it is a chunk's worth)."""
+        k = upto - self.base
+        if k >= _CHUNK or (k > 0 and k * 2 >= len(self.buf)):
+            self.buf = self.buf[k:]
+            self.base = upto
+
+    def need(self, end: int) -> bool:
+        """Make bytes up to absolute ``end`` available (False at the end of the file)."""
+        while self.base + len(self.buf) < end:
+            if not self.more():
+                return False
+        return True
+
+    def search(self, pattern: re.Pattern[bytes], pos: int, overlap: int = 64
+               ) -> tuple[int, int, bytes] | None:
+        """The first match at or after ``pos``: (start, end, matched bytes)."""
+        while True:
+            m = pattern.search(self.buf, max(0, pos - self.base))
+            if m is not None and (self.eof or m.end() + overlap <= len(self.buf)):
+                return self.base + m.start(), self.base + m.end(), m.group()
+            if m is None:
+                self.drop(max(pos, self.base + len(self.buf) - overlap))
+                pos = max(pos, self.base)
+            if not self.more():
+                if m is None:
+                    m = pattern.search(self.buf, max(0, pos - self.base))
+                    if m is None:
+                        return None
+                return self.base + m.start(), self.base + m.end(), m.group()
+
+    def find(self, needle: bytes, pos: int) -> int:
+        """Absolute offset of the first ``needle`` at or after ``pos`` (-1: none)."""
+        while True:
+            i = self.buf.find(needle, pos - self.base)
+            if i >= 0:
+                return self.base + i
+            self.drop(max(pos, self.base + len(self.buf) - len(needle)))
+            pos = max(pos, self.base)
+            if not self.more():
+                return -1
+
+    def tag_end(self, pos: int) -> int:
+        """Absolute offset after the ``>`` of the tag whose name starts at ``pos``."""
+        while True:
+            end = _tag_end(self.buf, pos - self.base)
+            if end >= 0:
+                return self.base + end
+            if not self.more():
+                return -1
+
+    def bytes(self, a: int, b: int) -> bytes:
+        return self.buf[a - self.base:b - self.base]
+
+
+_MARKUP = re.compile(rb"<")
+_SKIP = {b"<!--": (b"-->", 4), b"<![CDATA[": (b"]]>", 9), b"<?": (b"?>", 2)}
+_NAME_TAIL = re.compile(rb"[\s/>]")
+
+
+def tag_name(tag: bytes) -> bytes:
+    """``order`` for ``<order id="1">`` (and for ``</order>``)."""
+    start = 2 if tag.startswith(b"</") else 1
+    m = _NAME_TAIL.search(tag, start)
+    return tag[start:m.start()] if m else tag[start:]
+
+
+def _one_line(tag: bytes) -> bytes:
+    """A start tag on one line: attribute values read line breaks as spaces anyway."""
+    return tag.replace(b"\r\n", b" ").replace(b"\r", b" ").replace(b"\n", b" ")
+
+
+def deep_record_starts(path: str, record_elements: Elements, targets: Sequence[int],
+                       prolog: Prolog | None = None) -> DeepScan:
+    """For each target offset (ascending), the first record start at or after it, at any
+    depth, with the start tags of the elements enclosing it; the first record is never a
+    cut. Reads the file once, tag by tag between records, and skips each record's body
+    with one search for its end tag (comments, CDATA sections and PIs skipped whole)."""
+    prolog = prolog or read_prolog(path)
+    if prolog is None:
+        return DeepScan([], 0, "its prolog cannot be read")
+    wanted: set[bytes] = set()
+    for element in as_elements(record_elements):
+        wanted.add(element.rpartition("}")[2].encode())
+    pending = sorted(targets)
+    cuts: list[Cut] = []
+    stack: list[bytes] = []
+    records, first, first_depth = 0, -1, -1
+    with open(path, "rb") as f:
+        w = _Window(f, prolog.body)
+        pos = prolog.body
+        while pending:
+            found = w.search(_MARKUP, pos, overlap=9)
+            if found is None:
+                return DeepScan(cuts, records, "the root element is not closed")
+            lt = found[0]
+            w.drop(lt)
+            w.need(lt + 9)
+            head = w.bytes(lt, lt + 9)
+            skip = next((v for k, v in _SKIP.items() if head.startswith(k)), None)
+            if skip is not None:
+                term, n = skip
+                end = w.search(re.compile(re.escape(term)), lt + n, overlap=len(term))
+                if end is None:
+                    return DeepScan(cuts, records, f"a construct at byte {lt} is not closed")
+                pos = end[1]
+                continue
+            if head.startswith(b"<!"):
+                return DeepScan(cuts, records, f"a declaration at byte {lt} inside the root")
+            end_at = w.tag_end(lt + 1)
+            if end_at < 0:
+                return DeepScan(cuts, records, f"the tag at byte {lt} is not closed")
+            tag = w.bytes(lt, end_at)
+            pos = end_at
+            if tag.startswith(b"</"):
+                if not stack:
+                    break  # the root's end tag
+                stack.pop()
+                continue
+            name = tag_name(tag)
+            closed = tag.endswith(b"/>")
+            if name.rpartition(b":")[2] not in wanted:
+                if not closed:
+                    stack.append(tag)
+                continue
+            records += 1
+            if first < 0:
+                first, first_depth = lt, len(stack)
+            while pending and pending[0] <= lt:
+                pending.pop(0)
+                if lt != first and (not cuts or cuts[-1].offset != lt):
+                    cuts.append(Cut(lt, tuple(_one_line(t) for t in stack)))
+            if closed:
+                continue
+            pos = _skip_body(w, name, pos)
+            if pos < 0:
+                return DeepScan(cuts, records, f"the record at byte {lt} is not closed",
+                                first_depth)
+    return DeepScan(cuts, records, "", first_depth)
+
+
+def _skip_body(w: _Window, name: bytes, pos: int) -> int:
+    """Offset after the end tag of the record whose body starts at ``pos`` (-1: none): the
+    first ``</name>`` that no comment, CDATA section or PI before it hides. Looks at one
+    window at a time: the part of the body a window held is dropped only once it holds
+    neither the end tag nor the start of a construct."""
+    close = b"</" + name
+    keep = len(close) + 9  # a tag or construct start split by the window's end
+    while True:
+        at = pos - w.base
+        end = w.buf.find(close, at)
+        limit = end if end >= 0 else len(w.buf)
+        hidden = min((i for i in (w.buf.find(b"<!", at, limit), w.buf.find(b"<?", at, limit))
+                      if i >= 0), default=-1)
+        if hidden >= 0:
+            start = w.base + hidden
+            if not w.need(start + 9) and w.base + len(w.buf) < start + 2:
+                return -1
+            head = w.bytes(start, start + 9)
+            skip = next((v for k, v in _SKIP.items() if head.startswith(k)), None)
+            if skip is None:
+                if len(head) < 9 and not w.eof:
+                    continue  # (need() could not give 9 bytes yet: look again)
+                return -1  # a declaration inside a record
+            term, n = skip
+            stop = w.find(term, start + n)
+            if stop < 0:
+                return -1
+            pos = stop + len(term)
+            continue
+        if end >= 0:
+            tail = w.base + end + len(close)
+            if not w.need(tail + 1):
+                return -1
+            if w.bytes(tail, tail + 1) in (b">", b" ", b"\t", b"\n", b"\r"):
+                stop = w.find(b">", tail)
+                return -1 if stop < 0 else stop + 1
+            pos = tail  # (</order-note>: another element)
+            continue
+        w.drop(max(pos, w.base + len(w.buf) - keep))
+        pos = max(pos, w.base)
+        if not w.more():
+            return -1
+
+
+def range_context(unit: RangeUnit, record_elements: Elements
+                  ) -> tuple[tuple[bytes, ...], tuple[bytes, ...]]:
+    """The enclosing start tags of the records at ``unit.start`` and ``unit.end`` (for a
+    unit rebuilt from its id): scanned again, up to the range's end."""
+    targets = [t for t in (unit.start, unit.end) if 0 < t < unit.size]
+    scan = deep_record_starts(unit.path, record_elements, targets)
+    at = {c.offset: c.ancestors for c in scan.cuts}
+    head = at.get(unit.start, ()) if unit.start else ()
+    tail = at.get(unit.end, ()) if unit.end < unit.size else ()
+    return head, tail
+
+
 # ---- planning ---------------------------------------------------------------------------------
 
-def plan_units(files: Sequence[WorkUnit], pieces: int, record_element: Elements
-               ) -> list[WorkUnit]:
-    """Cut the files into about ``pieces`` units of equal bytes, at record boundaries."""
+def plan_units(files: Sequence[WorkUnit], pieces: int, record_element: Elements,
+               notes: list[str] | None = None) -> list[WorkUnit]:
+    """Cut the files into about ``pieces`` units of equal bytes, at record boundaries.
+
+    A file that should have been cut and cannot be is read whole by one worker; ``notes``
+    gets one line per such file saying why."""
     total = sum(f.size for f in files)
     if pieces <= 1 or total == 0:
         return list(files)
@@ -472,15 +727,52 @@ def plan_units(files: Sequence[WorkUnit], pieces: int, record_element: Elements
     offset = 0
     for f in files:
         inside = [m - offset for m in marks if offset < m < offset + f.size]
-        cuts = record_starts(f.path, record_element, inside) if inside else []
-        if not cuts:
-            out.append(f)
-        else:
-            bounds = [0, *cuts, f.size]
-            out.extend(RangeUnit(f.path, f.size, a, b)
-                       for a, b in itertools.pairwise(bounds))
         offset += f.size
+        if not inside:
+            out.append(f)
+            continue
+        units, why = _cut(f, record_element, inside)
+        out.extend(units)
+        if why and notes is not None:
+            notes.append(f"not split: {Path(f.path).name}: {why}; one worker reads it whole")
     return out
+
+
+def _cut(f: WorkUnit, elements: Elements, inside: list[int]) -> tuple[list[WorkUnit], str]:
+    """The pieces of one file, or the file whole and why it cannot be cut."""
+    prolog = read_prolog(f.path)
+    if prolog is None:
+        return [f], _why_no_prolog(f.path)
+    # Where the first record is a child of the root, the faster scan of those records.
+    first = deep_record_starts(f.path, elements, [prolog.body], prolog)
+    cuts = record_starts(f.path, elements, inside, prolog) if first.first_depth == 0 else []
+    if cuts:  # records that are children of the root: nothing to reopen
+        bounds = [0, *cuts, f.size]
+        return [RangeUnit(f.path, f.size, a, b, (), ())
+                for a, b in itertools.pairwise(bounds)], ""
+    scan = deep_record_starts(f.path, elements, inside, prolog)
+    if not scan.cuts:
+        names = shown_elements(elements)
+        if scan.problem:
+            return [f], f"its markup could not be followed ({scan.problem})"
+        if scan.records <= 1:
+            return [f], (f"it holds {'one' if scan.records else 'no'} {names} record"
+                         f"{'' if scan.records else 's'}, and a record is never split")
+        return [f], (f"its {scan.records} {names} records all start before the first cut "
+                     f"point (the rest of the file holds none)")
+    deep = [Cut(0, ()), *scan.cuts, Cut(f.size, ())]
+    return [RangeUnit(f.path, f.size, a.offset, b.offset, a.ancestors, b.ancestors)
+            for a, b in itertools.pairwise(deep)], ""
+
+
+def _why_no_prolog(path: str) -> str:
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if head.startswith((b"\xfe\xff", b"\xff\xfe")) or b"\x00" in head:
+        return ("it is in UTF-16 or UTF-32, and byte ranges are cut only in encodings that "
+                "write markup as ASCII (UTF-8, ISO-8859-*, Windows-125x)")
+    return ("its root start tag was not found in its first MiB (a prolog that large, an "
+            "empty root element, or not XML)")
 
 
 def units_from_ids(ids: Sequence[str], files: Sequence[WorkUnit]) -> list[WorkUnit]:
@@ -586,12 +878,16 @@ class RangeRecordStream(RecordStream):
         if prolog is None:
             raise InputError(f"{u.id}: cannot read the file's prolog to parse this record "
                              f"range; run it with --workers 1")
+        enclosing, closing = (u.head, u.tail) if u.head is not None and u.tail is not None \
+            else range_context(u, self.elements)
         f = open(u.path, "rb")  # noqa: SIM115 - closed by the stream's finally
-        tail = b"" if u.end >= u.size else b"</" + prolog.root + b">"
+        tail = b"" if u.end >= u.size else \
+            b"".join(b"</" + tag_name(t) + b">" for t in reversed(closing)) \
+            + b"</" + prolog.root + b">"
         if u.start == 0:
             return _RangeFile(f, b"", 0, u.end, tail), 0
         f.seek(0)
-        head = f.read(prolog.body)
+        head = f.read(prolog.body) + b"".join(enclosing)
         # The range's first byte lands on the root tag's line: shift lines by the difference.
         shift = count_lines(u.path, u.start) + 1 - prolog.line
         self.first_seq = range_first_seq(u, self.elements, prolog)

@@ -243,15 +243,18 @@ name = { path = ".", type = "str(20)", required = true }
 @pytest.fixture(scope="module")
 def rivers(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """2,400 rivers without ids, only 8 distinct names (content cannot tell them apart),
-    two files, 0-2 tributaries each."""
+    two files, 0-2 tributaries each; the rivers of a file are grouped in basins (records two
+    levels below the root: the byte ranges reopen the basin around their first river)."""
     folder = tmp_path_factory.mktemp("rivers")
     for f in range(2):
         parts = ["<rivers>"]
         for i in range(1200):
+            if i % 100 == 0:
+                parts.append(("</basin>" if i else "") + f'<basin id="b{i // 100}">')
             parts.append(f"<river><name>R{i % 8}</name>"
                          + "".join(f"<tributary>T{j}</tributary>" for j in range(i % 3))
                          + "</river>")
-        parts.append("</rivers>")
+        parts.append("</basin></rivers>")
         (folder / f"rivers-{f}.xml").write_text("\n".join(parts), encoding="utf-8")
     return folder
 
