@@ -353,6 +353,7 @@ from bench import (  # noqa: E402,F401
     commands as _commands,  # sweep, baseline, compare
     diagnose_cmd as _diagnose_cmd,  # diagnose pooling
     doctor_cmd as _doctor_cmd,  # doctor
+    mapping_cmd as _mapping_cmd,  # mapping suggest, mapping check
     report_cmd as _report_cmd,  # report
 )
 
