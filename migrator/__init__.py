@@ -41,6 +41,7 @@ from migrator.reader import WorkUnit, check_records, expand_inputs
 from migrator.retry import RetryExhausted, RetryPolicy
 from migrator.rowmap import RecordMapper, RecordRejected
 from migrator.runstate import finished_at, mark_finished
+from migrator.suggest import CheckReport, check_mapping, suggest_mapping
 from migrator.targets import Namespace, Target, open_target
 
 
@@ -59,12 +60,13 @@ def migrate(units: list[WorkUnit], target: Target, mapping: Mapping,
 
 
 __all__ = [
-    "PIPELINE_MODES", "STAGES", "BatchStat", "Checkpoint", "EngineConfig", "InputError",
-    "MalformedXMLError", "Mapping", "MappingError", "MigrationEngine", "MigratorError",
-    "Namespace", "NothingToResume", "ParallelCoordinator", "PipelineError", "RangeUnit",
-    "Reconciliation", "RecordMapper", "RecordRejected", "ResumeError", "RetryExhausted",
-    "RetryPolicy", "RunStats", "TableOwnershipError", "Target", "TargetError", "WorkUnit",
-    "WorkerFailed", "WorkerStats", "check_records", "default_mapping", "expand_inputs",
-    "finished_at", "load_mapping", "mark_finished", "migrate", "open_target", "parse_mapping",
-    "prepare_target", "reconcile", "reconcile_retrying",
+    "PIPELINE_MODES", "STAGES", "BatchStat", "CheckReport", "Checkpoint", "EngineConfig",
+    "InputError", "MalformedXMLError", "Mapping", "MappingError", "MigrationEngine",
+    "MigratorError", "Namespace", "NothingToResume", "ParallelCoordinator", "PipelineError",
+    "RangeUnit", "Reconciliation", "RecordMapper", "RecordRejected", "ResumeError",
+    "RetryExhausted", "RetryPolicy", "RunStats", "TableOwnershipError", "Target", "TargetError",
+    "WorkUnit", "WorkerFailed", "WorkerStats", "check_mapping", "check_records",
+    "default_mapping", "expand_inputs", "finished_at", "load_mapping", "mark_finished",
+    "migrate", "open_target", "parse_mapping", "prepare_target", "reconcile",
+    "reconcile_retrying", "suggest_mapping",
 ]
