@@ -54,7 +54,9 @@ def all_statements() -> list[str]:
     out += [D.values_sql(m.root.name, m.root.column_names, 3), D.list_tables_sql()[0],
             D.schema_exists_sql(), D.create_schema_sql("migration_bench"), D.registry_sql(),
             D.session_id_sql, D.rollback_to_sql("mb_record"),
-            D.select_for_update_sql(m.root.name, ("order_id", "mb_position"), "order_id")]
+            D.select_for_update_sql(m.root.name, ("order_id", "mb_position"), "order_id"),
+            D.select_for_update_sql("bib_issues", ("journal", "volume", "number", "mb_position"),
+                                    ("journal", "volume", "number"))]
     return out
 
 
