@@ -1,10 +1,10 @@
-"""The range grammar of every numeric sweep option (SPEC §7), and comma-separated choices.
+"""The range grammar of every numeric sweep option, and comma-separated choices.
 
 Accepted forms, which may be comma-joined (``1,2,10..40:10``):
 
 * ``50..2000``       — the 1-2-5 series inside the bounds: 50, 100, 200, 500, 1000, 2000.
   Benchmarkers think in decades; 1-2-5 covers a decade in three roughly even log steps
-  and reproduces the seed's own batch sizes. That is for batch sizes: small integer
+  and gives the batch sizes usually tried (50 to 2000). That is for batch sizes: small integer
   dimensions (worker counts) pass ``series="linear"``, so that ``1..4`` is 1, 2, 3, 4.
 * ``100..1000:100``  — linear, both bounds inclusive.
 * ``1..64:x2``       — geometric, factor > 1; integer ranges round every value to the
