@@ -26,8 +26,10 @@ from bench.calibrate import (
     store_calibration,
 )
 from bench.cli import (
+    JsonOption,
     ReplaceTablesOption,
     RetryWindow,
+    RunFolderOption,
     SchemaOption,
     TablePrefixOption,
     _positive,
@@ -69,10 +71,9 @@ def calibrate(
     schema: SchemaOption = None,
     table_prefix: TablePrefixOption = "",
     replace_existing_tables: ReplaceTablesOption = False,
-    out: Annotated[Path | None, typer.Option(
-        "--out", "-o", help="Run folder (default: runs/<timestamp>/).")] = None,
+    out: RunFolderOption = None,
     retry_window: RetryWindow = DEFAULT_WINDOW_S,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """A/A: one configuration under two labels in shuffled pairs — this machine's paired
     noise, the A/A verdict, and the smallest difference it resolves in 1, 5 and 15 minutes."""

@@ -94,6 +94,11 @@ def _namespace_part(name: str, flag: str) -> Any:
     return check
 
 
+# Options shared by the commands that write a run folder or print JSON.
+RunFolderOption = Annotated[Path | None, typer.Option(
+    "--out", "-o", help="Run folder (default: runs/<timestamp>/).")]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
+
 # Where a run's tables go; shared by every command that migrates into a target.
 SchemaOption = Annotated[str | None, typer.Option(
     "--schema", callback=_namespace_part("schema", "--schema"),
@@ -221,7 +226,7 @@ def run(
     replace_existing_tables: ReplaceTablesOption = False,
     retry_window: RetryWindow = DEFAULT_WINDOW_S,
     dtd_dir: DtdDirOption = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Migrate XML into a database once, measuring every stage."""
     request = RunRequest(inputs=inputs, target=target, mapping=mapping, batch_size=batch_size,

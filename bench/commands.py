@@ -23,8 +23,10 @@ import typer
 from bench import console as ui
 from bench.baseline import DEFAULT_BATCH_SIZE, DEFAULT_ITERATIONS, finish_baseline
 from bench.cli import (
+    JsonOption,
     ReplaceTablesOption,
     RetryWindow,
+    RunFolderOption,
     SchemaOption,
     TablePrefixOption,
     _positive,
@@ -312,10 +314,9 @@ def sweep(
     schema: SchemaOption = None,
     table_prefix: TablePrefixOption = "",
     replace_existing_tables: ReplaceTablesOption = False,
-    out: Annotated[Path | None, typer.Option(
-        "--out", "-o", help="Run folder (default: runs/<timestamp>/).")] = None,
+    out: RunFolderOption = None,
     retry_window: RetryWindow = DEFAULT_WINDOW_S,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Sweep configurations in randomised interleaved rounds, paired within rounds: the
     recommendation, the best, the knee, the change vs a baseline."""
@@ -511,10 +512,9 @@ def baseline(
     schema: SchemaOption = None,
     table_prefix: TablePrefixOption = "",
     replace_existing_tables: ReplaceTablesOption = False,
-    out: Annotated[Path | None, typer.Option(
-        "--out", "-o", help="Run folder (default: runs/<timestamp>/).")] = None,
+    out: RunFolderOption = None,
     retry_window: RetryWindow = DEFAULT_WINDOW_S,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Run one configuration N times: mean, median, stdev, CV, CI, drift, warnings."""
     given = {"batch_size": str(batch_size),
@@ -621,7 +621,7 @@ def compare(
     noise_band: Annotated[str | None, typer.Option(
         "--noise-band", help="Paired comparisons: differences inside ±this are not called "
                              f"\\[default: {100 * NOISE_BAND:g}%].")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Compare two result files per configuration (paired when both come from the rounds of
     one sweep); exit 1 on a significant regression."""

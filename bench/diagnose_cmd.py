@@ -29,7 +29,9 @@ import typer
 
 from bench import console as ui
 from bench.cli import (
+    JsonOption,
     ReplaceTablesOption,
+    RunFolderOption,
     SchemaOption,
     TablePrefixOption,
     _positive,
@@ -372,9 +374,8 @@ def pooling(
     schema: SchemaOption = None,
     table_prefix: TablePrefixOption = "",
     replace_existing_tables: ReplaceTablesOption = False,
-    out: Annotated[Path | None, typer.Option(
-        "--out", "-o", help="Run folder (default: runs/<timestamp>/).")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    out: RunFolderOption = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Run the four pooling tests (configuration, connection cost, contention, bottleneck)
     and walk the pooling decision tree."""

@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 
 from bench import console as ui
-from bench.cli import app
+from bench.cli import JsonOption, app
 from bench.doctor import ERROR, OK, WARNING, DoctorContext, Finding, run_checks
 
 _MARK = {OK: "[green]ok[/]     ", WARNING: "[yellow]warning[/]", ERROR: "[red]error[/]  "}
@@ -36,7 +36,7 @@ def doctor(
     ] = None,
     out: Annotated[Path, typer.Option(
         "--out", "-o", help="Results folder whose free space is checked.")] = Path("runs"),
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Check this machine's setup for truthful measurements (exit 3 when any error)."""
     ctx = DoctorContext(target=target, results_dir=out)

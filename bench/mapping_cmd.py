@@ -16,7 +16,7 @@ from typing import Annotated
 import typer
 
 from bench import console as ui
-from bench.cli import DtdDirOption, _positive, app, user_errors
+from bench.cli import DtdDirOption, JsonOption, _positive, app, user_errors
 from bench.preflight import ensure_writable_file
 
 mapping_app = typer.Typer(name="mapping", help="Write a starting mapping for a file, or "
@@ -62,7 +62,7 @@ def check(
     file: Annotated[Path, typer.Argument(help="An XML file to check it on.")],
     sample: SampleOption = 1000,
     dtd_dir: DtdDirOption = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Map a sample of FILE without a database: rows per table, fields that never match,
     records that would be quarantined and why."""
