@@ -372,6 +372,7 @@ class MysqlSampler(DatabaseSampler):
         now = self.now()
         found: dict[tuple[str, str], tuple[Blocker, set[int]]] = {}
         waiting_ids = {int(r["id"]) for r in waiters}
+        explained: set[int] = set()  # waiters whose InnoDB row lock names its holder
         if any(trx.get(i) == "LOCK WAIT" for i in waiting_ids):
             for row in fetch_rows(conn, ROW_LOCK_WAITS_SQL):
                 if int(row["waiter"]) not in waiting_ids:
@@ -380,7 +381,10 @@ class MysqlSampler(DatabaseSampler):
                                   str(row["lock_mode"]), str(row["held_mode"]),
                                   str(row["trx_started"] or ""), str(row["trx_query"]))
                 found.setdefault((b.session, b.object), (b, set()))[1].add(int(row["waiter"]))
-        mdl = [r for r in waiters if trx.get(int(r["id"])) != "LOCK WAIT"]
+                explained.add(int(row["waiter"]))
+        # The rest wait on a metadata or table lock (LOCK TABLES, DDL), which InnoDB's row
+        # lock waits do not list, whatever state their transaction reports.
+        mdl = [r for r in waiters if int(r["id"]) not in explained]
         if mdl and self._mdl_plugin:
             for row in fetch_rows(conn, MDL_HOLDERS_SQL):
                 holder = int(row["thread_id"])
