@@ -323,7 +323,7 @@ class MysqlSampler(DatabaseSampler):
         out.update(self._sessions(conn))
         return out
 
-    def _ours(self, rows: list[Row]) -> list[Row]:
+    def _ours(self, rows: list[Row], *, fresh: bool = False) -> list[Row]:
         if self._server is not None and self.pids is not None:
             ports = run_ports(self._family, self._server)
             # The run's processes change rarely (workers start), its sockets often: look
@@ -332,7 +332,7 @@ class MysqlSampler(DatabaseSampler):
             unexplained = any(client_port(r["host"]) not in ports and self._same_user(r)
                               for r in rows)
             now = self.now()
-            if unexplained or now - self._family_at >= FAMILY_REFRESH_S:
+            if fresh or unexplained or now - self._family_at >= FAMILY_REFRESH_S:
                 self._family = descendants(set(self.pids()))
                 self._family_at = now
                 ports = run_ports(self._family, self._server)
@@ -343,7 +343,8 @@ class MysqlSampler(DatabaseSampler):
         return str(row["user"] or "") == self._user and str(row["db"] or "") == self._database
 
     def _sessions(self, conn: Connection) -> dict[str, Value]:
-        ours = self._ours(fetch_rows(conn, PROCESSLIST_SQL))
+        processes = fetch_rows(conn, PROCESSLIST_SQL)
+        ours = self._ours(processes)
         trx = {int(r["trx_mysql_thread_id"]): str(r["trx_state"])
                for r in fetch_rows(conn, TRX_SQL)}
         categories: Counter[str] = Counter()
@@ -357,7 +358,10 @@ class MysqlSampler(DatabaseSampler):
             if category == "lock":
                 waiters.append(row)
         if waiters:
-            self._find_blockers(conn, waiters, {int(r["id"]) for r in ours}, trx)
+            # A lock holder must not be mistaken for one of ours: a process that has left
+            # the run's tree since the family was last looked up would be, so look again.
+            family = {int(r["id"]) for r in self._ours(processes, fresh=True)}
+            self._find_blockers(conn, waiters, family, trx)
         out: dict[str, Value] = {
             "server.sessions": float(len(ours)),
             "server.active.sessions": float(sum(categories.values())),
