@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -50,3 +50,26 @@ def progress_bar(description: str, total: int | None, unit: str = "records",
             progress.update(task, completed=completed, **fields)
 
         yield update
+
+
+def text_table(headers: Sequence[str], rows: Sequence[Sequence[str]], right: set[int]
+               ) -> list[str]:
+    """Aligned plain-text columns (``right``: the indexes of right-aligned ones)."""
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+
+    def line(cells: Sequence[str]) -> str:
+        return "  ".join(c.rjust(w) if i in right else c.ljust(w)
+                         for i, (c, w) in enumerate(zip(cells, widths, strict=True))).rstrip()
+
+    rule = ["-" * w if h else " " * w for h, w in zip(headers, widths, strict=True)]
+    return [line(headers), line(rule), *(line(r) for r in rows)]
+
+
+def pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.1f}%"
+
+
+def ci(low: float | None, high: float | None, confidence: float | None) -> str:
+    if low is None or high is None:
+        return "n/a"
+    return f"{low:,.0f}–{high:,.0f} ({100 * (confidence or 0):.0f}%)"

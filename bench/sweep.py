@@ -320,14 +320,15 @@ def _coerce(value: ConfigValue, request_field: dataclasses.Field[Any]) -> Any:
     return value
 
 
-def build_request(config: Mapping[str, ConfigValue], settings: RunSettings) -> runner.RunRequest:
+def build_request(config: Mapping[str, ConfigValue], settings: RunSettings,
+                  run_id: str | None = None) -> runner.RunRequest:
     """The :class:`RunRequest` of one configuration; dimensions absent from ``config``
-    keep the runner's defaults."""
+    keep the runner's defaults. ``run_id`` names the run's sessions (default: a new id)."""
     check_supported(list(config))
     fields = _request_fields()
     kwargs: dict[str, Any] = {"inputs": list(settings.inputs), "target": settings.target,
                               "mapping": settings.mapping, "resume": False,
-                              "out": settings.work_dir}
+                              "out": settings.work_dir, "run_id": run_id}
     kwargs.update((k, v) for k, v in settings.target_options().items() if v)
     if "retry_window" in fields:  # (a runner that cannot set it keeps its own)
         kwargs["retry_window"] = settings.retry_window
@@ -346,8 +347,8 @@ def _fresh_default_database(work_dir: Path) -> None:
         (work_dir / f"mig.db{suffix}").unlink(missing_ok=True)
 
 
-def execute_point(config: Mapping[str, ConfigValue],
-                  settings: RunSettings) -> tuple[dict[str, Any], dict[str, Any]]:
+def execute_point(config: Mapping[str, ConfigValue], settings: RunSettings,
+                  run_id: str | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
     """Run one configuration once on a fresh schema.
 
     Returns the run's document (effective config, metrics, reconciliation, samples, the
@@ -356,7 +357,7 @@ def execute_point(config: Mapping[str, ConfigValue],
     collected (with the mapping's fingerprint, so `bench compare` can tell datasets apart).
     """
     slot0 = time.perf_counter()
-    request = build_request(config, settings)
+    request = build_request(config, settings, run_id)
     if settings.target is None:
         _fresh_default_database(settings.work_dir)
     started = dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")

@@ -13,8 +13,6 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-import bench.cli
-import bench.doctor_cmd  # noqa: F401
 from bench import doctor
 from bench.cli import app
 from bench.doctor import (
@@ -319,7 +317,7 @@ def test_exit_codes_and_json(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) ->
 
 
 def test_doctor_as_a_real_process(tmp_path: Path) -> None:
-    code = ("import bench.cli, bench.doctor_cmd, sys; sys.argv = ['bench'] + sys.argv[1:]; "
+    code = ("import bench.cli, sys; sys.argv = ['bench'] + sys.argv[1:]; "
             "bench.cli.main()")
     proc = subprocess.run([sys.executable, "-c", code, "doctor", "--json", "--out",
                            str(tmp_path)], capture_output=True, text=True, timeout=120,

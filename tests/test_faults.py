@@ -38,7 +38,7 @@ from fault_helpers import (
 )
 from typer.testing import CliRunner
 
-import bench.cli  # noqa: F401  (registers the commands)
+import bench.cli  # noqa: F401
 from bench.cli import app
 from migrator import (
     EngineConfig,

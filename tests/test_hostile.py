@@ -39,7 +39,6 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner, Result
 
-import bench.cli  # noqa: F401  (registers the commands)
 from bench.cli import app
 from migrator import (
     EngineConfig,
@@ -430,7 +429,7 @@ def test_absurd_worker_count_is_refused(tmp_path: Path, monkeypatch: pytest.Monk
         raise AssertionError("the run started with --workers 100000")
 
     monkeypatch.setattr(bench.runner, "execute_run", must_not_run)
-    monkeypatch.setattr(bench.cli, "execute_run", must_not_run)
+    monkeypatch.setattr(bench.cli.run, "execute_run", must_not_run)
     result = cli.invoke(app, ["run", "-i", str(tmp_path), "--workers", "100000"])
     assert result.exit_code == 2, result.output
     assert "--workers" in result.output

@@ -28,7 +28,7 @@ import pytest
 from fault_helpers import Source, bench_proc, check_exactly_once, fault_env, make_source
 from typer.testing import CliRunner, Result
 
-import bench.cli  # noqa: F401  (registers the commands)
+import bench.cli  # noqa: F401
 from bench.cli import app
 from migrator import Namespace, open_target, parse_mapping, reconcile
 from migrator.mapping import default_mapping
@@ -410,7 +410,7 @@ def test_a_sweep_refuses_a_user_table_and_runs_beside_it_with_a_prefix(
 
 
 def test_diagnose_runs_its_measurements_in_the_namespace(src: Source, tmp_path: Path) -> None:
-    from bench.diagnose_cmd import RunnerMeasure, SamplerSetup
+    from bench.isolated import RunnerMeasure, SamplerSetup
     from bench.sweep import RunSettings
 
     path = tmp_path / "t.db"

@@ -1,7 +1,7 @@
 """The four pooling tests: against SQLite and a real PostgreSQL (pooling verified by backend
 pids), the unixODBC trap, the statistics of the contention test, and `bench diagnose pooling`.
 
-Migrations run through the real runner (:class:`bench.diagnose_cmd.RunnerMeasure`, one
+Migrations run through the real runner (:class:`bench.isolated.RunnerMeasure`, one
 process per run) on a small cached dataset, so the whole file stays well under a minute.
 """
 
@@ -18,7 +18,7 @@ from servers import Server
 from typer.testing import CliRunner
 
 from bench.cli import app
-from bench.diagnose_cmd import RunnerMeasure, SamplerSetup
+from bench.isolated import RunnerMeasure, SamplerSetup
 from bench.sweep import RunSettings, ensure_dataset
 from diagnostics.decision import FactValue
 from diagnostics.pooling import (

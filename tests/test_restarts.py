@@ -35,7 +35,7 @@ import pytest
 from fault_helpers import Source, check_exactly_once, fault_env, make_source, wait_for_file
 from typer.testing import CliRunner
 
-import bench.cli  # noqa: F401  (registers the commands)
+import bench.cli  # noqa: F401
 from bench.cli import app
 from migrator import (
     EngineConfig,

@@ -29,7 +29,7 @@ from fault_helpers import (
 )
 from typer.testing import CliRunner, Result
 
-import bench.cli  # (registers the commands)
+import bench.cli
 import bench.runner
 import datasets
 from bench.cli import app
@@ -182,12 +182,12 @@ def _commands(data: Path, out: Path) -> dict[str, list[str]]:
                                      "generate"])
 def test_an_unwritable_out_is_one_line_before_any_work(
         data: Path, unwritable: Path, command: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    import bench.diagnose_cmd
+    import bench.cli.diagnose
     import reports.report
 
     monkeypatch.setattr(bench.runner, "ParallelCoordinator", _never("a migration"))
     monkeypatch.setattr(bench.runner, "execute_run", _never("a measured run"))
-    monkeypatch.setattr(bench.diagnose_cmd, "ensure_dataset", _never("the dataset"))
+    monkeypatch.setattr(bench.cli.diagnose, "ensure_dataset", _never("the dataset"))
     monkeypatch.setattr(reports.report, "load_documents", _never("reading results"))
     monkeypatch.setattr(datasets, "generate", _never("generating"))
     result = cli.invoke(app, _commands(data, unwritable)[command])

@@ -1,7 +1,6 @@
 """`bench calibrate`: the A/A run of :mod:`bench.calibrate`, printed and stored.
 
-Registered on :data:`bench.cli.app` by importing this module (``bench/cli.py`` does, at its
-end); the measuring and the statistics live in :mod:`bench.calibrate` and the sweep
+The measuring and the statistics live in :mod:`bench.calibrate` and the sweep
 machinery it reuses.
 """
 
@@ -15,7 +14,6 @@ from typing import Annotated, Any
 
 import typer
 
-from bench import commands
 from bench.calibrate import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_DURATION_S,
@@ -25,20 +23,25 @@ from bench.calibrate import (
     finish_calibration,
     store_calibration,
 )
-from bench.cli import (
+from bench.cli.options import (
     JsonOption,
     ReplaceTablesOption,
     RetryWindow,
     RunFolderOption,
     SchemaOption,
     TablePrefixOption,
-    _positive,
-    app,
+    abspath,
+    duration_option,
+    percent_option,
+    positive,
     user_errors,
 )
+from bench.cli.plans import check_inputs_before_runs, dataset_inputs, open_store, run_with_progress
 from bench.sweep import DEFAULT_WARMUP, SweepError
 from migrator.retry import DEFAULT_WINDOW_S
 from reports.stats import NOISE_BAND
+
+app = typer.Typer()
 
 
 @app.command()
@@ -47,10 +50,10 @@ def calibrate(
         "--duration", help="How long to measure, e.g. 60, 90s, 2m (seconds when bare).")
     ] = f"{DEFAULT_DURATION_S:g}",
     batch_size: Annotated[int, typer.Option(
-        "--batch-size", "-b", callback=_positive("--batch-size"),
+        "--batch-size", "-b", callback=positive("--batch-size"),
         help="The configuration measured under both labels.")] = DEFAULT_BATCH_SIZE,
     records: Annotated[int | None, typer.Option(
-        "--records", "-n", callback=_positive("--records"),
+        "--records", "-n", callback=positive("--records"),
         help="Size of the generated default dataset (use the size your sweeps use).")
     ] = None,
     inputs: Annotated[list[str] | None, typer.Option(
@@ -77,22 +80,22 @@ def calibrate(
 ) -> None:
     """A/A: one configuration under two labels in shuffled pairs — this machine's paired
     noise, the A/A verdict, and the smallest difference it resolves in 1, 5 and 15 minutes."""
-    duration_s = commands._duration_option(duration, "--duration")
+    duration_s = duration_option(duration, "--duration")
     assert duration_s is not None
-    band = commands._percent_option(noise_band, "--noise-band")
-    run_inputs, dataset = commands._dataset_inputs(records, inputs, as_json)
-    commands._check_inputs(run_inputs, mapping, target)
+    band = percent_option(noise_band, "--noise-band")
+    run_inputs, dataset = dataset_inputs(records, inputs, as_json)
+    check_inputs_before_runs(run_inputs, mapping, target)
     plan = calibration_plan(
         duration_s=duration_s, batch_size=batch_size,
         warmup=DEFAULT_WARMUP if warmup is None else warmup,
         seed=random.SystemRandom().randrange(2**31) if seed is None else seed,
-        inputs=run_inputs, target=target, mapping=commands._abspath(mapping), dataset=dataset,
+        inputs=run_inputs, target=target, mapping=abspath(mapping), dataset=dataset,
         noise_band=NOISE_BAND if band is None else band)
     plan = dataclasses.replace(plan, schema=schema, table_prefix=table_prefix,
                                replace_existing_tables=replace_existing_tables)
-    store, _ = commands._open_store(out, resume=False)
+    store, _ = open_store(out, resume=False)
     store.write_plan(plan.to_dict())
-    commands._run(plan, store, Path(plan.mapping) if plan.mapping else None, as_json,
+    run_with_progress(plan, store, Path(plan.mapping) if plan.mapping else None, as_json,
                   retry_window)
     with user_errors(SweepError):
         doc, cal, result_file = finish_calibration(plan, store.contents, store.run_dir)

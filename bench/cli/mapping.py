@@ -1,8 +1,7 @@
 """`bench mapping suggest FILE` and `bench mapping check MAPPING FILE`: write a starting
 mapping for a file never seen before, and check a mapping on a sample of a file.
 
-Registered on :data:`bench.cli.app` by importing this module (``bench/cli.py`` does, at its
-end). Thin adapters over :mod:`migrator.suggest`: errors are one line (exit 1), bad
+Thin adapters over :mod:`migrator.suggest`: errors are one line (exit 1), bad
 options exit 2; ``check`` exits 1 when a sampled record would be quarantined or no record
 was found.
 """
@@ -16,18 +15,17 @@ from typing import Annotated
 import typer
 
 from bench import console as ui
-from bench.cli import DtdDirOption, JsonOption, _positive, app, user_errors
+from bench.cli.options import DtdDirOption, JsonOption, positive, user_errors
 from bench.preflight import ensure_writable_file
 
-mapping_app = typer.Typer(name="mapping", help="Write a starting mapping for a file, or "
+app = typer.Typer(name="mapping", help="Write a starting mapping for a file, or "
                           "check a mapping on a sample of one.", no_args_is_help=True)
-app.add_typer(mapping_app, name="mapping")
 
 SampleOption = Annotated[int, typer.Option(
-    "--sample", "-n", help="Records of each type to read.", callback=_positive("--sample"))]
+    "--sample", "-n", help="Records of each type to read.", callback=positive("--sample"))]
 
 
-@mapping_app.command("suggest")
+@app.command("suggest")
 def suggest(
     file: Annotated[Path, typer.Argument(help="The XML file to describe.")],
     record: Annotated[list[str] | None, typer.Option(
@@ -56,7 +54,7 @@ def suggest(
                                   f"{file}`", markup=False)
 
 
-@mapping_app.command("check")
+@app.command("check")
 def check(
     mapping: Annotated[Path, typer.Argument(help="The mapping TOML file.")],
     file: Annotated[Path, typer.Argument(help="An XML file to check it on.")],

@@ -1,7 +1,6 @@
 """The `bench doctor` command: render :mod:`bench.doctor`'s findings; exit 0, or 3 on errors.
 
-Registered on :data:`bench.cli.app` by importing this module (``bench/cli.py`` does, at its
-end). The checks and the exit-code rule live in :mod:`bench.doctor`; this only adapts them.
+The checks and the exit-code rule live in :mod:`bench.doctor`; this only adapts them.
 """
 
 from __future__ import annotations
@@ -13,8 +12,10 @@ from typing import Annotated
 import typer
 
 from bench import console as ui
-from bench.cli import JsonOption, app
+from bench.cli.options import JsonOption
 from bench.doctor import ERROR, OK, WARNING, DoctorContext, Finding, run_checks
+
+app = typer.Typer()
 
 _MARK = {OK: "[green]ok[/]     ", WARNING: "[yellow]warning[/]", ERROR: "[red]error[/]  "}
 

@@ -11,10 +11,12 @@ from typing import Annotated
 
 import typer
 
-from bench.cli import app, user_errors
+from bench.cli.options import user_errors
 from bench.preflight import ensure_writable_file
 
 DEFAULT_NAME = "report.html"
+
+app = typer.Typer()
 
 
 def default_output(results: list[Path]) -> Path:

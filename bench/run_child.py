@@ -1,0 +1,44 @@
+"""``python -m bench.run_child``: the process :class:`bench.isolated.RunnerMeasure` starts
+for one measured run.
+
+Protocol on stdin/stdout, one JSON line each: the parent sends the job; the child answers
+``{"ready": true}`` once its imports are done and waits for a "go" line (the parent's
+samplers are running by then); it runs the configuration through
+:func:`bench.sweep.execute_point` and answers ``{"run": …, "environment": …}`` or
+``{"error": …}``. It imports the runner and the sweep harness, not the command line.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from migrator.pipeline import die_with_parent
+
+
+def main() -> None:
+    die_with_parent()
+    from bench.sweep import RunNotMeasured, RunSettings, execute_point
+    from migrator.errors import MigratorError
+
+    job: dict[str, Any] = json.loads(sys.stdin.readline())
+    options = job.get("target_options", {})
+    settings = RunSettings(inputs=list(job["inputs"]), target=job["target"],
+                           mapping=Path(job["mapping"]) if job["mapping"] else None,
+                           work_dir=Path(job["work_dir"]), **options)
+    print(json.dumps({"ready": True}), flush=True)
+    sys.stdin.readline()
+    try:
+        run, environment = execute_point(job["config"], settings, run_id=job.get("run_id"))
+    except RunNotMeasured as exc:
+        print(json.dumps({"error": str(exc)}), flush=True)
+    except MigratorError as exc:
+        print(json.dumps({"error": str(exc)}), flush=True)
+    else:
+        print(json.dumps({"run": run, "environment": environment}, default=str), flush=True)
+
+
+if __name__ == "__main__":
+    main()
