@@ -1,4 +1,4 @@
-"""`bench baseline`: one configuration run N times — the seed's ``establish_baseline.py``.
+"""`bench baseline`: one configuration run N times, to know how far its number can be trusted.
 
 A baseline is a sweep of a single configuration (same plan, store, schedule, warm-up and
 resume), summarised differently: not "which configuration is best" but "how fast is this

@@ -69,7 +69,7 @@ class RunRequest:
     pipeline: str = "off"
     queue_depth: int = 2
     # "off": every batch opens a new physical connection; "on": every batch takes one from a
-    # pool (unixODBC driver-manager pooling, or the SQLite target's small pool) — SPEC §4.
+    # pool (unixODBC driver-manager pooling, or the SQLite target's small pool).
     pooling: str = "off"
     insert_method: str = "auto"  # auto: the dialect's fastest correct method
     sample_interval: float | None = 0.5  # None: no sampling

@@ -75,11 +75,10 @@ from reports.summary import (
 #   reach p < 0.05 (its smallest p is 2/2**8).
 # * 1 warm-up run: absorbs what the first run of a process pays once (imports, a cold page
 #   cache of the input, the first database file) instead of charging it to one configuration.
-# * 5 000 records: about 0.8 s per run into the embedded SQLite default, so the default
-#   `bench sweep --batch-sizes 50..2000` (6 configurations × 6 runs + 1 warm-up) took 42 s
-#   with one busy neighbour and 60 s with the machine saturated — far inside 5 minutes.
-#   Longer runs barely lower the CV there: the VM's CPU speed drifts for seconds at a time
-#   (a fixed loop: 17% CV between 1.1 s slices, 12.5% between 4.5 s ones). Each run's
+# * 5 000 records: a run into the embedded SQLite default takes seconds, not minutes, so the
+#   default `bench sweep --batch-sizes 50..2000` fits its rounds into 5 minutes many times.
+#   Longer runs barely lower the CV on a host whose CPU speed drifts for seconds at a time
+#   (docs/performance.md, "Sweep noise": the host, not the run length, sets it). Each run's
 #   read_map_cpu_s probe lets the summary separate that from the configuration's own
 #   spread (reports.stats.machine_noise).
 DEFAULT_RECORDS = 5000
@@ -399,8 +398,9 @@ def _loadavg() -> float | None:
 
 
 #: Share of the machine's CPU time used by other processes during a run above which the
-#: results are called disturbed: on the 2-vCPU reference VM one busy neighbour (≈ 40%)
-#: already spread single-process throughput by 15–30% (CV), through the shared core and caches.
+#: results are called disturbed: on a two-core host one busy neighbour already shares a
+#: core and the caches with the run, which spreads single-process throughput far beyond the
+#: noise band (docs/performance.md, "Sweep noise").
 BUSY_SHARE_WARN = 0.20
 
 

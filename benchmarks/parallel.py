@@ -10,7 +10,7 @@ each into a fresh SQLite file through :class:`~migrator.ParallelCoordinator` (pl
 worker start-up included, schema creation not). Rounds are interleaved (every
 configuration once per round) so that load from other processes hits them alike; per
 configuration the best round counts (noise only ever adds time) and the median is shown
-too. It prints throughput, the ratios the SPEC sets goals for —
+too. It prints throughput, the ratios the project sets goals for —
 pipeline ``process`` ≥ 1.4× sequential, 2 workers ≥ 1.6× one worker — the overlap
 efficiency, and the 1-minute load average before and after (the machine may be shared).
 It also prints the pipeline's bound from the sequential run's own stages: overlapping two

@@ -3,7 +3,7 @@
     python benchmarks/soak.py --minutes 30 [--target sqlite|postgres|both] [--out DIR]
                               [--records 5000] [--inproc-runs 20] [--sample 10]
 
-Run by hand, not in CI (issue 9, "load held"). Starts a throwaway PostgreSQL
+Run by hand, not in CI (the README's Development section). Starts a throwaway PostgreSQL
 (``tests/servers.py``, durable defaults) when a PostgreSQL target is wanted, generates one
 dataset (``datasets.generate(DIR, 5000, seed=1)``) and, until the time is up, repeats a
 cycle per target (alternating SQLite and ``odbc:`` PostgreSQL with ``--target both``):

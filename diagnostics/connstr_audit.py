@@ -1,8 +1,9 @@
 """Which keywords of an ODBC connection string the driver will actually read.
 
 ODBC drivers ignore keywords they do not know — silently: ``SQLDriverConnect`` succeeds and
-the setting simply never happens. The classic trap (the seed's Phase II.2) is an ADO.NET /
-SqlClient connection string pasted into pyodbc: ``Pooling=true;Max Pool Size=100`` reads
+the setting simply never happens. The classic trap, which `bench diagnose pooling` looks for
+first, is an ADO.NET / SqlClient connection string pasted into pyodbc:
+``Pooling=true;Max Pool Size=100`` reads
 like connection pooling and does nothing, because pooling under ODBC belongs to the driver
 manager, not to the connection string.
 

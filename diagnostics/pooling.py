@@ -47,7 +47,7 @@ from diagnostics.connstr_audit import ADONET_ONLY, ConnectionStringAudit, audit_
 from diagnostics.decision import Decision, FactValue, evaluate
 
 CONNECTIONS = 20
-"""Connections each probe opens and closes (the seed's plan: enough to see reuse)."""
+"""Connections each probe opens and closes: enough that reuse shows as fewer server sessions."""
 MIN_UNIXODBC_WIDE_POOLING = (2, 3, 10)
 """unixODBC pools connections made with the wide (W) API — pyodbc's — from 2.3.10 on."""
 PROBE_TIMEOUT_S = 120.0

@@ -14,7 +14,7 @@ from diagnostics.pooling import suggested_ini
 
 # (connection string, driver family, keywords flagged ADO.NET-only, other ignored keywords)
 REAL_WORLD = [
-    # SQL Server, Microsoft ODBC Driver 18 (the seed's target, with its pool keywords)
+    # SQL Server, Microsoft ODBC Driver 18 (SQL Server Express, with ADO.NET pool keywords)
     ("Driver={ODBC Driver 18 for SQL Server};Server=.\\SQLEXPRESS;Database=mig;"
      "Trusted_Connection=yes;TrustServerCertificate=yes;Pooling=true;Max Pool Size=100;"
      "Min Pool Size=5;Connection Lifetime=300;Load Balance Timeout=30",
@@ -26,7 +26,7 @@ REAL_WORLD = [
     # FreeTDS
     ("Driver={FreeTDS};Server=10.0.0.5;Port=1433;Database=mig;UID=sa;PWD=x;"
      "TDS_Version=7.4;ClientCharset=UTF-8", "freetds", set(), set()),
-    # psqlODBC, with the settings SPEC §3 measured
+    # psqlODBC, with the settings the README's Targets section names
     ("Driver={PostgreSQL Unicode};Server=127.0.0.1;Port=5432;Database=mig;Uid=me;Pwd=s;"
      "Protocol=7.4-1;UseServerSidePrepare=0;BatchSize=1000;sslmode=prefer",
      "psqlodbc", set(), set()),

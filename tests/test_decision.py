@@ -1,7 +1,7 @@
 """The pooling decision tree: data that is well formed, and a pure walk over synthetic facts.
 
-Every leaf is reached by a named fact set below, one of them the seed's SQL Server Express
-story (pooling −29%, 4 workers, disk-bound, server CPU < 10%), and every node is visited by
+Every leaf is reached by a named fact set below, one of them the SQL Server Express
+case (pooling −29%, 4 workers, disk-bound, server CPU < 10%), and every node is visited by
 some case (checked at the end).
 """
 
@@ -42,9 +42,10 @@ BASE: dict[str, FactValue] = {
     "bottleneck.db_cpu_pct": 15.0, "bottleneck.client_cpu_pct": 95.0,
 }
 
-# The seed (Phase II.2): 959.5 rec/min with 4 workers, 677.5 with pooling (−29%,
-# significant), ~10–20 ms per connection against batches of 1000 records at ~16 rec/s,
-# +63% from 2 to 4 workers but far from ideal, SQL Server CPU < 10%, the disk saturated.
+# The SQL Server Express case (``SEED_LEAF``): 959.5 rec/min with 4 workers, 677.5 with
+# pooling (−29%, significant), ~10–20 ms per connection against batches of 1000 records at
+# ~16 rec/s, +63% from 2 to 4 workers but far from ideal, SQL Server CPU < 10%, the disk
+# saturated.
 SEED: dict[str, FactValue] = {
     **BASE,
     "config.intended": "on", "config.effective": True,

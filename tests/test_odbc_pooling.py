@@ -72,7 +72,7 @@ def test_pooling_off_opens_a_new_session_every_time(server: Server) -> None:
 
 @pytest.mark.odbc
 def test_pyodbc_pooling_flag_alone_pools_nothing(server: Server) -> None:
-    """SPEC §3: with unixODBC, pyodbc.pooling=True without the ini keys does nothing."""
+    """With unixODBC, pyodbc.pooling=True without the ini keys does nothing."""
     result = run_cycles("pyodbc-flag-only", server.odbc())
     assert len(set(result["ids"])) == CYCLES, result["ids"]
 

@@ -168,7 +168,7 @@ def test_contention_runs_interleaved_and_degrades_without_pooling() -> None:
 
 
 def test_collector_flow_with_a_fake_runner() -> None:
-    """Tests 2–4 feed the tree; an I/O-bound verdict leads to the seed's leaf."""
+    """Tests 2–4 feed the tree; an I/O-bound verdict leads to the SQL Server Express leaf."""
     verdict = {"label": "data-io", "description": "data-file I/O", "level": "high",
                "evidence": [{"fact": "disk.busy_pct", "value": 97.0, "unit": "%",
                              "reason": "disk busy", "weight": 1}],

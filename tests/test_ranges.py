@@ -1,4 +1,5 @@
-"""Range grammar of SPEC §7: every form, every error, and properties over random input."""
+"""The sweeps' range grammar (README, `bench sweep`): every form, every error, and
+properties over random input."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ props = settings(derandomize=True, max_examples=60, deadline=None)
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("50..2000", [50, 100, 200, 500, 1000, 2000]),  # the seed's own sizes
+        ("50..2000", [50, 100, 200, 500, 1000, 2000]),  # the default sweep's sizes
         ("1..8", [1, 2, 5]),
         ("1..10", [1, 2, 5, 10]),
         (

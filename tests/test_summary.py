@@ -1,4 +1,4 @@
-"""The sweep summary on synthetic sweeps, starting with the seed's own story."""
+"""The sweep summary on synthetic sweeps, starting with the SQL Server Express case."""
 
 from __future__ import annotations
 
@@ -36,8 +36,8 @@ def noisy_runs(median: float, cv: float, n: int, seed: int) -> list[float]:
 
 
 def seed_sweep() -> Results:
-    """The seed notes: 50..2000, 1000 optimal and flat beyond, 959.5 rec/min with 4 workers,
-    588.7 with 2 workers at the same batch size (+63%)."""
+    """The SQL Server Express case: 50..2000, 1000 optimal and flat beyond, 959.5 rec/min
+    with 4 workers, 588.7 with 2 workers at the same batch size (+63%)."""
     curves = {
         2: {50: 200.0, 100: 300.0, 200: 420.0, 500: 530.0, 1000: 588.7, 2000: 585.0},
         4: {50: 310.0, 100: 470.0, 200: 640.0, 500: 850.0, 1000: 959.5, 2000: 957.0},

@@ -7,7 +7,7 @@ Two sources, both through the product's own writers (``bench.results.build_resul
   default, 3 repeats) and ``baseline.json`` (a real `bench baseline`, 5 iterations);
 * **synthetic** — what this machine cannot measure (SQL Server, several workers, pooling,
   pipeline modes, ODBC insert methods): ``sweep_grid.json`` (batch × workers × pooling
-  following the seed story: knee at 1000, 4 workers best, pooling 29% worse, every run
+  following the SQL Server Express case: knee at 1000, 4 workers best, pooling 29% worse, every run
   sampled), ``sweep_modes.json`` (pipeline × insert method, with overlap efficiency),
   ``compare.json`` (a kind ``compare`` document built with :func:`bench.compare.compare_results`),
   ``diagnose.json`` (the four pooling tests, the decision tree and its path, contention and
