@@ -3,9 +3,8 @@
 ODBC drivers ignore keywords they do not know — silently: ``SQLDriverConnect`` succeeds and
 the setting simply never happens. The classic trap, which `bench diagnose pooling` looks for
 first, is an ADO.NET / SqlClient connection string pasted into pyodbc:
-``Pooling=true;Max Pool Size=100`` reads
-like connection pooling and does nothing, because pooling under ODBC belongs to the driver
-manager, not to the connection string.
+``Pooling=true;Max Pool Size=100`` reads like connection pooling and does nothing, because
+pooling under ODBC belongs to the driver manager, not to the connection string.
 
 :func:`audit_connection_string` classifies every keyword against the keyword table of the
 driver family (:data:`migrator.odbckeys.DRIVER_KEYWORDS`, taken from each driver's
