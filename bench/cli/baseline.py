@@ -43,7 +43,7 @@ app = typer.Typer()
 def baseline(
     iterations: Annotated[int | None, typer.Option(
         "--iterations", "-r", callback=positive("--iterations"),
-        help=f"Measured runs [default: {DEFAULT_ITERATIONS}].")] = None,
+        help=f"Measured runs \\[default: {DEFAULT_ITERATIONS}].")] = None,
     batch_size: Annotated[int, typer.Option(
         "--batch-size", "-b", callback=positive("--batch-size"),
         help="Records per transaction.")] = DEFAULT_BATCH_SIZE,
@@ -55,10 +55,10 @@ def baseline(
     insert_method: Annotated[str | None, typer.Option(
         "--insert-method", help="executemany, fast, values or copy.")] = None,
     warmup: Annotated[int | None, typer.Option(
-        "--warmup", min=0, help=f"Unmeasured runs first [default: {DEFAULT_WARMUP}].")] = None,
+        "--warmup", min=0, help=f"Unmeasured runs first \\[default: {DEFAULT_WARMUP}].")] = None,
     records: Annotated[int | None, typer.Option(
         "--records", "-n", callback=positive("--records"),
-        help=f"Size of the generated default dataset [default: {DEFAULT_RECORDS}].")] = None,
+        help=f"Size of the generated default dataset \\[default: {DEFAULT_RECORDS}].")] = None,
     inputs: Annotated[list[str] | None, typer.Option(
         "--input", "-i", help="XML file, folder or glob; repeat for more.")] = None,
     target: Annotated[str | None, typer.Option(

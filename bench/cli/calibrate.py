@@ -68,9 +68,9 @@ def calibrate(
         "--noise-band", help=f"As for `bench sweep` \\[default: {100 * NOISE_BAND:g}%].")
     ] = None,
     warmup: Annotated[int | None, typer.Option(
-        "--warmup", min=0, help=f"Unmeasured runs first [default: {DEFAULT_WARMUP}].")] = None,
+        "--warmup", min=0, help=f"Unmeasured runs first \\[default: {DEFAULT_WARMUP}].")] = None,
     seed: Annotated[int | None, typer.Option(
-        "--seed", help="Seed of the pair order [default: random, recorded].")] = None,
+        "--seed", help="Seed of the pair order \\[default: random, recorded].")] = None,
     schema: SchemaOption = None,
     table_prefix: TablePrefixOption = "",
     replace_existing_tables: ReplaceTablesOption = False,

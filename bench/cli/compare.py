@@ -34,7 +34,7 @@ app = typer.Typer()
 def compare(
     a: Annotated[Path, typer.Argument(help="Reference result: run folder or result.json.")],
     b: Annotated[Path | None, typer.Argument(
-        help="Candidate result: run folder or result.json [default: A, to compare two "
+        help="Candidate result: run folder or result.json \\[default: A, to compare two "
              "configurations of one sweep with --a and --b].")] = None,
     select_a: Annotated[str | None, typer.Option(
         "--a", help='Compare only this configuration of A, e.g. "batch=200".')] = None,

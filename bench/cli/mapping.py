@@ -30,10 +30,10 @@ def suggest(
     file: Annotated[Path, typer.Argument(help="The XML file to describe.")],
     record: Annotated[list[str] | None, typer.Option(
         "--record", "-r", help="The record element (repeat for several record types) "
-        "[default: the elements that repeat inside a container].")] = None,
+        "\\[default: the elements that repeat inside a container].")] = None,
     sample: SampleOption = 1000,
     out: Annotated[Path | None, typer.Option(
-        "--out", "-o", help="Write the mapping to this file [default: standard output].")
+        "--out", "-o", help="Write the mapping to this file \\[default: standard output].")
     ] = None,
     dtd_dir: DtdDirOption = None,
 ) -> None:

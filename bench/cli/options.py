@@ -93,7 +93,7 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object.
 # Where a run's tables go; shared by every command that migrates into a target.
 SchemaOption = Annotated[str | None, typer.Option(
     "--schema", callback=namespace_part("schema", "--schema"),
-    help="PostgreSQL/SQL Server: the schema for the tables [default: migration_bench, "
+    help="PostgreSQL/SQL Server: the schema for the tables \\[default: migration_bench, "
          "created if missing].")]
 TablePrefixOption = Annotated[str, typer.Option(
     "--table-prefix", callback=namespace_part("prefix", "--table-prefix"),
@@ -106,8 +106,8 @@ ReplaceTablesOption = Annotated[bool, typer.Option(
 
 DtdDirOption = Annotated[Path | None, typer.Option(
     "--dtd-dir", help="A trusted local DTD catalog: named entities and default attributes "
-    "come from the DTD files in DIR (never from the network) [default: the mapping's "
-    "[input].dtd_dir].")]
+    "come from the DTD files in DIR (never from the network) \\[default: the mapping's "
+    "\\[input].dtd_dir].")]
 
 INSERT_METHODS = ("auto", "executemany", "fast", "values", "copy")
 # Shared by every command that runs migrations (run, sweep, baseline).

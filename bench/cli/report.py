@@ -31,7 +31,7 @@ def report(
     results: Annotated[list[Path], typer.Argument(
         help="Result files or run folders (run, sweep, baseline, compare, diagnose).")],
     out: Annotated[Path | None, typer.Option(
-        "--out", "-o", help="HTML file to write [default: report.html next to the first "
+        "--out", "-o", help="HTML file to write \\[default: report.html next to the first "
                             "result].")] = None,
     title: Annotated[str | None, typer.Option("--title", help="Report title.")] = None,
 ) -> None:

@@ -82,11 +82,11 @@ def sweep(
         "--noise-band", help="Differences inside ±this are not called; leaders inside it "
                              f"are equivalent \\[default: {100 * NOISE_BAND:g}%].")] = None,
     warmup: Annotated[int | None, typer.Option(
-        "--warmup", min=0, help=f"Unmeasured runs before measuring [default: "
+        "--warmup", min=0, help=f"Unmeasured runs before measuring \\[default: "
                                 f"{DEFAULT_WARMUP}].")] = None,
     records: Annotated[int | None, typer.Option(
         "--records", "-n", callback=positive("--records"),
-        help=f"Size of the generated, cached default dataset [default: "
+        help=f"Size of the generated, cached default dataset \\[default: "
              f"{DEFAULT_RECORDS}].")] = None,
     inputs: Annotated[list[str] | None, typer.Option(
         "--input", "-i", help="XML file, folder or glob instead of the default dataset; "
@@ -100,9 +100,9 @@ def sweep(
     ] = None,
     baseline: Annotated[str | None, typer.Option(
         "--baseline", help='Configuration to compare the others with, e.g. "workers=2,'
-                           'batch=1000" [default: the first configuration].')] = None,
+                           'batch=1000" \\[default: the first configuration].')] = None,
     seed: Annotated[int | None, typer.Option(
-        "--seed", help="Seed of the run-order shuffle [default: random, recorded].")] = None,
+        "--seed", help="Seed of the run-order shuffle \\[default: random, recorded].")] = None,
     resume: Annotated[bool, typer.Option(
         "--resume", help="Continue an interrupted sweep (--out DIR, default: the latest "
                          "unfinished one under runs/).")] = False,
