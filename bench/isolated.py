@@ -11,7 +11,6 @@ request, which may hold a password, travels through stdin.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import subprocess
 import sys
@@ -19,9 +18,9 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from bench.runner import RunRequest
 from bench.sweep import RunSettings
-from diagnostics.pooling import MeasureUnsupported, RunMeasurement
+from diagnostics.pooling import RunMeasurement
+from migrator.connection import ConnectionStrategy
 from migrator.errors import MigratorError
 from migrator.pipeline import describe_exit
 from migrator.session import new_run_id, run_prefix
@@ -45,16 +44,13 @@ class RunnerMeasure:
         self.sampling = sampling
         self.environment: dict[str, Any] = {}
 
-    def __call__(self, *, workers: int | None, pooling: bool | None,
+    def __call__(self, *, workers: int | None, connection: ConnectionStrategy | None,
                  sample: bool) -> RunMeasurement:
         config: dict[str, Any] = {"batch_size": self.batch_size}
         if workers is not None:
             config["workers"] = workers
-        if pooling is not None:
-            config["pooling"] = "on" if pooling else "off"
-        why = self._missing(list(config))
-        if why:
-            raise MeasureUnsupported(why)
+        if connection is not None:
+            config["connection"] = connection.value
         # The run's sessions carry this id, so the sampler here counts exactly them.
         run_id = new_run_id()
         job = {"config": config, "inputs": list(self.settings.inputs),
@@ -122,20 +118,12 @@ class RunnerMeasure:
             bottleneck = attribute(timings, series).to_dict()
             run = {**run, "samples": series.to_dict(), "bottleneck": bottleneck}
         return RunMeasurement(float(metrics.get("throughput_rec_per_min") or 0.0), elapsed,
-                              stages, batch_ms(run), workers or 1, pooling, bottleneck, run)
+                              stages, batch_ms(run), workers or 1, connection, bottleneck,
+                              run)
 
     def unsupported(self, *, workers: bool, pooling: bool) -> str | None:
-        return self._missing([n for n, wanted in (("workers", workers), ("pooling", pooling))
-                              if wanted])
-
-    @staticmethod
-    def _missing(names: list[str]) -> str | None:
-        fields = {f.name for f in dataclasses.fields(RunRequest)}
-        missing = [name for name in names if name not in fields]
-        if not missing:
-            return None
-        return (f"bench.runner.execute_run cannot set {' and '.join(missing)} yet "
-                f"(RunRequest has no {', '.join(repr(m) for m in missing)} field)")
+        """The runner sets both the worker count and the connection strategy."""
+        return None
 
     @staticmethod
     def _line(proc: subprocess.Popen[str]) -> dict[str, Any]:

@@ -19,6 +19,11 @@ Format history (bump ``SCHEMA_VERSION`` and add an upgrader for every change):
   ``run_id`` and ``session_name`` (what the run's database sessions were named) and, in
   ``samples``, ``blockers`` (sessions seen holding a lock the run waited for); readers treat
   them as optional.
+- 4: ``connection`` (``per-batch``, ``pooled`` or ``persistent``: how each batch got its
+  connection) replaces ``pooling`` in every configuration — the document's, each run's,
+  a sweep's dimensions, configurations and summary. Older ``pooling`` values become
+  ``connection`` (``on`` → ``pooled``, ``off`` → ``per-batch``), and so do the labels that
+  name them (``pooling=on`` → ``connection=pooled``).
 
 The pyperf file stores *seconds per record* per configuration, so pyperf's lower-is-better
 comparison reads correctly: ``python -m pyperf compare_to a/pyperf.json b/pyperf.json``.
@@ -30,15 +35,17 @@ import datetime as dt
 import json
 import math
 import os
+import re
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
+from migrator.connection import strategy_of_pooling
 from migrator.errors import MigratorError
 
 SCHEMA = "migration-bench/result"
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 RESULT_NAME = "result.json"
 PYPERF_NAME = "pyperf.json"
 
@@ -206,9 +213,60 @@ def _v2_failure(run: dict[str, Any]) -> str | None:
     return None
 
 
+def _v3_to_v4(doc: dict[str, Any]) -> dict[str, Any]:
+    for key in ("config", "summary", "compare"):
+        if key in doc:
+            doc[key] = connection_from_pooling(doc[key])
+    for run in doc.get("runs") or []:
+        if isinstance(run, dict) and "config" in run:
+            run["config"] = connection_from_pooling(run["config"])
+    doc["schema_version"] = 4
+    return doc
+
+
+_POOLING_LABEL = re.compile(r"\bpooling=(on|off)\b")
+
+
+def _relabel(match: re.Match[str]) -> str:
+    return f"connection={strategy_of_pooling(match.group(1))}"
+
+
+def connection_from_pooling(value: Any) -> Any:
+    """A configuration (or a sweep plan, or a summary) written before the connection
+    strategy, in today's terms: a ``pooling`` on/off key becomes ``connection`` in its
+    place (pooled/per-batch), a ``pooling`` dimension's values likewise, and labels that
+    say ``pooling=on`` say ``connection=pooled``. Anything else is returned as it is."""
+    if isinstance(value, str):
+        return _POOLING_LABEL.sub(_relabel, value)
+    if isinstance(value, list):
+        return [connection_from_pooling(v) for v in value]
+    if not isinstance(value, dict):
+        return value
+    out: dict[str, Any] = {}
+    for key, item in value.items():
+        if key == "pooling":
+            converted = _pooling_value(item)
+            if converted is not None:
+                out.setdefault("connection", converted)
+                continue
+        if key == "dimensions" and isinstance(item, list):  # (a summary's dimension names)
+            item = ["connection" if d == "pooling" else d for d in item]
+        out[key] = connection_from_pooling(item)
+    return out
+
+
+def _pooling_value(value: Any) -> Any:
+    """``on`` → ``pooled`` (a list of them: each); None when ``value`` is no pooling."""
+    if isinstance(value, list):
+        values = [strategy_of_pooling(v) for v in value]
+        return values if value and None not in values else None
+    return strategy_of_pooling(value)
+
+
 # version → function turning a document of that version into the next version.
 _UPGRADERS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _v1_to_v2,
-                                                                    2: _v2_to_v3}
+                                                                    2: _v2_to_v3,
+                                                                    3: _v3_to_v4}
 
 
 def run_status(run: Any) -> str:

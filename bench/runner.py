@@ -48,7 +48,13 @@ from migrator import (
     open_target,
     reconcile_retrying,
 )
-from migrator.engine import apply_pooling
+from migrator.connection import (
+    DEFAULT_STRATEGY,
+    ConnectionStrategy,
+    apply_strategy,
+    can_apply,
+    parse_connection,
+)
 from migrator.errors import MigratorError
 from migrator.mapping import Mapping, describe as describe_mapping
 from migrator.reader import WorkUnit, check_dtd_dir, check_records
@@ -68,9 +74,9 @@ class RunRequest:
     workers: int = 1
     pipeline: str = "off"
     queue_depth: int = 2
-    # "off": every batch opens a new physical connection; "on": every batch takes one from a
-    # pool (unixODBC driver-manager pooling, or the SQLite target's small pool).
-    pooling: str = "off"
+    # How each batch gets its connection (migrator.connection): a new one per batch, a
+    # checkout from a pool, or one per worker for the whole run. A name is accepted too.
+    connection: ConnectionStrategy = DEFAULT_STRATEGY
     insert_method: str = "auto"  # auto: the dialect's fastest correct method
     sample_interval: float | None = 0.5  # None: no sampling
     # Where the tables go (None: the dialect's default schema) and whether same-named
@@ -84,6 +90,9 @@ class RunRequest:
     retry_window: float = DEFAULT_WINDOW_S
     # A trusted local DTD catalog: named entities and default attributes come from there.
     dtd_dir: str | None = None
+
+    def __post_init__(self) -> None:
+        self.connection = parse_connection(self.connection)
 
 
 @dataclass
@@ -137,7 +146,7 @@ class RunOutcome:
             "reconciliation": _reconciliation(rec),
             "files_without_records": list(self.files_without_records),
             "errors": list(s.errors),
-            "pooling": self.request.pooling,
+            "connection": self.request.connection.value,
             "insert_method": self.request.insert_method,
             "bottleneck": self.extra.get("bottleneck"),
             "run_id": self.extra.get("run_id"),
@@ -217,14 +226,12 @@ def _migrate(request: RunRequest, run_dir: Path, mapping: Mapping, units: list[W
     target_spec = request.target or f"sqlite:{run_dir / 'mig.db'}"
     target = open_target(target_spec)
     target.set_namespace(Namespace(request.schema, request.table_prefix))
-    pooling = request.pooling == "on"
-    if target.can_apply_pooling(pooling):
-        apply_pooling(target, pooling)  # before the first connect of this process
+    if can_apply(target, request.connection):
+        apply_strategy(target, request.connection)  # before the first connect here
     # (otherwise the coordinator migrates in a fresh worker process, where it applies)
     total_bytes = sum(u.size for u in units)
     config = EngineConfig(batch_size=request.batch_size, pipeline=request.pipeline,
-                          queue_depth=request.queue_depth, pooling=pooling,
-                          connection_per_batch=True,
+                          queue_depth=request.queue_depth, connection=request.connection,
                           insert_method=None if request.insert_method == "auto"
                           else request.insert_method,
                           retry=RetryPolicy(window_s=request.retry_window))
@@ -267,7 +274,8 @@ def _migrate(request: RunRequest, run_dir: Path, mapping: Mapping, units: list[W
         "session_name": session_name(run_id=run_id),
         "config": {"batch_size": request.batch_size, "workers": request.workers,
                    "pipeline": request.pipeline, "queue_depth": request.queue_depth,
-                   "pooling": request.pooling, "insert_method": config.insert_method
+                   "connection": request.connection.value,
+                   "insert_method": config.insert_method
                    or target.dialect.default_insert_method, "resume": request.resume,
                    "sample_interval": request.sample_interval, **tables_in,
                    "retry_window": request.retry_window},
@@ -284,7 +292,8 @@ def _migrate(request: RunRequest, run_dir: Path, mapping: Mapping, units: list[W
                 "mapping": describe_mapping(mapping), "batch_size": request.batch_size,
                 "workers": request.workers, "pipeline": request.pipeline,
                 "dtd_dir": mapping.dtd_dir,
-                "queue_depth": request.queue_depth, "pooling": request.pooling,
+                "queue_depth": request.queue_depth,
+                "connection": request.connection.value,
                 "insert_method": request.insert_method, "resume": request.resume,
                 **tables_in, "replace_existing_tables": request.replace_existing_tables},
         environment=environment.collect(info, _dataset_facts(units)),

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.results import ResultFileError, _finite, is_measurement
+from bench.results import ResultFileError, _finite, connection_from_pooling, is_measurement
 
 STORE_NAME = "runs.jsonl"
 STORE_FORMAT = 1
@@ -127,13 +127,17 @@ def _add(contents: StoreContents, record: dict[str, Any], path: Path, number: in
             raise ResultFileError(f"{path}: line {number}: store format "
                                   f"{record.get('format')!r} is not {STORE_FORMAT}; this "
                                   "sweep was written by another version of migration-bench")
-        contents.plan = record["plan"]
+        # (a sweep stored before the connection strategy swept ``pooling``: resumed as such)
+        contents.plan = connection_from_pooling(record["plan"])
     elif kind == "environment":
         contents.environment = record["environment"]
     elif kind == "run":
         if contents.plan is None:
             raise ResultFileError(f"{path}: line {number}: a run before any plan record")
-        contents.runs.append(record["run"])
+        run = record["run"]
+        if isinstance(run, dict) and "config" in run:
+            run["config"] = connection_from_pooling(run["config"])
+        contents.runs.append(run)
     # Unknown record types are skipped: a newer tool may add informational ones.
 
 

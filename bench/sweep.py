@@ -43,7 +43,7 @@ from typing import Any
 
 from bench import noise_gate, runner
 from bench.racing import MAX_ROUNDS, STOP_TEXT, BudgetRace, RacePolicy, round_order
-from bench.ranges import parse_choices, parse_range
+from bench.ranges import RangeError, parse_choices, parse_range
 from bench.results import (
     build_result,
     describe_skipped,
@@ -53,6 +53,7 @@ from bench.results import (
     write_result,
 )
 from bench.store import RunStore, StoreContents
+from migrator.connection import POOLING_ALIASES, STRATEGIES
 from migrator.errors import MigratorError
 from migrator.retry import DEFAULT_WINDOW_S
 from reports.stats import NOISE_BAND
@@ -96,10 +97,6 @@ class SweepError(MigratorError):
     """A sweep that cannot run as asked; the message is for the user as-is."""
 
 
-class UnsupportedDimension(SweepError):
-    """A dimension the installed runner cannot set yet (a usage error: exit 2)."""
-
-
 class RunNotMeasured(SweepError):
     """A run failed: ``run`` is its document (status failed, what it measured), stored
     for the record before the sweep stops."""
@@ -116,43 +113,62 @@ class RunNotMeasured(SweepError):
 class Dimension:
     """One sweepable setting: its name in configurations and ``--baseline``, its CLI
     option, the :class:`RunRequest` field it sets, and its choices (None: numeric, parsed
-    with the range grammar)."""
+    with the range grammar). ``aliases`` are other spellings a choice may be given as."""
 
     name: str
     option: str
     field: str
     choices: tuple[str, ...] | None = None
     series: str = "125"  # what a bare A..B means: the 1-2-5 series, or "linear" (step 1)
+    aliases: tuple[tuple[str, str], ...] = ()  # (spelling, the choice it means)
+
+    def parse(self, text: str) -> list[ConfigValue]:
+        if self.choices is None:
+            return list(parse_range(text, name=self.option, series=self.series))
+        meaning = dict(self.aliases)
+        named = parse_choices(text, [*self.choices, *meaning], self.option)
+        return list(dict.fromkeys(meaning.get(c, c) for c in named))
 
 
+_POOLING = tuple((alias, strategy.value) for alias, strategy in POOLING_ALIASES.items())
 DIMENSIONS: tuple[Dimension, ...] = (
     Dimension("batch_size", "--batch-sizes", "batch_size"),
     Dimension("workers", "--workers", "workers", series="linear"),
-    Dimension("pooling", "--pooling", "pooling", ("on", "off")),
+    Dimension("connection", "--connection", "connection", STRATEGIES, aliases=_POOLING),
     Dimension("pipeline", "--pipeline", "pipeline", ("off", "thread", "process")),
     Dimension("insert_method", "--insert-method", "insert_method", INSERT_METHODS),
 )
 DIMENSION_BY_NAME = {d.name: d for d in DIMENSIONS}
+#: ``--pooling on,off``: the connection dimension under its old name (on: pooled, off:
+#: per-batch).
+POOLING_DIMENSION = Dimension("pooling", "--pooling", "connection", ("on", "off"),
+                              aliases=_POOLING)
 
 Config = dict[str, ConfigValue]
 
 
 def parse_dimensions(given: Mapping[str, str | None]) -> dict[str, list[ConfigValue]]:
-    """``{"batch_size": "50..2000", "pooling": "on,off"}`` → typed value lists, in
-    :data:`DIMENSIONS` order; None values (option not given) are left out. Raises
+    """``{"batch_size": "50..2000", "connection": "per-batch,persistent"}`` → typed value
+    lists, in :data:`DIMENSIONS` order; None values (option not given) are left out.
+    ``pooling`` (``on,off``) is the connection dimension under its alias. Raises
     :class:`bench.ranges.RangeError` (a usage error) for malformed values."""
+    given = dict(given)
+    pooling = given.pop(POOLING_DIMENSION.name, None)
     unknown = set(given) - set(DIMENSION_BY_NAME)
     if unknown:
         raise ValueError(f"unknown dimension(s): {', '.join(sorted(unknown))}")
     parsed: dict[str, list[ConfigValue]] = {}
     for dim in DIMENSIONS:
         text = given.get(dim.name)
-        if text is None:
+        if dim.name == "connection" and pooling is not None:
+            if text is not None:
+                raise RangeError("--pooling", pooling, "--connection is given too",
+                                 "give only --connection (--pooling on,off is its alias "
+                                 "for pooled,per-batch)")
+            parsed[dim.name] = POOLING_DIMENSION.parse(pooling)
             continue
-        if dim.choices is None:
-            parsed[dim.name] = list(parse_range(text, name=dim.option, series=dim.series))
-        else:
-            parsed[dim.name] = list(parse_choices(text, dim.choices, dim.option))
+        if text is not None:
+            parsed[dim.name] = dim.parse(text)
     return parsed
 
 
@@ -287,55 +303,23 @@ class RunSettings:
                 "replace_existing_tables": self.replace_existing_tables}
 
 
-def _request_fields() -> dict[str, dataclasses.Field[Any]]:
-    return {f.name: f for f in dataclasses.fields(runner.RunRequest)}
-
-
 #: Configuration keys that name a configuration without setting anything (the labels of an
 #: A/A calibration): they never reach the runner.
 LABEL_KEYS = frozenset({"label"})
-
-
-def check_supported(names: Sequence[str]) -> None:
-    """Fail before the first run when the installed runner cannot set a dimension."""
-    fields = _request_fields()
-    for name in names:
-        if name in LABEL_KEYS:
-            continue
-        dim = DIMENSION_BY_NAME[name]
-        if dim.field not in fields:
-            raise UnsupportedDimension(
-                f"{dim.option}: this version of `bench run` cannot set {dim.name} yet "
-                f"(bench.runner.RunRequest has no {dim.field!r} field); sweep the other "
-                "dimensions, or upgrade migration-bench")
-
-
-def _coerce(value: ConfigValue, request_field: dataclasses.Field[Any]) -> Any:
-    """``on``/``off`` become True/False when the request field is a bool."""
-    annotation = request_field.type
-    name = annotation if isinstance(annotation, str) else getattr(annotation, "__name__", "")
-    if name.strip() == "bool" and isinstance(value, str):
-        return value == "on"
-    return value
 
 
 def build_request(config: Mapping[str, ConfigValue], settings: RunSettings,
                   run_id: str | None = None) -> runner.RunRequest:
     """The :class:`RunRequest` of one configuration; dimensions absent from ``config``
     keep the runner's defaults. ``run_id`` names the run's sessions (default: a new id)."""
-    check_supported(list(config))
-    fields = _request_fields()
     kwargs: dict[str, Any] = {"inputs": list(settings.inputs), "target": settings.target,
                               "mapping": settings.mapping, "resume": False,
-                              "out": settings.work_dir, "run_id": run_id}
+                              "out": settings.work_dir, "run_id": run_id,
+                              "retry_window": settings.retry_window}
     kwargs.update((k, v) for k, v in settings.target_options().items() if v)
-    if "retry_window" in fields:  # (a runner that cannot set it keeps its own)
-        kwargs["retry_window"] = settings.retry_window
     for name, value in config.items():
-        if name in LABEL_KEYS:
-            continue
-        dim = DIMENSION_BY_NAME[name]
-        kwargs[dim.field] = _coerce(value, fields[dim.field])
+        if name not in LABEL_KEYS:
+            kwargs[DIMENSION_BY_NAME[name].field] = value
     return runner.RunRequest(**kwargs)
 
 

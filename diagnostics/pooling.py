@@ -45,6 +45,7 @@ from typing import Any, ClassVar, Literal, Protocol
 
 from diagnostics.connstr_audit import ADONET_ONLY, ConnectionStringAudit, audit_connection_string
 from diagnostics.decision import Decision, FactValue, evaluate
+from migrator.connection import ConnectionStrategy
 
 CONNECTIONS = 20
 """Connections each probe opens and closes: enough that reuse shows as fewer server sessions."""
@@ -72,16 +73,16 @@ class RunMeasurement:
     stages: dict[str, float]
     batch_ms: list[float]  # per batch: parse+map+insert+commit (ms)
     workers: int
-    pooling: bool | None
+    connection: ConnectionStrategy | None
     bottleneck: dict[str, Any] | None = None  # diagnostics Verdict.to_dict()
     run: dict[str, Any] = field(default_factory=dict)  # the run document, stored as is
 
 
 class Measure(Protocol):
-    def __call__(self, *, workers: int | None, pooling: bool | None,
+    def __call__(self, *, workers: int | None, connection: ConnectionStrategy | None,
                  sample: bool) -> RunMeasurement:
         """Run one migration (``None``: the runner's default); raise
-        :class:`MeasureUnsupported` when the runner cannot set ``workers``/``pooling``."""
+        :class:`MeasureUnsupported` when the runner cannot set ``workers``/``connection``."""
 
     def unsupported(self, *, workers: bool, pooling: bool) -> str | None:
         """Why the runner cannot set worker count / pooling (None: it can)."""
@@ -559,7 +560,7 @@ class ConnectionCostTest(PoolingTest):
             ctx.note(f"connection cost: one run at batch size {ctx.batch_size} for the batch "
                      f"time")
             try:
-                m = ctx.measure(workers=None, pooling=None, sample=False)
+                m = ctx.measure(workers=None, connection=None, sample=False)
             except MeasureUnsupported as exc:
                 messages.append(f"batch time not measured: {exc}")
             else:
@@ -627,7 +628,7 @@ class ContentionTest(PoolingTest):
         for i, (w, p) in enumerate(order, 1):
             ctx.note(f"contention: run {i}/{len(order)} (workers={w}, "
                      f"pooling={_mode(p)})")
-            m = ctx.measure(workers=w, pooling=p, sample=False)
+            m = ctx.measure(workers=w, connection=_strategy(p), sample=False)
             samples[(w, p)].append(m.rec_per_min)
             ctx.runs.append({**m.run, "diagnose_test": self.name, "order_index": i - 1})
         result = self.analyse(ctx.stats, workers, samples)
@@ -721,6 +722,12 @@ def _mode(pooling: bool | None) -> str:
     return {True: "on", False: "off", None: "default"}[pooling]
 
 
+def _strategy(pooling: bool | None) -> ConnectionStrategy | None:
+    """Pooling on/off as the connection strategy that measures it (None: the default)."""
+    return {True: ConnectionStrategy.POOLED, False: ConnectionStrategy.PER_BATCH,
+            None: None}[pooling]
+
+
 class BottleneckTest(PoolingTest):
     """The highest worker count, sampled: which resource saturates, with the evidence."""
 
@@ -743,7 +750,7 @@ class BottleneckTest(PoolingTest):
             pooling = None
             notes.append(f"run with the runner's default pooling: {why}")
         ctx.note(f"bottleneck: one sampled run at {w} workers, pooling {_mode(pooling)}")
-        m = ctx.measure(workers=w, pooling=pooling, sample=True)
+        m = ctx.measure(workers=w, connection=_strategy(pooling), sample=True)
         ctx.runs.append({**m.run, "diagnose_test": self.name})
         v = m.bottleneck
         if not v:

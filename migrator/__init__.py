@@ -9,6 +9,7 @@ The public API is the names below; everything else is an implementation detail.
 
 from __future__ import annotations
 
+from migrator.connection import ConnectionStrategy
 from migrator.coordinator import ParallelCoordinator, WorkerFailed
 from migrator.engine import (
     PIPELINE_MODES,
@@ -60,7 +61,8 @@ def migrate(units: list[WorkUnit], target: Target, mapping: Mapping,
 
 
 __all__ = [
-    "PIPELINE_MODES", "STAGES", "BatchStat", "CheckReport", "Checkpoint", "EngineConfig",
+    "PIPELINE_MODES", "STAGES", "BatchStat", "CheckReport", "Checkpoint", "ConnectionStrategy",
+    "EngineConfig",
     "InputError", "MalformedXMLError", "Mapping", "MappingError", "MigrationEngine",
     "MigratorError", "Namespace", "NothingToResume", "ParallelCoordinator", "PipelineError",
     "RangeUnit", "Reconciliation", "RecordMapper", "RecordRejected", "ResumeError",

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import wait as wait_for
 from typing import Any
 
+from migrator.connection import can_apply
 from migrator.duplicates import InputOrder
 from migrator.engine import (
     Checkpoint,
@@ -211,8 +212,8 @@ class ParallelCoordinator:
         return stats
 
     def _run(self, files: Sequence[WorkUnit], resume: bool) -> RunStats:
-        pooling = self.config.pooling
-        if self.workers == 1 and (pooling is None or self.target.can_apply_pooling(pooling)):
+        # (one worker migrates here unless this process cannot take the strategy's pooling)
+        if self.workers == 1 and can_apply(self.target, self.config.connection):
             units, checkpoints, _ = self._plan_and_prepare(files, resume)
             return self._run_here(units, checkpoints)
         stats, _ = self._run_workers(files, resume)

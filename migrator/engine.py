@@ -27,6 +27,12 @@ from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
+from migrator.connection import (
+    BatchConnections,
+    ConnectionStrategy,
+    apply_strategy,
+    parse_connection,
+)
 from migrator.duplicates import (
     RACE_ROUNDS,
     DuplicateRace,
@@ -78,12 +84,12 @@ QUARANTINE_COLUMNS = ("unit", "file", "line", "record_key", "reason_code", "reas
 class EngineConfig:
     batch_size: int = 1000
     insert_method: str | None = None  # None: the dialect's default
-    connection_per_batch: bool = False  # check a connection out for every batch (pooling)
+    # How each batch gets its connection (migrator.connection); a strategy's pooling is
+    # applied in every process (workers too) before its first connect. The library keeps
+    # one connection per engine; `bench run` defaults to a new one per batch.
+    connection: ConnectionStrategy = ConnectionStrategy.PERSISTENT
     pipeline: str = "off"  # off | thread | process: how reading+mapping overlaps inserting
     queue_depth: int = 2  # mapped batches waiting for the inserter, at most (backpressure)
-    # None: the target's default. True/False: pool connections or not, applied in every
-    # process (workers too) before its first connect, as unixODBC decides once per process.
-    pooling: bool | None = None
     # ``process`` pipeline only: which side checks and converts a batch's values. ``auto``
     # gives them to the inserter while it keeps up (the producer did not have to wait to
     # hand over its last batch) and keeps them in the producer when it does not.
@@ -95,6 +101,8 @@ class EngineConfig:
     def __post_init__(self) -> None:
         if self.batch_size < 1:
             raise ValueError("batch_size must be >= 1")
+        # ("pooled" as well as ConnectionStrategy.POOLED; an unknown name is a ValueError)
+        object.__setattr__(self, "connection", parse_connection(self.connection))
         if self.pipeline not in PIPELINE_MODES:
             raise ValueError(f"pipeline must be one of {', '.join(PIPELINE_MODES)}, "
                              f"got {self.pipeline!r}")
@@ -874,32 +882,13 @@ class BatchWriter:
         self._roots = [(r.element, index[r.root.name]) for r in mapping.records]
         for element, _ in self._roots:
             stats.records.setdefault(element, {"read": 0, "inserted": 0, "quarantined": 0})
-        self._conn: Connection | None = None
-
-    # The connection is opened once, or per batch when measuring connection checkout.
-    def _checkout(self) -> tuple[Connection, float]:
-        if self._conn is not None:
-            return self._conn, 0.0
-        t0 = time.perf_counter()
-        conn = self.target.connect()
-        dt = time.perf_counter() - t0
-        if not self.config.connection_per_batch:
-            self._conn = conn
-        self.stats.stages["connect"] += dt
-        return conn, dt
+        self.connections = BatchConnections(target, config.connection, stats.stages)
 
     def open(self) -> None:
-        if not self.config.connection_per_batch:
-            self.config.retry.call(self._checkout, cleanup=self._drop_connection)
+        self.config.retry.call(self.connections.open, cleanup=self._drop_connection)
 
     def close(self) -> None:
-        if self._conn is not None:
-            conn, self._conn = self._conn, None
-            conn.close()
-
-    def _release(self, conn: Connection) -> None:
-        if self.config.connection_per_batch:
-            conn.close()
+        self.connections.close()
 
     def write(self, batch: MappedBatch) -> None:
         """Commit the batch, never inserting it twice.
@@ -934,7 +923,7 @@ class BatchWriter:
         self._account(batch, *timing)
 
     def _write_once(self, batch: MappedBatch) -> tuple[float, float, float, float]:
-        conn, connect_s = self._checkout()
+        conn, connect_s = self.connections.checkout()
         pc = time.perf_counter
         t0 = pc()
         method = self.config.insert_method
@@ -965,20 +954,14 @@ class BatchWriter:
         except BaseException:
             with contextlib.suppress(Exception):
                 conn.rollback()
-            if self.config.connection_per_batch:
-                conn.discard()  # a session that failed never goes back to a pool
+            self.connections.failed(conn)  # a session that failed never goes back to a pool
             raise
-        self._release(conn)
+        self.connections.give_back(conn)
         return t0, t1, t2, connect_s
 
     def _drop_connection(self) -> None:
-        """After a transient error the session may be dead: the next attempt reconnects.
-        Idle pooled sessions are dropped too: after a server restart they are all dead."""
-        if self._conn is not None:
-            conn, self._conn = self._conn, None
-            conn.discard()
-        with contextlib.suppress(Exception):
-            self.target.close()
+        """After a transient error the session may be dead: the next attempt reconnects."""
+        self.connections.drop()
 
     def _already_committed(self, batch: MappedBatch) -> bool:
         if not batch.progress:
@@ -1231,8 +1214,7 @@ class MigrationEngine:
         self.target = target
         self.mapping = mapping
         self.config = config or EngineConfig()
-        if self.config.pooling is not None:  # before anything connects (dialect probe too)
-            apply_pooling(target, self.config.pooling)
+        apply_strategy(target, self.config.connection)  # before anything connects
         # An ODBC target connects once to learn its dialect; in a worker process that is
         # its first connect, after the run reached the server: retried like a batch.
         dialect = self.config.retry.call(lambda: target.dialect)
@@ -1274,15 +1256,6 @@ class MigrationEngine:
             return run_pipeline(self, units, checkpoints or {})
         finally:
             gc.unfreeze()
-
-
-def apply_pooling(target: Target, enabled: bool) -> None:
-    """Turn the target's connection pooling on or off for this process."""
-    setter = getattr(target, "set_pooling", None)
-    if setter is None:
-        raise TargetError(f"{target.info().display}: this target cannot pool connections; "
-                          f"drop --pooling")
-    setter(enabled)
 
 
 class _BatchState:

@@ -29,6 +29,7 @@ from typing import Any
 
 import jinja2
 
+from migrator.connection import STRATEGIES
 from reports import charts
 from reports.stats import Comparison, PairedComparison, compare as compare_samples, paired_compare
 from reports.summary import (
@@ -53,7 +54,9 @@ __all__ = [
 ]
 
 #: Dimensions a configuration is keyed on, in the order the sweep prints them.
-DIMENSIONS = ("batch_size", "workers", "pooling", "pipeline", "insert_method")
+DIMENSIONS = ("batch_size", "workers", "connection", "pipeline", "insert_method")
+#: Values shown in this order where a dimension has them (the rest alphabetically after).
+_VALUE_ORDER = ("off", "on", *STRATEGIES)
 TEMPLATE = "report.html.j2"
 
 # --------------------------------------------------------------------------- redaction
@@ -431,7 +434,8 @@ class _Builder:
         self.summary_section()
         self.throughput_section()
         self.scaling_section()
-        for dim, title, ident in (("pooling", "Connection pooling on/off", "pooling"),
+        for dim, title, ident in (("connection", "Connection strategy (per-batch, pooled, "
+                                                 "persistent)", "connection"),
                                   ("pipeline", "Pipeline modes and overlap efficiency",
                                    "pipeline"),
                                   ("insert_method", "Insert methods", "insert-methods")):
@@ -674,7 +678,8 @@ class _Builder:
         self.sections.append(sec)
         others = [d for d in self.dims if d != dim]
         series = sorted({_value_text(r["config"].get(dim)) for r in rows},
-                        key=lambda v: (v not in ("off", "on"), v))
+                        key=lambda v: (_VALUE_ORDER.index(v) if v in _VALUE_ORDER
+                                       else len(_VALUE_ORDER), v))
         categories: list[str] = []
         cells: dict[tuple[str, str], Mapping[str, Any]] = {}
         for row in sorted(rows, key=lambda r: [_sort_key(r["config"].get(d)) for d in others]):

@@ -1,7 +1,7 @@
 """The sweep summary: table rows, the best configuration, the knee, the change vs a baseline.
 
 Input is what a sweep measured: for each configuration (a mapping of dimension → value,
-e.g. ``{"batch_size": 1000, "workers": 4, "pooling": "off"}``) its throughput samples in
+e.g. ``{"batch_size": 1000, "workers": 4, "connection": "per-batch"}``) its throughput samples in
 run order. Output is a :class:`SweepSummary` of frozen dataclasses; the terminal table, the
 ``--json`` output and the HTML report all render this one object, so they cannot disagree.
 
@@ -42,6 +42,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from migrator.connection import strategy_of_pooling
 from reports.paired import (
     RoundsTable,
     compare_in_rounds,
@@ -99,6 +100,7 @@ DIMENSION_ALIASES = {
     "batches": BATCH_DIMENSION,
     "batch_sizes": BATCH_DIMENSION,
     "worker": "workers",
+    "pooling": "connection",  # (--pooling is --connection's alias: on=pooled, off=per-batch)
 }
 
 
@@ -189,7 +191,9 @@ def parse_baseline(text: str, dimensions: Sequence[str] | None = None) -> dict[s
             )
         if name in spec:
             raise BaselineError(f"--baseline: dimension {name!r} given twice")
-        spec[name] = value.strip()
+        # (connection=on/off: the --pooling spelling of pooled/per-batch)
+        spec[name] = (strategy_of_pooling(value) if name == "connection" else None) \
+            or value.strip()
     return spec
 
 

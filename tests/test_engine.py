@@ -254,7 +254,7 @@ def test_connection_per_batch_opens_one_connection_per_batch(
     checkpoints = prepare_target(target, default_mapping(), units, resume=False)
     monkeypatch.setattr(type(target), "connect", connect)
     stats = MigrationEngine(target, default_mapping(),
-                            EngineConfig(batch_size=500, connection_per_batch=True)
+                            EngineConfig(batch_size=500, connection="per-batch")
                             ).run(units, checkpoints)
     # six batches, then one small transaction marking the last file finished
     assert len(stats.batches) == 6 and opened["n"] == 7
@@ -289,7 +289,7 @@ def test_sqlite_pool_reuses_sessions(tmp_path: Path) -> None:
 
 
 def test_runs_with_pooling_leave_no_connection_open(orders: Dataset, tmp_path: Path) -> None:
-    """The soak found each --pooling on run leaving its idle SQLite connection open."""
+    """The soak found each --connection pooled run leaving its idle SQLite connection open."""
     import psutil
 
     from bench.runner import RunRequest, execute_run
@@ -298,6 +298,6 @@ def test_runs_with_pooling_leave_no_connection_open(orders: Dataset, tmp_path: P
     me = psutil.Process()
     for i in range(3):
         execute_run(RunRequest(inputs=[str(orders.dir)], target=f"sqlite:{db}",
-                               pooling="on", sample_interval=None, out=tmp_path / f"r{i}"))
+                               connection="pooled", sample_interval=None, out=tmp_path / f"r{i}"))
     still_open = [f.path for f in me.open_files() if f.path.startswith(str(db))]
     assert still_open == []

@@ -423,7 +423,7 @@ def test_diagnose_runs_its_measurements_in_the_namespace(src: Source, tmp_path: 
     settings = RunSettings(inputs=[str(src.dir)], target=spec, mapping=None, work_dir=work,
                            table_prefix="dg_")
     measure = RunnerMeasure(settings, 40, SamplerSetup(spec, str(path)))
-    m = measure(workers=1, pooling=None, sample=False)
+    m = measure(workers=1, connection=None, sample=False)
     assert m.run["reconciliation"]["ok"]
     assert m.run["config"]["table_prefix"] == "dg_"
     with sqlite3.connect(path) as con:

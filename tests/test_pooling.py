@@ -35,6 +35,7 @@ from diagnostics.pooling import (
     Status,
     TestResult as PoolingResult,
 )
+from migrator.connection import ConnectionStrategy
 from reports import stats
 
 RECORDS = 300
@@ -74,14 +75,15 @@ class FakeMeasure:
             return "RunRequest has no 'pooling' field"
         return None
 
-    def __call__(self, *, workers: int | None, pooling: bool | None,
+    def __call__(self, *, workers: int | None, connection: ConnectionStrategy | None,
                  sample: bool) -> RunMeasurement:
-        if pooling is not None and not self.pooling_supported:
+        if connection is not None and not self.pooling_supported:
             raise MeasureUnsupported("no pooling")
+        pooling = None if connection is None else connection is ConnectionStrategy.POOLED
         self.calls.append((workers, pooling, sample))
         values = self.table.get((workers, pooling)) or [1000.0]
         v = values.pop(0) if len(values) > 1 else values[0]
-        return RunMeasurement(v, 1.0, {}, [250.0, 260.0], workers or 1, pooling,
+        return RunMeasurement(v, 1.0, {}, [250.0, 260.0], workers or 1, connection,
                               self.bottleneck if sample else None, {"fake": True})
 
 
@@ -220,7 +222,7 @@ def test_sqlite_configuration_and_cost(dataset: str, tmp_path: Path) -> None:
 
 def test_sampled_run_attributes_a_bottleneck(dataset: str, tmp_path: Path) -> None:
     measure = _measure(dataset, tmp_path / "work", None, "sqlite")
-    m = measure(workers=None, pooling=None, sample=True)
+    m = measure(workers=None, connection=None, sample=True)
     assert m.bottleneck is not None and m.bottleneck["label"]
     assert m.run["samples"] and m.run["bottleneck"]["label"] == m.bottleneck["label"]
     assert len(m.batch_ms) == RECORDS // BATCH
@@ -367,7 +369,7 @@ def test_sampled_run_in_its_own_process_counts_that_runs_sessions(
         postgres: Server, dataset: str, tmp_path: Path) -> None:
     # The parent samples; the run is a child process: they share the run id it is given.
     measure = _measure(dataset, tmp_path / "work", "odbc:" + postgres.odbc(), "postgresql")
-    m = measure(workers=None, pooling=None, sample=True)
+    m = measure(workers=None, connection=None, sample=True)
     sessions = [v for v in m.run["samples"]["metrics"]["server.sessions"] if v is not None]
     assert max(sessions) >= 1, sessions
     assert m.run["session_name"] == f"migration-bench {m.run['run_id']}"

@@ -30,13 +30,13 @@ EXPECTED: dict[str, set[str]] = {
     "sweep": {"summary", "configurations", "throughput", "run-order", "stages",
               "environment", "raw-data"},
     "baseline": {"summary", "run-order", "stages", "environment", "raw-data"},
-    "sweep_grid": {"summary", "configurations", "throughput", "scaling", "pooling",
+    "sweep_grid": {"summary", "configurations", "throughput", "scaling", "connection",
                    "bottleneck", "timelines", "run-order", "stages", "environment",
                    "raw-data"},
     "sweep_modes": {"summary", "configurations", "pipeline", "insert-methods", "run-order",
                     "environment", "raw-data"},
     "compare": {"summary", "compare", "raw-data"},
-    "diagnose": {"summary", "scaling", "pooling", "bottleneck", "decision-tree", "timelines",
+    "diagnose": {"summary", "scaling", "connection", "bottleneck", "decision-tree", "timelines",
                  "run-order", "environment", "raw-data"},
     "diagnose_sqlite": {"summary", "decision-tree", "environment", "raw-data"},
     "hostile": {"summary", "decision-tree", "timelines", "environment", "raw-data"},
@@ -54,6 +54,15 @@ def rendered() -> dict[str, str]:
 def _sections(html: str) -> set[str]:
     tree = lxml.html.fromstring(html)
     return {s.get("id") for s in tree.iter("section")}
+
+
+def test_an_old_pooling_sweep_is_labelled_with_connection_strategies(
+        rendered: dict[str, str]) -> None:
+    """sweep_grid.json swept ``pooling`` on/off (schema 1): its report names the strategies."""
+    section = lxml.html.fromstring(rendered["sweep_grid"]).get_element_by_id("connection")
+    text = section.text_content()
+    assert "connection=per-batch" in text and "connection=pooled" in text
+    assert "pooling=" not in rendered["sweep_grid"]
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))

@@ -287,7 +287,7 @@ def test_a_restart_with_one_connection_for_the_whole_run(
     spec = cluster.spec("Protocol=7.4-1")
     stats = migrate(expand_inputs([str(src.dir)]), open_target(spec), default_mapping(),
                     EngineConfig(batch_size=BATCH, insert_method="values",
-                                 connection_per_batch=False))
+                                 connection="persistent"))
     fault.settle()
     assert stats.retries >= 1 and not stats.errors
     check_exactly_once(spec, src)
@@ -303,7 +303,7 @@ def test_a_restart_while_the_finish_is_recorded_and_read_back(
     from migrator.retry import Retry
 
     spec = cluster.spec("Protocol=7.4-1")
-    config = EngineConfig(batch_size=BATCH, insert_method="values", connection_per_batch=True)
+    config = EngineConfig(batch_size=BATCH, insert_method="values", connection="per-batch")
     failures: list[str] = []
     real_after = Retry.after
 

@@ -19,10 +19,11 @@ def test_a_version_1_file_from_the_first_release_is_upgraded(tmp_path: Path) -> 
     assert json.loads(src.read_text())["schema_version"] == 1
     shutil.copy(src, tmp_path / "result.json")
     doc = load_result(tmp_path)  # a run folder works as well as the file
-    assert doc["schema_version"] == SCHEMA_VERSION == 3
+    assert doc["schema_version"] == SCHEMA_VERSION == 4
     assert doc["status"] == "complete" and doc["error"] is None
     (run,) = doc["runs"]
     assert run["config"]["queue_depth"] == 2  # a dimension v1 did not record
+    assert run["config"]["connection"] == "per-batch" and "pooling" not in run["config"]
     assert run["config"]["insert_method"] == "executemany"  # what v1 did record is kept
     assert run["config"]["sample_interval"] is None and run["bottleneck"] is None
     assert run["metrics"]["records_read"] == 3
@@ -52,6 +53,38 @@ def test_a_version_2_run_that_recorded_an_error_reads_as_failed() -> None:
     doc = load_result(src)
     assert doc["status"] == doc["runs"][0]["status"] == "failed"
     assert "malformed XML" in doc["error"] and doc["error"] == doc["runs"][0]["error"]
+
+
+@pytest.mark.parametrize(("name", "strategies"), [("v2_run", {"per-batch"}),
+                                                  ("sweep_grid", {"per-batch", "pooled"})])
+def test_pooling_of_older_files_reads_as_the_connection_strategy(
+        name: str, strategies: set[str]) -> None:
+    """``pooling`` on/off becomes ``connection`` pooled/per-batch wherever a configuration
+    or a label names it; no ``pooling`` is left behind."""
+    src = FIXTURES / f"{name}.json"
+    before = json.loads(src.read_text())
+    doc = load_result(src)
+    runs = doc["runs"]
+    assert {r["config"]["connection"] for r in runs} == strategies
+    assert [r["config"]["connection"] for r in runs] == [
+        {"on": "pooled", "off": "per-batch"}[r["config"]["pooling"]] for r in before["runs"]]
+    assert list(runs[0]["config"]).index("connection") == \
+        list(before["runs"][0]["config"]).index("pooling")  # in its place: labels keep order
+    for section in ("config", "runs", "summary"):
+        text = json.dumps(doc.get(section))
+        assert '"pooling"' not in text and "pooling=" not in text, section
+    if name == "sweep_grid":
+        config = doc["config"]
+        assert config["dimensions"]["connection"] == ["per-batch", "pooled"]
+        assert config["baseline"] == "workers=2,batch=1000,connection=per-batch"
+        assert {c["connection"] for c in config["configurations"]} == strategies
+        summary = doc["summary"]
+        assert summary["dimensions"] == ["batch_size", "workers", "connection"]
+        assert summary["best"]["label"] == "batch_size=1000, workers=4, connection=per-batch"
+        assert summary["rows"][1]["config"] == {"batch_size": 50, "workers": 1,
+                                                "connection": "pooled"}
+    else:
+        assert doc["config"]["connection"] == "per-batch"
 
 
 def test_every_fixture_of_an_older_version_upgrades_to_statuses() -> None:

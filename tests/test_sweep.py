@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from pathlib import Path
 
@@ -13,10 +12,8 @@ from bench.ranges import RangeError
 from bench.sweep import (
     RunSettings,
     SweepPlan,
-    UnsupportedDimension,
     bottleneck_of,
     build_request,
-    check_supported,
     ensure_dataset,
     expand_grid,
     majority_bottleneck,
@@ -25,15 +22,26 @@ from bench.sweep import (
     schedule,
     warmup_configs,
 )
+from migrator.connection import ConnectionStrategy
 
 
 def test_parse_dimensions_types_and_orders_them() -> None:
-    dims = parse_dimensions({"pooling": "OFF,on", "batch_size": "50..2000", "workers": None,
-                             "pipeline": "process,off"})
-    assert list(dims) == ["batch_size", "pooling", "pipeline"]  # DIMENSIONS order
+    dims = parse_dimensions({"connection": "Persistent,per-batch", "batch_size": "50..2000",
+                             "workers": None, "pipeline": "process,off"})
+    assert list(dims) == ["batch_size", "connection", "pipeline"]  # DIMENSIONS order
     assert dims["batch_size"] == [50, 100, 200, 500, 1000, 2000]
-    assert dims["pooling"] == ["off", "on"]
+    assert dims["connection"] == ["persistent", "per-batch"]
     assert dims["pipeline"] == ["process", "off"]
+
+
+def test_pooling_is_the_connection_dimension_under_its_old_name() -> None:
+    assert parse_dimensions({"pooling": "OFF,on"}) == {"connection": ["per-batch", "pooled"]}
+    # on/off are also accepted by --connection; a repeat (off = per-batch) counts once
+    assert parse_dimensions({"connection": "on,per-batch,off"}) == {
+        "connection": ["pooled", "per-batch"]}
+    with pytest.raises(RangeError, match=r"^--pooling: 'on': --connection is given too; give "
+                                         r"only --connection"):
+        parse_dimensions({"connection": "pooled", "pooling": "on"})
 
 
 @pytest.mark.parametrize(("given", "words"), [
@@ -41,6 +49,8 @@ def test_parse_dimensions_types_and_orders_them() -> None:
     ({"workers": "0..4:0"}, "--workers"),
     ({"batch_size": "lots"}, "accepted forms: 50..2000 (1-2-5 series)"),
     ({"pooling": "maybe"}, "allowed: on, off"),
+    ({"connection": "pool"}, "--connection: 'pool': unknown choice; allowed: per-batch, pooled, "
+                             "persistent, on, off"),
     ({"pipeline": "thread,"}, "allowed: off, thread, process"),
     ({"insert_method": "bulk"}, "allowed: executemany, fast, values, copy"),
 ])
@@ -109,56 +119,24 @@ def test_resume_conflicts_allow_only_a_growing_repeat() -> None:
     assert len(problems) == 3 and "can only grow" in problems[0]
 
 
-# ---- requests: dimensions are passed through to whatever RunRequest accepts ---------------------
-
-@dataclasses.dataclass
-class _FullRequest:
-    inputs: list[str]
-    target: str | None = None
-    mapping: Path | None = None
-    batch_size: int = 1000
-    resume: bool = False
-    out: Path | None = None
-    workers: int = 1
-    pipeline: str = "off"
-    pooling: bool = False
-    insert_method: str | None = None
-
+# ---- requests: each dimension sets its RunRequest field -----------------------------------------
 
 def _settings(tmp_path: Path) -> RunSettings:
     return RunSettings(inputs=["data/"], target=None, mapping=None, work_dir=tmp_path)
 
 
-def test_build_request_sets_each_dimension_and_converts_on_off_for_bool_fields(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(runner, "RunRequest", _FullRequest)
-    request = build_request({"batch_size": 200, "workers": 4, "pooling": "on",
-                             "pipeline": "thread", "insert_method": "values"},
-                            _settings(tmp_path))
-    assert isinstance(request, _FullRequest)
-    assert (request.batch_size, request.workers, request.pooling, request.pipeline,
-            request.insert_method) == (200, 4, True, "thread", "values")
+def test_build_request_sets_each_dimension(tmp_path: Path) -> None:
+    request = build_request({"batch_size": 200, "workers": 4, "connection": "persistent",
+                             "pipeline": "thread", "insert_method": "values",
+                             "label": "A"}, _settings(tmp_path))
+    assert isinstance(request, runner.RunRequest)
+    assert (request.batch_size, request.workers, request.connection, request.pipeline,
+            request.insert_method) == (200, 4, ConnectionStrategy.PERSISTENT, "thread",
+                                       "values")
     assert request.out == tmp_path and request.resume is False
-    assert build_request({}, _settings(tmp_path)).batch_size == 1000  # runner's default
-
-
-def test_a_dimension_the_runner_cannot_set_fails_before_any_run(
-        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    @dataclasses.dataclass
-    class OldRequest:
-        inputs: list[str]
-        target: str | None = None
-        mapping: Path | None = None
-        batch_size: int = 1000
-        resume: bool = False
-        out: Path | None = None
-
-    monkeypatch.setattr(runner, "RunRequest", OldRequest)
-    check_supported(["batch_size"])
-    with pytest.raises(UnsupportedDimension, match=r"--workers: .*cannot set workers yet"):
-        check_supported(["batch_size", "workers"])
-    with pytest.raises(UnsupportedDimension, match="--pipeline"):
-        build_request({"pipeline": "thread"}, _settings(tmp_path))
+    default = build_request({}, _settings(tmp_path))
+    assert default.batch_size == 1000  # runner's defaults
+    assert default.connection is ConnectionStrategy.PER_BATCH
 
 
 def test_bottleneck_is_found_in_any_shape_and_summarised_by_majority() -> None:

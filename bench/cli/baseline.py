@@ -33,7 +33,13 @@ from bench.cli.plans import (
     run_with_progress,
     tables_requested,
 )
-from bench.sweep import DEFAULT_RECORDS, DEFAULT_WARMUP, DIMENSION_BY_NAME, SweepPlan
+from bench.sweep import (
+    DEFAULT_RECORDS,
+    DEFAULT_WARMUP,
+    DIMENSION_BY_NAME,
+    POOLING_DIMENSION,
+    SweepPlan,
+)
 from migrator.retry import DEFAULT_WINDOW_S
 
 app = typer.Typer()
@@ -49,7 +55,10 @@ def baseline(
         help="Records per transaction.")] = DEFAULT_BATCH_SIZE,
     workers: Annotated[int | None, typer.Option(
         "--workers", "-w", callback=positive("--workers"), help="Worker processes.")] = None,
-    pooling: Annotated[str | None, typer.Option("--pooling", help="on or off.")] = None,
+    connection: Annotated[str | None, typer.Option(
+        "--connection", help="per-batch, pooled or persistent.")] = None,
+    pooling: Annotated[str | None, typer.Option(
+        "--pooling", help="Alias of --connection: on (pooled) or off (per-batch).")] = None,
     pipeline: Annotated[str | None, typer.Option(
         "--pipeline", help="off, thread or process.")] = None,
     insert_method: Annotated[str | None, typer.Option(
@@ -80,10 +89,12 @@ def baseline(
     """Run one configuration N times: mean, median, stdev, CV, CI, drift, warnings."""
     given = {"batch_size": str(batch_size),
              "workers": None if workers is None else str(workers),
-             "pooling": pooling, "pipeline": pipeline, "insert_method": insert_method}
+             "connection": connection, "pooling": pooling, "pipeline": pipeline,
+             "insert_method": insert_method}
     for key, text in given.items():
         if text is not None and "," in text:
-            raise usage(f"{DIMENSION_BY_NAME[key].option}: a baseline runs one "
+            option = DIMENSION_BY_NAME.get(key, POOLING_DIMENSION).option
+            raise usage(f"{option}: a baseline runs one "
                          "configuration; use `bench sweep` for several")
     dims = dimension_options(**given)
     if resume:

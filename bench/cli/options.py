@@ -20,6 +20,7 @@ from bench.compare import ThresholdError, parse_threshold
 from bench.preflight import os_error_text
 from bench.ranges import DurationError, parse_duration
 from bench.runner import RunInterrupted
+from migrator.connection import ConnectionStrategy, ConnectionStrategyError, resolve_connection
 from migrator.errors import MigratorError
 
 
@@ -123,6 +124,14 @@ def worker_count(value: int) -> int:
         raise typer.BadParameter(f"must be 1..{MAX_WORKERS} (4 per CPU, at least 64), "
                                  f"got {value}", param_hint="--workers")
     return value
+
+
+def connection_option(connection: str | None, pooling: str | None) -> ConnectionStrategy:
+    """``--connection`` and its alias ``--pooling`` as one strategy (exit 2 when wrong)."""
+    try:
+        return resolve_connection(connection, pooling)
+    except ConnectionStrategyError as exc:
+        raise typer.BadParameter(str(exc)) from None
 
 
 def one_of(name: str, choices: tuple[str, ...]) -> Any:

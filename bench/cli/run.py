@@ -17,6 +17,7 @@ from bench.cli.options import (
     RetryWindow,
     SchemaOption,
     TablePrefixOption,
+    connection_option,
     one_of,
     positive,
     state,
@@ -58,10 +59,13 @@ def run(
     queue_depth: Annotated[int, typer.Option(
         "--queue-depth", help="Mapped batches that may wait for the inserter (pipeline).",
         callback=positive("--queue-depth"))] = 2,
-    pooling: Annotated[str, typer.Option(
-        "--pooling", help="off: each batch opens a new connection; on: each batch takes one "
-        "from a pool (unixODBC driver-manager pooling, made real via a private ODBCSYSINI).",
-        callback=one_of("--pooling", ("on", "off")))] = "off",
+    connection: Annotated[str | None, typer.Option(
+        "--connection", help="per-batch: each batch opens a new connection; pooled: each "
+        "batch takes one from a pool (unixODBC driver-manager pooling, made real via a "
+        "private ODBCSYSINI); persistent: one connection per worker for the whole run "
+        "\\[default: per-batch].")] = None,
+    pooling: Annotated[str | None, typer.Option(
+        "--pooling", help="Alias: on is --connection pooled, off is per-batch.")] = None,
     insert_method: Annotated[str, typer.Option(
         "--insert-method", help="executemany, fast, values, copy, or auto (the dialect's "
         "fastest correct method, measured).",
@@ -80,9 +84,11 @@ def run(
     as_json: JsonOption = False,
 ) -> None:
     """Migrate XML into a database once, measuring every stage."""
+    strategy = connection_option(connection, pooling)
     request = RunRequest(inputs=inputs, target=target, mapping=mapping, batch_size=batch_size,
                          resume=resume, out=out, workers=workers, pipeline=pipeline,
-                         queue_depth=queue_depth, pooling=pooling, insert_method=insert_method,
+                         queue_depth=queue_depth, connection=strategy,
+                         insert_method=insert_method,
                          sample_interval=None if no_sample else sample_interval,
                          schema=schema, table_prefix=table_prefix,
                          replace_existing_tables=replace_existing_tables,

@@ -63,8 +63,11 @@ def sweep(
     workers: Annotated[str | None, typer.Option(
         "--workers", "-w", help=f"Worker processes to sweep: 1..4 is 1,2,3,4; "
                                 f"{WORKERS_HELP}.")] = None,
+    connection: Annotated[str | None, typer.Option(
+        "--connection", help="Connection strategies to sweep: per-batch,pooled,persistent.")
+    ] = None,
     pooling: Annotated[str | None, typer.Option(
-        "--pooling", help="Connection pooling to sweep: on,off.")] = None,
+        "--pooling", help="Alias of --connection: on,off is pooled,per-batch.")] = None,
     pipeline: Annotated[str | None, typer.Option(
         "--pipeline", help="Pipeline modes to sweep: off,thread,process.")] = None,
     insert_method: Annotated[str | None, typer.Option(
@@ -115,8 +118,8 @@ def sweep(
 ) -> None:
     """Sweep configurations in randomised interleaved rounds, paired within rounds: the
     recommendation, the best, the knee, the change vs a baseline."""
-    given = {"batch_size": batch_sizes, "workers": workers, "pooling": pooling,
-             "pipeline": pipeline, "insert_method": insert_method}
+    given = {"batch_size": batch_sizes, "workers": workers, "connection": connection,
+             "pooling": pooling, "pipeline": pipeline, "insert_method": insert_method}
     dims = dimension_options(**given)
     budget_s = duration_option(budget, "--budget")
     band = percent_option(noise_band, "--noise-band")
