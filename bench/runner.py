@@ -133,6 +133,7 @@ class RunOutcome:
             "read_map_cpu_s": round(s.read_map_cpu_s, 6),
             "retries": s.retries,
             "retry_wait_s": round(s.retry_wait_s, 3),
+            "connects": s.connects,
             "per_worker": [{**w.to_dict(), "elapsed_s": round(w.elapsed_s, 6),
                             "rec_per_s": round(w.rec_per_s, 1)} for w in s.workers],
             "tables": dict(s.rows),

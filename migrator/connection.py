@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Callable
 from enum import StrEnum
 
 from migrator.errors import MigratorError, TargetError
@@ -140,14 +141,14 @@ class BatchConnections:
     """Where a writer's batches get their connection, per strategy: the one place that
     decides when a connection is opened, given back, kept or thrown away.
 
-    ``connect`` seconds are added to ``timing["connect"]`` (the run's ``connect`` stage).
+    ``on_connect(seconds)`` is told of every connection opened (or checked out of a pool).
     """
 
     def __init__(self, target: Target, strategy: ConnectionStrategy,
-                 timing: dict[str, float]) -> None:
+                 on_connect: Callable[[float], None]) -> None:
         self.target = target
         self.strategy = strategy
-        self.timing = timing
+        self.on_connect = on_connect
         self._held: Connection | None = None  # persistent: the worker's connection
 
     def open(self) -> None:
@@ -165,7 +166,7 @@ class BatchConnections:
         dt = time.perf_counter() - t0
         if not self.strategy.per_batch_checkout:
             self._held = conn
-        self.timing["connect"] = self.timing.get("connect", 0.0) + dt
+        self.on_connect(dt)
         return conn, dt
 
     def give_back(self, conn: Connection) -> None:

@@ -403,6 +403,7 @@ class ParallelCoordinator:
             stats.read_map_cpu_s += r.read_map_cpu_s
             stats.retries += r.retries
             stats.retry_wait_s += r.retry_wait_s
+            stats.connects += r.connects
             shift = w.started - t_run  # perf_counter is system-wide monotonic on Linux
             for b in r.batches:
                 b.started += shift

@@ -210,6 +210,9 @@ class RunStats:
     # that retried measured a restart or a lock conflict as well as the migration.
     retries: int = 0
     retry_wait_s: float = 0.0
+    # Connections the writers opened or checked out of a pool (reconnects included): one
+    # per batch, or one per worker for the run (see migrator.connection).
+    connects: int = 0
     # Per record element: records read, inserted and quarantined by this invocation.
     records: dict[str, dict[str, int]] = field(default_factory=dict)
     # Records read that kept an entity reference literal (&x;): no DTD catalog, or one
@@ -245,6 +248,7 @@ class RunStats:
             "read_map_cpu_s": self.read_map_cpu_s,
             "retries": self.retries,
             "retry_wait_s": self.retry_wait_s,
+            "connects": self.connects,
             "workers": [w.to_dict() for w in self.workers],
             "tables": dict(self.rows),
             "records": {k: dict(v) for k, v in self.records.items()},
@@ -882,7 +886,11 @@ class BatchWriter:
         self._roots = [(r.element, index[r.root.name]) for r in mapping.records]
         for element, _ in self._roots:
             stats.records.setdefault(element, {"read": 0, "inserted": 0, "quarantined": 0})
-        self.connections = BatchConnections(target, config.connection, stats.stages)
+        self.connections = BatchConnections(target, config.connection, self._connected)
+
+    def _connected(self, seconds: float) -> None:
+        self.stats.stages["connect"] += seconds
+        self.stats.connects += 1
 
     def open(self) -> None:
         self.config.retry.call(self.connections.open, cleanup=self._drop_connection)

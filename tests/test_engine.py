@@ -261,6 +261,39 @@ def test_connection_per_batch_opens_one_connection_per_batch(
     assert stats.stages["connect"] > 0
 
 
+@pytest.mark.parametrize(("strategy", "checkouts", "opened"), [
+    ("per-batch", 7, 7), ("pooled", 7, 1), ("persistent", 1, 1)])
+def test_each_strategy_gets_connections_its_way(
+        orders: Dataset, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, strategy: str,
+        checkouts: int, opened: int) -> None:
+    """Six batches and the small transaction marking the last file finished: a checkout
+    each (per-batch: a new connection each; pooled: one connection reused), or one
+    connection for all of them (persistent)."""
+    target = open_target(f"sqlite:{tmp_path / 's.db'}")
+    units = expand_inputs([str(data_dir(orders))])
+    checkpoints = prepare_target(target, default_mapping(), units, resume=False)
+    counts = {"connect": 0, "open": 0}
+    real_connect, real_open = type(target).connect, type(target)._open  # type: ignore[attr-defined]
+
+    def connect(self):  # type: ignore[no-untyped-def]
+        counts["connect"] += 1
+        return real_connect(self)
+
+    def _open(self):  # type: ignore[no-untyped-def]
+        counts["open"] += 1
+        return real_open(self)
+
+    monkeypatch.setattr(type(target), "connect", connect)
+    monkeypatch.setattr(type(target), "_open", _open)
+    stats = MigrationEngine(target, default_mapping(),
+                            EngineConfig(batch_size=500, connection=strategy)  # type: ignore[arg-type]
+                            ).run(units, checkpoints)
+    target.close()
+    assert len(stats.batches) == 6
+    assert (counts["connect"], counts["open"], stats.connects) == (checkouts, opened, checkouts)
+    assert stats.to_dict()["connects"] == checkouts
+
+
 def test_sqlite_pool_reuses_sessions(tmp_path: Path) -> None:
     target = open_target(f"sqlite:{tmp_path / 'p.db'}")
     unpooled = set()

@@ -388,6 +388,26 @@ def test_the_odbc_backend_terminated_between_statements(
     finished_once(done, src, spec, tmp_path)
 
 
+@pytest.mark.postgres
+@pytest.mark.parametrize(("method", "event", "at"), [("values", "data_insert", 5),
+                                                     ("copy", "copy_row", 260)])
+def test_a_persistent_session_terminated_mid_run_is_replaced(
+        cluster: Cluster, src: Source, tmp_path: Path, method: str, event: str,
+        at: int) -> None:
+    """``--connection persistent``: the session the run keeps for all its batches (the
+    COPY session, for copy) is ended mid-run; the run connects once more, keeps the new
+    session for the rest and finishes exactly once."""
+    spec = cluster.spec()
+    done, session = run_paused(src, spec, tmp_path, event=event, at=at,
+                               act=lambda backend: cluster.terminate(int(backend)),
+                               extra=("--insert-method", method, "--connection",
+                                      "persistent"))
+    assert session
+    summary = finished_once(done, src, spec, tmp_path)
+    assert summary["connection"] == "persistent"
+    assert summary["connects"] == 2  # the first session and the one that replaced it
+
+
 # ---- pooled sessions, two workers -----------------------------------------------------------
 @pytest.mark.postgres
 def test_two_pooled_workers_survive_a_restart(cluster: Cluster, src: Source,
@@ -469,3 +489,18 @@ def test_mariadb_kill_connection_during_inserts(maria: tuple[Any, str], src: Sou
         extra=("--insert-method", method))
     assert session
     finished_once(done, src, spec, tmp_path)
+
+
+@pytest.mark.mariadb
+def test_mariadb_kill_connection_of_a_persistent_session(maria: tuple[Any, str], src: Source,
+                                                         tmp_path: Path) -> None:
+    """The one session a persistent run writes through is killed between two inserts of
+    a batch: reconnected once, kept, every record once."""
+    admin, spec = maria
+    done, session = run_paused(
+        src, spec, tmp_path, event="data_insert", at=8,
+        act=lambda conn_id: admin.execute(f"KILL CONNECTION {int(conn_id)}"),
+        extra=("--insert-method", "values", "--connection", "persistent"))
+    assert session
+    summary = finished_once(done, src, spec, tmp_path)
+    assert summary["connection"] == "persistent" and summary["connects"] == 2
