@@ -137,4 +137,11 @@ class MySQLDialect(OdbcDialect):
         # through SQLPutData, which MariaDB Connector/ODBC 3.1 garbles for UTF-16 text
         # ("Memory allocation error" or mojibake, measured). Bind every string whole.
         cnxn.maxwrite = 1 << 30
+        # Text crosses as UTF-8 both ways, never UTF-16: Connector/ODBC 3.1.15 miscounts a
+        # UTF-16 string that starts with a code unit such as U+00D8 ("Ø"), storing one
+        # character too few per such unit ("Øvergaard" → "Øvergaar", no error), and
+        # decodes such text wrongly on the way back.
+        cnxn.setencoding(encoding="utf-8")
+        cnxn.setdecoding(pyodbc.SQL_CHAR, encoding="utf-8")
+        cnxn.setdecoding(pyodbc.SQL_WCHAR, encoding="utf-8")
 
