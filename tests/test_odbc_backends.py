@@ -275,6 +275,38 @@ def test_values_chunks_a_wide_table_under_the_parameter_cap(
     assert [tuple(r) for r in got] == rows
 
 
+#: Text whose first UTF-16 unit ends in a byte 0xD8..0xDB (what a high surrogate starts
+#: with): MariaDB Connector/ODBC 3.1, given such text as UTF-16, dropped a character per
+#: such unit without an error.
+SURROGATE_LOOKALIKES = ["Øvergaard", "Ùa", "Úb", "Ûc", "ØØØØ", "付款", "Ø", "aØ", "😀Ø"]
+
+
+def test_text_starting_like_a_surrogate_is_stored_whole(conn: OdbcConnection) -> None:
+    mapping = parse_mapping("""
+[record]
+element = "r"
+key = { path = "@id", type = "int" }
+[[tables]]
+name = "text_probe"
+key_column = "id"
+[tables.columns]
+s = { path = "s", type = "str(40)" }
+""")
+    expected = [(i, text) for i, text in enumerate(SURROGATE_LOOKALIKES)]
+    for m in conn.dialect.insert_methods():
+        if not m.available:
+            continue
+        recreate(conn, mapping)
+        conn.begin()
+        conn.insert_rows("text_probe", ["id", "s"], expected, m.name)
+        conn.commit()
+        d = conn.dialect
+        got = conn.query(f"SELECT {d.quote('id')}, {d.quote('s')} "
+                         f"FROM {d.table_ref('text_probe')} ORDER BY 1")
+        conn.commit()
+        assert [(int(i), s) for i, s in got] == expected, m.name
+
+
 def test_unknown_method_lists_the_valid_ones(conn: OdbcConnection) -> None:
     with pytest.raises(TargetError, match="executemany, fast, values, copy"):
         conn.insert_rows("x", ["a"], [(1,)], "bulk")
