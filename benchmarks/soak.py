@@ -9,10 +9,10 @@ dataset (``datasets.generate(DIR, 5000, seed=1)``) and, until the time is up, re
 cycle per target (alternating SQLite and ``odbc:`` PostgreSQL with ``--target both``):
 
 1. one ``python -m bench sweep --input DIR --batch-sizes 200,1000 --workers 1,2
-   --pooling on,off --repeat 2 --target …`` subprocess. A dimension the installed CLI
-   refuses with exit 2 (``--pooling`` while ``RunRequest`` has no pooling field) is
-   dropped and noted in the summary. The subprocess tree's peak RSS and fds are polled,
-   and any of its processes still alive after it exits is reported;
+   --connection per-batch,pooled,persistent --repeat 2 --target …`` subprocess. A
+   dimension the installed CLI refuses with exit 2 is dropped and noted in the summary.
+   The subprocess tree's peak RSS and fds are polled, and any of its processes still alive
+   after it exits is reported;
 2. ``--inproc-runs`` calls of :func:`bench.runner.execute_run` in *this* process, cycling
    batch size x workers x pipeline, to catch leaks that only a long-lived process shows.
 
@@ -67,7 +67,8 @@ RECORDS = 5000
 SEED = 1
 SAMPLE_S = 10.0
 INPROC_RUNS = 20
-SWEEP_DIMENSIONS = {"--batch-sizes": "200,1000", "--workers": "1,2", "--pooling": "on,off"}
+SWEEP_DIMENSIONS = {"--batch-sizes": "200,1000", "--workers": "1,2",
+                    "--connection": "per-batch,pooled,persistent"}
 SWEEP_REPEAT = 2
 INPROC_GRID = list(itertools.product((200, 1000), (1, 2), ("off", "thread", "process")))
 

@@ -322,7 +322,7 @@ def test_sqlite_pool_reuses_sessions(tmp_path: Path) -> None:
 
 
 def test_runs_with_pooling_leave_no_connection_open(orders: Dataset, tmp_path: Path) -> None:
-    """The soak found each --connection pooled run leaving its idle SQLite connection open."""
+    """The soak found each --pooling on run leaving its idle SQLite connection open."""
     import psutil
 
     from bench.runner import RunRequest, execute_run

@@ -125,3 +125,28 @@ def test_non_finite_numbers_are_stored_as_null(tmp_path: Path) -> None:
     store = _store_with_runs(tmp_path, 0)
     store.append_run({**_run(0, 0, 0), "metrics": {"throughput_rec_per_min": float("nan")}})
     assert read_store(store.path).runs[-1]["metrics"]["throughput_rec_per_min"] is None
+
+
+def test_a_sweep_over_pooling_stored_by_an_older_version_resumes_as_connection(
+        tmp_path: Path) -> None:
+    """A store written before the connection strategy swept ``pooling`` on/off: its plan
+    and runs read back in today's terms, so ``--resume`` matches them to the grid."""
+    from bench.sweep import SweepPlan
+
+    old = {"kind": "sweep", "dimensions": {"batch_size": [50], "pooling": ["on", "off"]},
+           "repeat": 2, "warmup": 0, "seed": 1, "inputs": ["d"],
+           "baseline": "pooling=off",
+           "configurations": [{"batch_size": 50, "pooling": "on"},
+                              {"batch_size": 50, "pooling": "off"}]}
+    store = RunStore(tmp_path / "s")
+    store.open(resume=False)
+    store.write_plan(old)
+    store.append_run({**_run(0, 0, 1), "config": {"batch_size": 50, "pooling": "off"}})
+    got = read_store(store.path)
+    assert got.plan is not None
+    plan = SweepPlan.from_dict(got.plan)
+    assert plan.dimensions == {"batch_size": [50], "connection": ["pooled", "per-batch"]}
+    assert plan.configurations == [{"batch_size": 50, "connection": "pooled"},
+                                   {"batch_size": 50, "connection": "per-batch"}]
+    assert plan.baseline == "connection=per-batch"
+    assert got.runs[0]["config"] == {"batch_size": 50, "connection": "per-batch"}

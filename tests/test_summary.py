@@ -245,6 +245,12 @@ def test_parse_baseline_aliases() -> None:
         "insert_method": "copy",
     }
     assert parse_baseline("anything=1") == {"anything": "1"}  # no dimensions: no check
+    # --pooling's spelling names the connection strategy it stands for
+    dims = ["workers", "connection"]
+    assert parse_baseline("pooling=on,workers=2", dims) == {"connection": "pooled",
+                                                            "workers": "2"}
+    assert parse_baseline("connection=OFF", dims) == {"connection": "per-batch"}
+    assert parse_baseline("connection=persistent", dims) == {"connection": "persistent"}
 
 
 @pytest.mark.parametrize(
