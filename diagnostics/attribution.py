@@ -145,7 +145,15 @@ RULES: tuple[Rule, ...] = (
     # database CPU
     Rule("db-cpu", "db.cpu_pct", ">=", 80, 3, "database server CPU saturated"),
     Rule("db-cpu", "db.cpu_pct", ">=", 50, 1, "database server CPU high"),
-    Rule("db-cpu", "db.cpu_pct", "<=", 30, -2, "database server CPU low"),
+    Rule("db-cpu", "db.cpu_spare_pct", ">=", 70, -2, "database server CPU mostly idle"),
+    Rule(
+        "db-cpu",
+        "db.cpu_of_sessions_pct",
+        ">=",
+        70,
+        2,
+        "the run's running server sessions keep their cores busy",
+    ),
     Rule("db-cpu", "waits.cpu_share_pct", ">=", 50, 2, "server time mostly running/runnable"),
     Rule("db-cpu", "stage.db_share_pct", ">=", 50, 1, "insert+commit take most of the time"),
     # data-file I/O
@@ -158,6 +166,14 @@ RULES: tuple[Rule, ...] = (
         "Microsoft: data-file reads should average ≤ 20 ms",
     ),
     Rule("data-io", "waits.data_io_share_pct", ">=", 30, 2, "sessions wait on data-page I/O"),
+    Rule(
+        "data-io",
+        "waits.data_io_sessions",
+        ">=",
+        0.5,
+        1,
+        "on average half a session or more waits on data-file I/O",
+    ),
     Rule("data-io", "disk.busy_pct", ">=", 80, 1, "database disk busy (iostat %util)"),
     Rule("data-io", "disk.busy_pct", "<=", 20, -1, "database disk mostly idle"),
     Rule("data-io", "disk.read_await_ms", ">", 20, 1, "host sees slow reads on the database disk"),
@@ -178,6 +194,14 @@ RULES: tuple[Rule, ...] = (
         30,
         2,
         "sessions wait on log flushes (WRITELOG, WALSync)",
+    ),
+    Rule(
+        "log-io",
+        "waits.log_io_sessions",
+        ">=",
+        0.5,
+        1,
+        "on average half a session or more waits on log flushes",
     ),
     Rule("log-io", "stage.commit_share_pct", ">=", 30, 2, "commits (fsync) take much of the time"),
     Rule("log-io", "disk.busy_pct", ">=", 80, 1, "database disk busy (iostat %util)"),
@@ -266,12 +290,24 @@ def derive_facts(timings: StageTimings, series: SampleSeries | None = None) -> d
         put("client.cpu_of_capacity_pct", 100 * client_cpu / capacity, "%", source)
 
     db_cpu = mean("server.cpu_pct")
+    local = mean("host.dbserver.cpu_pct")
     if db_cpu is not None:
         put("db.cpu_pct", db_cpu, "%", "server counters")
-    else:
-        local = mean("host.dbserver.cpu_pct")
-        if local is not None:
-            put("db.cpu_pct", local / cores, "%", "local server process")
+    elif local is not None:
+        put("db.cpu_pct", local / cores, "%", "local server process")
+    host_cpu = mean("host.cpu.total_pct")
+    if db_cpu is not None:
+        put("db.cpu_spare_pct", 100 - db_cpu, "%", "server counters")
+    elif local is not None and host_cpu is not None:
+        # A local server's spare CPU is the host's idle CPU: on a host kept busy by other
+        # work it has none to spare, however small its own share.
+        put("db.cpu_spare_pct", 100 - host_cpu, "%", "host CPU")
+    running = mean("server.wait.cpu.sessions")
+    if local is not None and running is not None:
+        # A session runs on one core at a time: a run with one busy session cannot use more
+        # than one of the server's cores however CPU-bound it is (cf. client.cpu_of_capacity).
+        capacity = 100.0 * max(1.0, min(running, float(cores)))
+        put("db.cpu_of_sessions_pct", 100 * local / capacity, "%", "local server process")
 
     disk = "host.db_disk"
     if not series.values(f"{disk}.busy_pct"):

@@ -216,6 +216,8 @@ class PostgresSampler(DatabaseSampler):
         if self.version_num >= 140000:
             wal_timing = fetch_rows(self.conn, "SHOW track_wal_io_timing")[0]
             self.facts["track_wal_io_timing"] = str(next(iter(wal_timing.values())))
+        sync_method = fetch_rows(self.conn, "SHOW wal_sync_method")[0]
+        self.facts["wal_sync_method"] = str(next(iter(sync_method.values())))
         try:
             self.facts["data_directory"] = str(
                 fetch_rows(self.conn, "SHOW data_directory")[0]["data_directory"]
@@ -284,15 +286,19 @@ class PostgresSampler(DatabaseSampler):
                 if got is not None and not key.endswith("_time"):
                     out[f"pg.wal.{key}_per_s"] = got[0] / got[1]
             out["server.log.bytes_per_s"] = out.get("pg.wal.wal_bytes_per_s")
-            out["server.log.flushes_per_s"] = out.get("pg.wal.wal_sync_per_s")
+            writes_sync = _writes_are_flushes(str(self.facts.get("wal_sync_method", "")))
+            out["server.log.flushes_per_s"] = out.get(
+                "pg.wal.wal_write_per_s" if writes_sync else "pg.wal.wal_sync_per_s")
             if self.facts.get("track_wal_io_timing") == "on":
                 syncs, sync_time = w.get("wal_sync"), w.get("wal_sync_time")
                 writes, write_time = w.get("wal_write"), w.get("wal_write_time")
-                if syncs and sync_time:
-                    out["pg.wal.sync_latency_ms"] = ratio(sync_time[0], syncs[0])
                 if writes and write_time:
                     out["pg.wal.write_latency_ms"] = ratio(write_time[0], writes[0])
-                if syncs and sync_time and write_time:
+                if writes_sync:  # each write is durable by itself (wal_sync stays 0)
+                    out["server.log.write_latency_ms"] = out.get("pg.wal.write_latency_ms")
+                elif syncs and sync_time:
+                    out["pg.wal.sync_latency_ms"] = ratio(sync_time[0], syncs[0])
+                if not writes_sync and syncs and sync_time and write_time:
                     # one durable flush = its write() plus its fsync()
                     out["server.log.write_latency_ms"] = ratio(
                         write_time[0] + sync_time[0], syncs[0]
@@ -383,6 +389,12 @@ class PostgresSampler(DatabaseSampler):
             entry[1].add(int(row["waiter"]))
         for found, waiting in seen.values():
             self.note_blocker(found, len(waiting), now)
+
+
+def _writes_are_flushes(wal_sync_method: str) -> bool:
+    """``open_datasync``/``open_sync`` open the WAL with O_DSYNC/O_SYNC: every write is a
+    durable flush and ``pg_stat_wal.wal_sync`` counts none of them."""
+    return wal_sync_method.startswith("open_")
 
 
 def _first(rows: list[dict[str, object]]) -> dict[str, object]:

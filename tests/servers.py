@@ -26,6 +26,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 PG_BIN_CANDIDATES = [Path(f"/usr/lib/postgresql/{v}/bin") for v in range(20, 11, -1)]
 START_TIMEOUT = 60.0
@@ -172,8 +173,14 @@ def pg_bin() -> Path:
                             "apt-get install postgresql (or set BENCH_PG_BIN)")
 
 
-def start_postgres(*, fast: bool = True, database: str = "mbtest") -> Server:
-    """initdb a fresh cluster in a temp folder and run it on a free 127.0.0.1 port."""
+def start_postgres(*, fast: bool = True, database: str = "mbtest",
+                   settings: dict[str, str] | None = None,
+                   cgroup: Path | None = None) -> Server:
+    """initdb a fresh cluster in a temp folder and run it on a free 127.0.0.1 port.
+
+    ``settings`` are extra ``-c name=value`` server settings; ``cgroup`` is a cgroup v1
+    directory (e.g. a blkio one) the server process joins before it starts, so every
+    process it forks is accounted (and throttled) there."""
     bindir = pg_bin()
     driver = odbc_driver("PostgreSQL Unicode", "PostgreSQL")
     user = _service_user("postgres", "nobody")
@@ -201,12 +208,19 @@ def start_postgres(*, fast: bool = True, database: str = "mbtest") -> Server:
         if fast:
             opts += ["-c", "fsync=off", "-c", "synchronous_commit=off",
                      "-c", "full_page_writes=off"]
+        for name, value in (settings or {}).items():
+            opts += ["-c", f"{name}={value}"]
         with (root / "server.log").open("ab") as log:
-            server.proc = subprocess.Popen(
-                [str(bindir / "postgres"), "-D", str(root / "data"), *opts],
-                stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
-                user=user.pw_uid if user else None, group=user.pw_gid if user else None,
-                extra_groups=[] if user else None)
+            if cgroup is not None:
+                server.proc = _popen_in_cgroup(
+                    [str(bindir / "postgres"), "-D", str(root / "data"), *opts],
+                    cgroup, user, log, env)
+            else:
+                server.proc = subprocess.Popen(
+                    [str(bindir / "postgres"), "-D", str(root / "data"), *opts],
+                    stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+                    user=user.pw_uid if user else None, group=user.pw_gid if user else None,
+                    extra_groups=[] if user else None)
         _wait_port(server)
         # CREATE DATABASE over the trusted local socket (the test user owns the cluster).
         _wait_ready(lambda: _run([str(bindir / "psql"), "-h", str(root / "sock"), "-p",
@@ -217,6 +231,23 @@ def start_postgres(*, fast: bool = True, database: str = "mbtest") -> Server:
         server.stop()
         raise
     return server
+
+
+def _popen_in_cgroup(cmd: list[str], cgroup: Path, user: pwd.struct_passwd | None,
+                     log: IO[bytes], env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """Start ``cmd`` inside ``cgroup``: the child writes its own pid to ``cgroup.procs``
+    while still root, then drops to ``user`` (Popen's ``user=`` would drop first)."""
+    procs = cgroup / "cgroup.procs"
+
+    def enter() -> None:
+        procs.write_text(str(os.getpid()))
+        if user is not None:
+            os.setgroups([])
+            os.setgid(user.pw_gid)
+            os.setuid(user.pw_uid)
+
+    return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
+                            start_new_session=True, preexec_fn=enter)  # noqa: PLW1509
 
 
 def _wait_ready(step: object, server: Server, timeout: float = START_TIMEOUT) -> None:

@@ -1,6 +1,7 @@
 """The run's own database sessions, live: named after the run, counted by the server
 samplers in ordinary runs, and a lock another session holds mid-run attributed
-lock-contention with the holder named (PostgreSQL, MariaDB)."""
+lock-contention with the holder named, which the decision tree takes to its lock-bound
+leaf (PostgreSQL, MariaDB)."""
 
 from __future__ import annotations
 
@@ -8,12 +9,12 @@ import contextlib
 import json
 import subprocess
 import sys
-import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from live_bottleneck import LiveMeasure, LockHolder, bottleneck_test, path_of, walk
 
 import datasets
 from bench.runner import RunRequest, execute_run
@@ -47,39 +48,6 @@ def run(target: str, data: Path, out: Path, progress: Callable[..., None] | None
 
 def sessions_seen(run_doc: dict[str, Any]) -> list[float]:
     return [v for v in run_doc["samples"]["metrics"]["server.sessions"] if v is not None]
-
-
-class LockHolder:
-    """A ``progress`` callback: after the run's first committed batch, another session
-    takes a lock on a table the run writes; it is released once the sampler has looked for
-    its holder in :data:`LOCK_ROUNDS` rounds (counted on the real sampler method), or after
-    a deadline, so a sampler that never sees the wait fails the test instead of hanging."""
-
-    def __init__(self, take: Callable[[], Any], release: Callable[[Any], None]) -> None:
-        self.take, self.release = take, release
-        self.rounds = 0
-        self.seen = threading.Event()
-        self.thread: threading.Thread | None = None
-
-    def counting(self, method: Callable[..., None]) -> Callable[..., None]:
-        def wrapper(*args: Any, **kwargs: Any) -> None:
-            method(*args, **kwargs)
-            self.rounds += 1
-            if self.rounds >= LOCK_ROUNDS:
-                self.seen.set()
-        return wrapper
-
-    def __call__(self, *args: Any, **kwargs: Any) -> None:
-        if self.thread is not None:
-            return
-        holder = self.take()  # between batches: the run holds no lock on the table now
-
-        def release_later() -> None:
-            self.seen.wait(timeout=120)
-            self.release(holder)
-
-        self.thread = threading.Thread(target=release_later, daemon=True)
-        self.thread.start()
 
 
 def assert_lock_contention(run_doc: dict[str, Any], holder_app: str) -> dict[str, Any]:
@@ -177,11 +145,14 @@ def test_postgres_held_lock_is_lock_contention_naming_the_holder(
         conn.rollback()
         conn.close()
 
-    holder = LockHolder(take, release)
+    holder = LockHolder(take, release, LOCK_ROUNDS)
     monkeypatch.setattr(PostgresSampler, "_find_blockers",
                         holder.counting(PostgresSampler._find_blockers))
-    run_doc = run("odbc:" + postgres.odbc("Protocol=7.4-1"), data, tmp_path / "r",
-                  progress=holder)
+    # through `bench diagnose pooling`'s bottleneck test, on to the decision tree
+    measure = LiveMeasure(data, "odbc:" + postgres.odbc("Protocol=7.4-1"), tmp_path,
+                          progress=holder, sample_interval=INTERVAL)
+    result = bottleneck_test(measure)
+    run_doc = measure.last
     assert holder.seen.is_set(), f"the sampler looked for the holder {holder.rounds} times"
     blocker = assert_lock_contention(run_doc, "nightly-report")
     assert blocker["id_label"] == "pid" and int(blocker["session"]) > 0
@@ -191,6 +162,16 @@ def test_postgres_held_lock_is_lock_contention_naming_the_holder(
     assert f"pid {blocker['session']} (application 'nightly-report'" in blocker["description"]
     waits = run_doc["samples"]["metrics"]["server.wait.lock.sessions"]
     assert max(v for v in waits if v is not None) >= 1
+    assert_lock_bound(result)
+
+
+def assert_lock_bound(result: Any) -> None:
+    """The diagnosis goes on from the held lock to the lock-bound leaf and says so."""
+    assert result.facts["bottleneck.label"] == "lock-contention"
+    decision = walk(result)
+    assert path_of(decision)[-2:] == ["saturation", "lock_bound"], decision.lines()
+    assert decision.path[-2].facts["bottleneck.label"] == "lock-contention"
+    assert "lock" in decision.verdict and "pooling cannot help" in decision.recommendation
 
 
 # ---- MariaDB ----------------------------------------------------------------------------------
@@ -260,10 +241,13 @@ def test_mariadb_table_lock_is_lock_contention_naming_the_holder(
         launcher.stdin.close()
         launcher.stdout.close()
 
-    holder = LockHolder(take, release)
+    holder = LockHolder(take, release, LOCK_ROUNDS)
     monkeypatch.setattr(MysqlSampler, "_find_blockers",
                         holder.counting(MysqlSampler._find_blockers))
-    run_doc = run("odbc:" + mariadb.odbc(), data, tmp_path / "r", progress=holder)
+    measure = LiveMeasure(data, "odbc:" + mariadb.odbc(), tmp_path, progress=holder,
+                          sample_interval=INTERVAL)
+    result = bottleneck_test(measure)
+    run_doc = measure.last
     assert holder.seen.is_set(), f"the sampler looked for the holder {holder.rounds} times"
     verdict = run_doc["bottleneck"]
     assert verdict["label"] == "lock-contention", verdict
@@ -271,3 +255,4 @@ def test_mariadb_table_lock_is_lock_contention_naming_the_holder(
     assert blocker["id_label"] == "thread" and blocker["object"].endswith(".orders")
     assert blocker["held_mode"] == "MDL_SHARED_NO_READ_WRITE"
     assert blocker["user"] == mariadb.user and blocker["samples"] >= LOCK_ROUNDS // 2
+    assert_lock_bound(result)
