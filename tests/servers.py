@@ -247,7 +247,7 @@ def _popen_in_cgroup(cmd: list[str], cgroup: Path, user: pwd.struct_passwd | Non
             os.setuid(user.pw_uid)
 
     return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
-                            start_new_session=True, preexec_fn=enter)  # noqa: PLW1509
+                            start_new_session=True, preexec_fn=enter)
 
 
 def _wait_ready(step: object, server: Server, timeout: float = START_TIMEOUT) -> None:
