@@ -93,6 +93,73 @@ def test_db_cpu() -> None:
     assert "db.cpu_pct" in evidence_facts(verdict)
 
 
+def test_local_server_on_a_host_busy_with_other_work_can_still_be_db_cpu() -> None:
+    # Two sessions run a costly trigger while other processes take most of the host: the
+    # server gets a small share of the CPU, but it has none to spare either.
+    verdict = attribute(
+        stages(map_=1, insert=30, commit=1),
+        series(
+            {
+                "host.cpu.total_pct": 100.0,
+                "host.dbserver.cpu_pct": 44.0,  # % of one core: 22 % of two
+                "host.workers.cpu_pct": 18.0,
+                "server.wait.cpu.sessions": 1.8,
+                "server.wait.client.sessions": 0.1,
+            }
+        ),
+    )
+    assert verdict.facts["db.cpu_pct"].value == pytest.approx(22.0)
+    assert verdict.facts["db.cpu_spare_pct"].value == 0.0
+    assert verdict.scores["db-cpu"] > 0 and verdict.label == "db-cpu", verdict.summary()
+    # on an idle host the same server share is spare CPU, evidence against db-cpu
+    idle = attribute(
+        stages(map_=1, insert=30, commit=1),
+        series({"host.cpu.total_pct": 25.0, "host.dbserver.cpu_pct": 44.0,
+                "server.wait.cpu.sessions": 1.8}),
+    )
+    assert idle.facts["db.cpu_spare_pct"].value == 75.0
+    assert idle.scores["db-cpu"] == verdict.scores["db-cpu"] - 2
+
+
+def test_one_busy_session_on_a_many_core_server_is_db_cpu() -> None:
+    # One worker, one server session running a costly trigger on a 16-core host: a few
+    # percent of the server, all of the one core a session can use.
+    verdict = attribute(
+        stages(map_=1, insert=30, commit=1, workers=1),
+        series(
+            {
+                "host.cpu.total_pct": 9.0,
+                "host.dbserver.cpu_pct": 97.0,
+                "host.workers.cpu_pct": 5.0,
+                "server.wait.cpu.sessions": 1.0,
+            },
+            cores=16,
+        ),
+    )
+    assert verdict.facts["db.cpu_pct"].value < 10
+    assert verdict.facts["db.cpu_of_sessions_pct"].value == pytest.approx(97.0)
+    assert verdict.label == "db-cpu", verdict.summary()
+    assert "db.cpu_of_sessions_pct" in evidence_facts(verdict)
+
+
+def test_sessions_waiting_on_data_reads_are_data_io_without_latency_figures() -> None:
+    # PostgreSQL 15 averages its read time over OS-cache hits too, and a throttled or
+    # remote disk is not busy on this host: the sessions' waits alone carry the verdict.
+    verdict = attribute(
+        stages(map_=1, insert=28, commit=1),
+        series(
+            {
+                "server.data.read_latency_ms": 0.7,
+                "host.db_disk.busy_pct": 9.0,
+                "server.wait.data_io.sessions": 0.8,
+                "server.wait.cpu.sessions": 0.02,
+            }
+        ),
+    )
+    assert verdict.label == "data-io", verdict.summary()
+    assert {"waits.data_io_share_pct", "waits.data_io_sessions"} <= evidence_facts(verdict)
+
+
 def test_data_io() -> None:
     verdict = attribute(
         stages(map_=1, insert=17, commit=1),

@@ -68,7 +68,7 @@ BLKIO = Path("/sys/fs/cgroup/blkio")
 @pytest.fixture(scope="module")
 def orders(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("orders")
-    datasets.generate(out, 1500, seed=5)
+    datasets.generate(out, 1200, seed=5)
     return out
 
 
@@ -81,14 +81,14 @@ PG_BURN = """
 CREATE OR REPLACE FUNCTION public.burn_cpu() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE x float8 := 0;
 BEGIN
-  FOR i IN 1..60000 LOOP x := x + sqrt(i); END LOOP;
+  FOR i IN 1..40000 LOOP x := x + sqrt(i); END LOOP;
   RETURN NEW;
 END $$
 """
 MARIADB_BURN = """
 CREATE TRIGGER burn_cpu BEFORE INSERT ON `orders` FOR EACH ROW BEGIN
   DECLARE i INT DEFAULT 0; DECLARE x DOUBLE DEFAULT 0;
-  WHILE i < 6000 DO SET x = x + SQRT(i); SET i = i + 1; END WHILE;
+  WHILE i < 3000 DO SET x = x + SQRT(i); SET i = i + 1; END WHILE;
 END
 """
 
@@ -115,22 +115,31 @@ def test_postgres_costly_trigger_is_db_cpu(postgres: Server, orders: Path,
 
     measure = LiveMeasure(orders, "odbc:" + postgres.odbc("Protocol=7.4-1"), tmp_path,
                           progress=OnceAfterFirstBatch(add_trigger))
-    assert_server_cpu_bound(bottleneck_test(measure, workers=2))
+    try:
+        result = bottleneck_test(measure, workers=2)
+    finally:  # the session's server is shared: leave no trigger behind
+        with psycopg.connect(postgres.psycopg_dsn(), autocommit=True) as conn:
+            conn.execute("DROP FUNCTION IF EXISTS public.burn_cpu() CASCADE")
+    assert_server_cpu_bound(result)
 
 
 @pytest.mark.mariadb
 def test_mariadb_costly_trigger_is_db_cpu(mariadb: Server, pyodbc_module: Any,
                                           orders: Path, tmp_path: Path) -> None:
-    def add_trigger() -> None:
+    def execute(sql: str) -> None:
         conn = pyodbc_module.connect(mariadb.odbc(), autocommit=True)
         try:
-            conn.cursor().execute(MARIADB_BURN)
+            conn.cursor().execute(sql)
         finally:
             conn.close()
 
     measure = LiveMeasure(orders, "odbc:" + mariadb.odbc(), tmp_path,
-                          progress=OnceAfterFirstBatch(add_trigger))
-    assert_server_cpu_bound(bottleneck_test(measure, workers=2))
+                          progress=OnceAfterFirstBatch(lambda: execute(MARIADB_BURN)))
+    try:
+        result = bottleneck_test(measure, workers=2)
+    finally:  # the session's server is shared: leave no trigger behind
+        execute("DROP TRIGGER IF EXISTS burn_cpu")
+    assert_server_cpu_bound(result)
 
 
 # ---- connection-overhead: a new connection for every batch of five records -----------------
@@ -138,10 +147,11 @@ def test_mariadb_costly_trigger_is_db_cpu(mariadb: Server, pyodbc_module: Any,
 def test_postgres_tiny_batches_are_connection_overhead(postgres: Server, tmp_path: Path
                                                        ) -> None:
     data = tmp_path / "data"
-    datasets.generate(data, 600, seed=3)
+    datasets.generate(data, 400, seed=3)
     target = "odbc:" + postgres.odbc("Protocol=7.4-1")
     measure = LiveMeasure(data, target, tmp_path, batch_size=5)
-    ctx = DiagnosisContext(target=target, workers=(1,), batch_size=5, measure=measure)
+    ctx = DiagnosisContext(target=target, workers=(1,), batch_size=5, connections=10,
+                           measure=measure)
     results = []
     for test in (ConfigurationTest(), ConnectionCostTest()):  # live: probes and a run
         results.append(test.run(ctx))
@@ -296,7 +306,13 @@ while time.monotonic() < deadline:
 @pytest.mark.postgres
 def test_cpu_hogs_outside_the_run_are_host_busy(postgres: Server, orders: Path,
                                                 tmp_path: Path) -> None:
-    hogs = [detached(HOG)[1] for _ in range(max(2, os.cpu_count() or 1))]
+    hogs = []
+    for _ in range(max(2, os.cpu_count() or 1)):
+        launcher, pid = detached(HOG)
+        hogs.append(pid)
+        for pipe in (launcher.stdin, launcher.stdout):
+            if pipe is not None:
+                pipe.close()
     try:
         time.sleep(0.5)  # the hogs are spinning before the run starts
         measure = LiveMeasure(orders, "odbc:" + postgres.odbc("Protocol=7.4-1"), tmp_path)
@@ -389,8 +405,7 @@ def test_throttled_wal_writes_are_log_io(orders: Path, tmp_path: Path) -> None:
                               batch_size=50)
         result = bottleneck_test(measure)
     assert_io_bound(result, "log-io")
-    found = evidence(result)
-    assert {"stage.commit_share_pct", "waits.log_io_share_pct"} <= found, found
+    assert "waits.log_io_share_pct" in evidence(result), why(result)
     facts = result.details["verdict"]["facts"]
     assert facts["log.write_latency_ms"]["value"] > 3  # each WAL write waits its turn
 
