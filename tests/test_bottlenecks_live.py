@@ -147,7 +147,7 @@ def test_mariadb_costly_trigger_is_db_cpu(mariadb: Server, pyodbc_module: Any,
 def test_postgres_tiny_batches_are_connection_overhead(postgres: Server, tmp_path: Path
                                                        ) -> None:
     data = tmp_path / "data"
-    datasets.generate(data, 400, seed=3)
+    datasets.generate(data, 250, seed=3)
     target = "odbc:" + postgres.odbc("Protocol=7.4-1")
     measure = LiveMeasure(data, target, tmp_path, batch_size=5)
     ctx = DiagnosisContext(target=target, workers=(1,), batch_size=5, connections=10,
@@ -274,7 +274,7 @@ def test_mariadb_row_locks_are_lock_contention_naming_the_holder(
         launcher.stdin.close()
         launcher.stdout.close()
 
-    holder = LockHolder(take, release, rounds=15)
+    holder = LockHolder(take, release, rounds=30)
     monkeypatch.setattr(MysqlSampler, "_find_blockers",
                         holder.counting(MysqlSampler._find_blockers))
     measure = LiveMeasure(orders, "odbc:" + mariadb.odbc(), tmp_path, progress=holder)
@@ -400,7 +400,7 @@ def test_throttled_wal_writes_are_log_io(orders: Path, tmp_path: Path) -> None:
     with throttled_postgres(fsync="on", synchronous_commit="on", wal_level="minimal",
                             max_wal_senders="0", wal_sync_method="open_datasync",
                             track_wal_io_timing="on") as (server, throttle):
-        throttle.limit("write", 40)
+        throttle.limit("write", 10)
         measure = LiveMeasure(orders, "odbc:" + server.odbc("Protocol=7.4-1"), tmp_path,
                               batch_size=50)
         result = bottleneck_test(measure)
@@ -449,7 +449,7 @@ def test_cold_reference_reads_are_data_io(orders: Path, tmp_path: Path) -> None:
             finally:
                 os.close(fd)
 
-        throttle.limit("read", 200)
+        throttle.limit("read", 100)
         measure = LiveMeasure(orders, "odbc:" + server.odbc("Protocol=7.4-1"), tmp_path,
                               progress=OnceAfterFirstBatch(add_lookup))
         result = bottleneck_test(measure)

@@ -25,7 +25,7 @@ from migrator.targets.odbc import OdbcTarget
 pytestmark = [pytest.mark.odbc]
 
 INTERVAL = 0.05
-LOCK_ROUNDS = 20  # sampler rounds that must see the lock before it is released
+LOCK_ROUNDS = 40  # sampler rounds that must see the lock before it is released
 
 
 @pytest.fixture(scope="module")
