@@ -33,6 +33,7 @@ from diagnostics.pooling import (
     TestResult,
     decision_facts,
 )
+from migrator.connection import DEFAULT_STRATEGY, ConnectionStrategy
 
 SAMPLE_INTERVAL = 0.1
 
@@ -65,12 +66,12 @@ class LiveMeasure:
     sample_interval: float = SAMPLE_INTERVAL
     runs: list[dict[str, Any]] = field(default_factory=list)
 
-    def __call__(self, *, workers: int | None, pooling: bool | None,
+    def __call__(self, *, workers: int | None, connection: ConnectionStrategy | None,
                  sample: bool) -> RunMeasurement:
         request = RunRequest(
             inputs=[str(self.inputs)], target=self.target, mapping=self.mapping,
             batch_size=self.batch_size, workers=workers or 1,
-            pooling="on" if pooling else "off",
+            connection=connection or DEFAULT_STRATEGY,
             sample_interval=self.sample_interval if sample else None,
             out=self.out / f"run{len(self.runs)}", replace_existing_tables=True)
         outcome = execute_run(request, progress=self.progress)
@@ -84,7 +85,7 @@ class LiveMeasure:
         batch_ms = [1000 * sum(float(r[i]) for i in idx) for r in batches.get("rows") or []]
         return RunMeasurement(float(metrics["throughput_rec_per_min"]),
                               float(metrics["elapsed_s"]), dict(metrics["stages"]), batch_ms,
-                              workers or 1, pooling, run.get("bottleneck"), run)
+                              workers or 1, connection, run.get("bottleneck"), run)
 
     def unsupported(self, *, workers: bool, pooling: bool) -> str | None:
         return None

@@ -58,6 +58,7 @@ from diagnostics.pooling import (
 )
 from diagnostics.replay import ReplayConnection
 from diagnostics.sampler import SamplingSession
+from migrator.connection import ConnectionStrategy
 from migrator.targets.base import DEFAULT_SCHEMA
 
 pytestmark = [pytest.mark.odbc, pytest.mark.slow]
@@ -481,9 +482,9 @@ def test_recorded_sql_server_express_is_io_bound_and_pooling_no_help() -> None:
     class Recorded:
         """:class:`diagnostics.pooling.Measure` answering with the recorded run."""
 
-        def __call__(self, *, workers: int | None, pooling: bool | None,
+        def __call__(self, *, workers: int | None, connection: ConnectionStrategy | None,
                      sample: bool) -> RunMeasurement:
-            return RunMeasurement(959.5, 46.9, {}, [], workers or 1, pooling, verdict)
+            return RunMeasurement(959.5, 46.9, {}, [], workers or 1, connection, verdict)
 
         def unsupported(self, *, workers: bool, pooling: bool) -> str | None:
             return None
