@@ -13,7 +13,7 @@ from collections.abc import Callable
 from decimal import Context, Decimal, InvalidOperation
 from typing import Any
 
-from migrator.mapping import ColumnType
+from migrator.columntype import ColumnType
 
 REASON_CODES = (
     "missing_required", "bad_number", "out_of_range", "bad_date", "bad_datetime", "bad_bool",
