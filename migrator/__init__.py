@@ -9,19 +9,14 @@ The public API is the names below; everything else is an implementation detail.
 
 from __future__ import annotations
 
+from migrator.batch import Checkpoint
+from migrator.config import PIPELINE_MODES, EngineConfig
 from migrator.connection import ConnectionStrategy
 from migrator.coordinator import ParallelCoordinator, WorkerFailed
 from migrator.engine import (
-    PIPELINE_MODES,
-    STAGES,
-    BatchStat,
-    Checkpoint,
-    EngineConfig,
     MigrationEngine,
     Reconciliation,
-    RunStats,
     TableOwnershipError,
-    WorkerStats,
     prepare_target,
     reconcile,
     reconcile_retrying,
@@ -42,6 +37,7 @@ from migrator.reader import WorkUnit, check_records, expand_inputs
 from migrator.retry import RetryExhausted, RetryPolicy
 from migrator.rowmap import RecordMapper, RecordRejected
 from migrator.runstate import finished_at, mark_finished
+from migrator.stats import STAGES, BatchStat, RunStats, WorkerStats
 from migrator.suggest import CheckReport, check_mapping, suggest_mapping
 from migrator.targets import Namespace, Target, open_target
 

@@ -14,7 +14,7 @@ Three strategies, one measured dimension (``bench run --connection``, a sweep di
 
 Whatever the strategy, a batch commits with its checkpoint rows in one transaction and a
 transient failure is retried by :class:`migrator.retry.RetryPolicy` (see
-:meth:`migrator.engine.BatchWriter.write`): the failed session is discarded, never given
+:meth:`migrator.writer.BatchWriter.write`): the failed session is discarded, never given
 back to a pool nor kept, and the next attempt connects afresh — for ``persistent`` that
 new session is then kept for the rest of the run.
 

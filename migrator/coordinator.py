@@ -29,21 +29,15 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import wait as wait_for
 from typing import Any
 
+from migrator.batch import Checkpoint
+from migrator.config import EngineConfig
 from migrator.connection import can_apply
 from migrator.duplicates import InputOrder
-from migrator.engine import (
-    Checkpoint,
-    EngineConfig,
-    MigrationEngine,
-    RunStats,
-    UnitResult,
-    WorkerStats,
-    prepare_target,
-)
+from migrator.engine import MigrationEngine, prepare_target
 from migrator.errors import MigratorError, NothingToResume
 from migrator.mapping import Mapping
 from migrator.partition import assign, plan_units, unit_bytes, units_from_ids
-from migrator.pipeline import (
+from migrator.procs import (
     describe_error,
     describe_exit,
     die_with_parent,
@@ -52,6 +46,7 @@ from migrator.pipeline import (
 )
 from migrator.reader import WorkUnit
 from migrator.runstate import finished_at, mark_finished
+from migrator.stats import RunStats, UnitResult, WorkerStats
 from migrator.targets.base import CHECKPOINT_TABLE, Namespace, Target, table_exists
 
 ProgressFn = Callable[[int, int], None]  # (records committed, input bytes consumed)

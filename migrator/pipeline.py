@@ -31,37 +31,37 @@ flight is never committed half-way: it is one transaction with its checkpoints.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import gc
 import io
-import multiprocessing as mp
 import os
 import pickle
 import queue
 import signal
-import sys
 import threading
 import time
 import traceback
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from migrator.engine import (
-    BatchProducer,
-    BatchWriter,
-    Checkpoint,
-    MigrationEngine,
-    ProducerReport,
-    RunStats,
-    StopFlag,
-    convert_extracted,
-    finish_stats,
-)
+from migrator.batch import Checkpoint, StopFlag, convert_extracted
+from migrator.config import EngineConfig
 from migrator.errors import MigratorError
 from migrator.mapping import Mapping
+from migrator.procs import (
+    describe_error,
+    describe_exit,
+    die_with_parent,
+    main_not_reimported,
+    spawn_context,
+)
+from migrator.producer import BatchProducer, ProducerReport
 from migrator.reader import WorkUnit
 from migrator.retry import RetryPolicy
 from migrator.rowmap import RecordMapper
+from migrator.stats import READ_STAGES, WRITE_STAGES, RunStats
+from migrator.targets.base import Target
+from migrator.writer import BatchWriter
 
 POLL_S = 0.1  # how often a blocked half looks whether the other one is still there
 
@@ -70,60 +70,21 @@ class PipelineError(MigratorError):
     """The reading+mapping half of a pipeline failed or died."""
 
 
-def spawn_context() -> Any:
-    """Worker and producer processes are spawned: forking a process with threads (the
-    thread pipeline, pyodbc, the progress bar) can copy a held lock into the child."""
-    return mp.get_context("spawn")
+@dataclass(frozen=True)
+class Halves:
+    """What a pipeline joins: the reading half, built here or rebuilt in a child process
+    (from the target's spec, the mapping and the config), and the writing half."""
 
+    target: Target
+    mapping: Mapping
+    mapper: RecordMapper
+    config: EngineConfig
+    writer: Callable[[RunStats, float], BatchWriter]  # (the run's stats, when it started)
+    stop: StopFlag | None = None
 
-@contextlib.contextmanager
-def main_not_reimported() -> Iterator[None]:
-    """Start spawned children without re-running a console script's ``__main__``.
-
-    A spawned child first runs the parent's ``__main__`` file (as ``__mp_main__``). For a
-    console-script shim such as ``bench`` that imports the whole CLI (scipy included) in
-    every worker — seconds of CPU per process. Our entry points live in importable modules,
-    so while starting a child the shim's path is hidden; ``*.py`` scripts (which may define
-    things the child unpickles) are left alone.
-    """
-    main = sys.modules.get("__main__")
-    path = getattr(main, "__file__", None)
-    if main is None or not isinstance(path, str) or path.endswith(".py") or \
-            getattr(main, "__spec__", None) is not None:
-        yield
-        return
-    del main.__file__
-    try:
-        yield
-    finally:
-        main.__file__ = path
-
-
-def die_with_parent() -> None:
-    """Ask Linux to SIGKILL this process when its parent dies, so that no child outlives a
-    killed coordinator (best effort elsewhere)."""
-    with contextlib.suppress(Exception):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
-
-
-def describe_exit(exitcode: int | None) -> str:
-    if exitcode is None:
-        return "still running"
-    if exitcode < 0:
-        try:
-            return f"killed by {signal.Signals(-exitcode).name}"
-        except ValueError:
-            return f"killed by signal {-exitcode}"
-    return f"exited with status {exitcode}"
-
-
-def describe_error(exc: BaseException) -> str:
-    """One line: the message of a user-facing error, else ``Type: message``."""
-    if isinstance(exc, MigratorError):
-        return str(exc)
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+    def producer(self, stop: StopFlag | None = None) -> BatchProducer:
+        return BatchProducer(self.mapping, self.mapper, self.config.batch_size,
+                             self.stop if stop is None else stop)
 
 
 class _Either:
@@ -136,31 +97,47 @@ class _Either:
         return any(f.is_set() for f in self.flags)
 
 
-def run_pipeline(engine: MigrationEngine, units: Sequence[WorkUnit],
+def run_pipeline(halves: Halves, units: Sequence[WorkUnit],
                  checkpoints: dict[str, Checkpoint]) -> RunStats:
-    """Run ``engine`` over ``units`` in its configured pipeline mode."""
-    cfg = engine.config
-    stats = RunStats(rows={t.name: 0 for t in engine.mapping.tables}, pipeline=cfg.pipeline,
+    """Run ``halves`` over ``units`` in their configured pipeline mode."""
+    cfg = halves.config
+    stats = RunStats(rows={t.name: 0 for t in halves.mapping.tables}, pipeline=cfg.pipeline,
                      queue_depth=cfg.queue_depth if cfg.pipeline != "off" else 0)
     t0 = time.perf_counter()
-    writer = engine.writer(stats, t0)
+    writer = halves.writer(stats, t0)
     try:
         writer.open()
         if cfg.pipeline == "off":
-            report = _sequential(engine, writer, units, checkpoints)
+            report = _sequential(halves, writer, units, checkpoints)
         elif cfg.pipeline == "thread":
-            report = _threaded(engine, writer, units, checkpoints)
+            report = _threaded(halves, writer, units, checkpoints)
         else:
-            report = _in_process(engine, writer, units, checkpoints)
+            report = _in_process(halves, writer, units, checkpoints)
     finally:
         writer.close()
         stats.elapsed_s = time.perf_counter() - t0
     return finish_stats(stats, report, writer)
 
 
-def _sequential(engine: MigrationEngine, writer: BatchWriter, units: Sequence[WorkUnit],
+def finish_stats(stats: RunStats, report: ProducerReport, writer: BatchWriter) -> RunStats:
+    """Fold the reading half's report into the writer's stats; derive stage busy times."""
+    stats.units.extend(report.units)
+    stats.errors.extend(report.errors)
+    st = stats.stages
+    st["skip"] += report.skip
+    st["transfer"] += report.transfer + writer.transfer
+    stats.stage_busy = {
+        "read_map": sum(st[s] for s in READ_STAGES) + report.transfer - writer.convert,
+        "insert": sum(st[s] for s in WRITE_STAGES) + writer.transfer + writer.convert,
+    }
+    stats.converted_by_inserter += writer.converted
+    stats.unexpanded_entities += report.unexpanded_entities
+    return stats
+
+
+def _sequential(halves: Halves, writer: BatchWriter, units: Sequence[WorkUnit],
                 checkpoints: dict[str, Checkpoint]) -> ProducerReport:
-    producer = engine.producer()
+    producer = halves.producer()
     batches = producer.batches(units, checkpoints)
     try:
         for batch in batches:
@@ -184,11 +161,11 @@ class _Depth:
 
 # ---- thread -------------------------------------------------------------------------------
 
-def _threaded(engine: MigrationEngine, writer: BatchWriter, units: Sequence[WorkUnit],
+def _threaded(halves: Halves, writer: BatchWriter, units: Sequence[WorkUnit],
               checkpoints: dict[str, Checkpoint]) -> ProducerReport:
-    q: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=engine.config.queue_depth)
+    q: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=halves.config.queue_depth)
     abort = threading.Event()
-    producer = engine.producer(_Either(engine.stop, abort))
+    producer = halves.producer(_Either(halves.stop, abort))
     handed = [0]
 
     def put(item: tuple[str, Any]) -> bool:
@@ -246,27 +223,27 @@ def _threaded(engine: MigrationEngine, writer: BatchWriter, units: Sequence[Work
 _CREDIT, _STOP = b"c", b"s"
 
 
-def _in_process(engine: MigrationEngine, writer: BatchWriter, units: Sequence[WorkUnit],
+def _in_process(halves: Halves, writer: BatchWriter, units: Sequence[WorkUnit],
                 checkpoints: dict[str, Checkpoint]) -> ProducerReport:
     try:
-        spec = engine.target.picklable_spec()
+        spec = halves.target.picklable_spec()
     except NotImplementedError:
         raise PipelineError(f"--pipeline process needs a target that can be rebuilt in "
-                            f"another process; {type(engine.target).__name__} cannot") from None
+                            f"another process; {type(halves.target).__name__} cannot") from None
     ctx = spawn_context()
     here, there = ctx.Pipe(duplex=True)
     handed = ctx.Value("q", 0, lock=False)
     proc = ctx.Process(
         target=produce_in_child, name="mb-read-map", daemon=True,
-        args=(spec, engine.mapping, engine.config.batch_size, list(units), checkpoints,
-              there, engine.config.queue_depth, handed, os.getpid(),
-              engine.config.convert_side, engine.config.retry))
+        args=(spec, halves.mapping, halves.config.batch_size, list(units), checkpoints,
+              there, halves.config.queue_depth, handed, os.getpid(),
+              halves.config.convert_side, halves.config.retry))
     with main_not_reimported():
         proc.start()
     there.close()
     depth = _Depth()
-    outer = engine.stop
-    convert = engine.mapper.convert
+    outer = halves.stop
+    convert = halves.mapper.convert
     try:
         while True:
             if outer is not None and outer.is_set():
@@ -389,7 +366,7 @@ def produce_in_child(spec: str, mapping: Mapping, batch_size: int, units: list[W
     """Entry point of the read/map process: each batch is pickled once and sent."""
     die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the inserter decides when to stop
-    gc.freeze()  # (see MigrationEngine.run)
+    gc.freeze()  # (see migrator.engine.MigrationEngine.run)
     dumps = _dumps_unmemoized
     inserter = _Inserter(conn, credits, parent, convert_side)
 

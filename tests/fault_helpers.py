@@ -156,7 +156,7 @@ _HOOK = textwrap.dedent('''
 
 
     def install():
-        from migrator.engine import BatchProducer
+        from migrator.producer import BatchProducer
         from migrator.targets.odbc import OdbcConnection
         from migrator.targets.sqlite import SQLiteConnection
 

@@ -37,10 +37,11 @@ from migrator import (
     reconcile,
 )
 from migrator.duplicates import InputOrder
-from migrator.engine import BatchProducer, BatchWriter
 from migrator.mapping import Mapping, parse_mapping
 from migrator.partition import RangeUnit, plan_units
+from migrator.producer import BatchProducer
 from migrator.rowmap import RecordMapper
+from migrator.writer import BatchWriter
 
 MAPPING_TOML = """
 [record]

@@ -14,9 +14,10 @@ from typer.testing import CliRunner
 import datasets
 from bench.cli import app
 from migrator import EngineConfig, ResumeError, default_mapping, expand_inputs, migrate, reconcile
-from migrator.engine import BatchWriter, MappedBatch
+from migrator.batch import MappedBatch
 from migrator.targets import open_target
 from migrator.targets.base import Connection
+from migrator.writer import BatchWriter
 
 runner = CliRunner(env={"COLUMNS": "100", "NO_COLOR": "1"})
 RECORDS = 300

@@ -579,7 +579,7 @@ def test_duplicate_composite_keys_evict_nested_children_of_the_later_copy(
     evicted with their articles and authors (or erratum lines) when a.xml's first copies
     come; the result is the first copy in input order, per record type — with one worker,
     and with 3 workers on byte ranges committing in any order."""
-    import migrator.engine
+    import migrator.writer
 
     folder = tmp_path / "in"
     folder.mkdir()
@@ -590,14 +590,14 @@ def test_duplicate_composite_keys_evict_nested_children_of_the_later_copy(
     spec = target_spec(backend, tmp_path, request)
     files = sorted(str(p) for p in folder.glob("*.xml"))[::-1]
     evictions: list[Any] = []
-    real_delete = migrator.engine.delete_record
+    real_delete = migrator.writer.delete_record
 
     def delete_record(conn: Any, m: Any, record: Any, key: Any) -> tuple[int, ...]:
         lost = real_delete(conn, m, record, key)
         evictions.append((record.element, key, lost))
         return lost
 
-    monkeypatch.setattr(migrator.engine, "delete_record", delete_record)
+    monkeypatch.setattr(migrator.writer, "delete_record", delete_record)
     ParallelCoordinator(open_target(spec), mapping, EngineConfig(batch_size=7),
                         workers=1).run(expand_inputs(files))
     assert stored(spec, mapping) == want

@@ -29,7 +29,8 @@ from migrator import (
     prepare_target,
     reconcile,
 )
-from migrator.engine import BatchWriter, MappedBatch
+from migrator.batch import MappedBatch
+from migrator.writer import BatchWriter
 
 MODES = ["off", "thread", "process"]
 

@@ -349,7 +349,7 @@ def test_a_locked_sqlite_database_is_retried_and_the_run_is_exactly_once(
     """Another process holds the write lock when the batch commits; the retry waits for it.
     The lock is released when the writer drops its connection after the first failure, so
     the test does not depend on timing."""
-    from migrator.engine import BatchWriter
+    from migrator.writer import BatchWriter
 
     m = datasets.generate(tmp_path / "d", 200, seed=3, invalid_rate=0.05)
     db = tmp_path / "m.db"
@@ -486,7 +486,7 @@ def test_bench_run_hands_the_window_to_the_engine(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """``--retry-window 0``: the locked database is not waited for; the run stops with one
     line naming the cause and the way on."""
-    from migrator.engine import BatchWriter
+    from migrator.writer import BatchWriter
 
     datasets.generate(tmp_path / "d", 200, seed=3)
     db = tmp_path / "m.db"
