@@ -7,17 +7,6 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 
-class Cursor(Protocol):
-    @property
-    def description(self) -> Any: ...
-
-    def execute(self, sql: str, /) -> Any: ...
-
-    def fetchall(self) -> Any: ...
-
-    def close(self) -> Any: ...
-
-
 class Connection(Protocol):
     def cursor(self) -> Any: ...
 

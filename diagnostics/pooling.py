@@ -168,10 +168,6 @@ class ProbeResult:
             return None
         return self.distinct < len(self.session_ids)
 
-    def cycle_ms(self, skip_first: bool = False) -> list[float]:
-        pairs = list(zip(self.connect_s, self.close_s, strict=True))
-        return [1000 * (a + b) for a, b in pairs[1 if skip_first else 0:]]
-
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "distinct_sessions": self.distinct, "reused": self.reused}
 
@@ -183,9 +179,9 @@ def run_probe(target: str, mode: ProbeMode, cycles: int, *,
     through stdin, never the command line (``ps`` would show its password)."""
     cmd = [sys.executable, "-m", "diagnostics.pooling", "probe", mode, str(cycles),
            {True: "on", False: "off", None: "default"}[pyodbc_pooling]]
+    # The child imports the installed package (or a checkout on the PYTHONPATH ``environ``
+    # carries): what it runs is what this process would import.
     env = dict(os.environ if environ is None else environ)
-    root = str(Path(__file__).resolve().parents[1])
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
     try:
         out = subprocess.run(cmd, input=target, capture_output=True, text=True, env=env,
                              timeout=PROBE_TIMEOUT_S, check=False)

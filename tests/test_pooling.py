@@ -34,6 +34,7 @@ from diagnostics.pooling import (
     RunMeasurement,
     Status,
     TestResult as PoolingResult,
+    run_probe,
 )
 from migrator.connection import ConnectionStrategy
 from reports import stats
@@ -218,6 +219,30 @@ def test_sqlite_configuration_and_cost(dataset: str, tmp_path: Path) -> None:
     assert float(cost.facts["cost.batch_ms"] or 0) > 0
     assert 0 < float(cost.facts["cost.connect_share_pct"] or 0) < 100
     assert ctx.runs and ctx.runs[0]["metrics"]["records_read"] == RECORDS
+
+
+def test_the_probe_runs_from_any_folder_with_the_environment_it_inherits(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    probe = run_probe(f"sqlite:{tmp_path / 'probe.db'}", "on", 3)
+    assert not probe.error and len(probe.session_ids) == 3 and probe.reused is True
+
+
+def test_the_probe_is_the_module_the_given_environment_imports(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``python -m diagnostics.pooling`` is looked up on the import path of the environment
+    the probe is given, not in a folder derived from where this package lies: a package
+    placed first on that path is the one that runs (run from another folder: ``-m`` looks
+    in the working folder first)."""
+    monkeypatch.chdir(tmp_path)
+    planted = tmp_path / "planted" / "diagnostics"
+    planted.mkdir(parents=True)
+    (planted / "__init__.py").write_text("")
+    (planted / "pooling.py").write_text("print('{\"ids\": [\"planted\"]}')\n")
+    path = [str(planted.parent), os.environ.get("PYTHONPATH", "")]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in path if p)}
+    probe = run_probe(f"sqlite:{tmp_path / 'probe.db'}", "on", 3, environ=env)
+    assert probe.session_ids == ["planted"] and not probe.error
 
 
 def test_sampled_run_attributes_a_bottleneck(dataset: str, tmp_path: Path) -> None:
