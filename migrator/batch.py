@@ -18,11 +18,14 @@ from migrator.rowmap import RecordRejected, Rows
 
 @dataclass(frozen=True)
 class Checkpoint:
+    """A unit's checkpoint row: how far it has been consumed, by every committed batch."""
+
     records_done: int = 0
     inserted: int = 0
     quarantined: int = 0
     finished: bool = False
     source_bytes: int = 0
+
 
 class StopFlag(Protocol):
     """``threading.Event`` or ``multiprocessing.Event``: set it to stop after this batch."""
@@ -44,6 +47,7 @@ Extracted = tuple[str, str, int, tuple[Any, ...], int, str]
 # unit, file, line, key, the reason it is quarantined, its record element, how many rows it
 # lost in each table.
 Evicted = tuple[str, str, int, str, str, str, tuple[int, ...]]
+
 
 class MappedBatch:
     """Records read and mapped for one transaction: plain rows, picklable, no lxml objects.
@@ -109,6 +113,7 @@ def record_root(mapping: Mapping, counts: tuple[int, ...]) -> int:
         if n and table.is_root:
             return i
     raise AssertionError("a mapped record has a root row")
+
 
 def convert_extracted(batch: MappedBatch, convert: Callable[[tuple[Any, ...]], list[Rows]],
                       ) -> int:

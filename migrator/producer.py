@@ -27,6 +27,7 @@ class ProducerReport:
     transfer: float = 0.0  # pickling batches for another process
     unexpanded_entities: int = 0  # records that kept an entity reference literal
 
+
 class BatchProducer:
     """Reads units from their checkpoints on and yields a :class:`MappedBatch` per batch."""
 

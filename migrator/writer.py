@@ -373,6 +373,7 @@ class BatchWriter:
             else:
                 conn.execute(move, (n, n, unit_key(unit_id)))
 
+
 class _BatchState:
     """What an attempt at writing a batch may change (isolating a bad record moves it from
     the records to the rejects), kept to start the next attempt from the same batch."""
