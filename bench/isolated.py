@@ -22,7 +22,7 @@ from bench.sweep import RunSettings
 from diagnostics.pooling import RunMeasurement
 from migrator.connection import ConnectionStrategy
 from migrator.errors import MigratorError
-from migrator.pipeline import describe_exit
+from migrator.procs import describe_exit
 from migrator.session import new_run_id, run_prefix
 
 

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from migrator.pipeline import die_with_parent
+from migrator.procs import die_with_parent
 
 
 def main() -> None:

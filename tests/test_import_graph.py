@@ -27,8 +27,6 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("bench", "reports", "diagnostics", "migrator", "datasets")
 ALLOWED: dict[str, frozenset[str]] = {
@@ -39,20 +37,9 @@ ALLOWED: dict[str, frozenset[str]] = {
     "datasets": frozenset(),
 }
 
-# TEMPORARY: bench/cli.py imports its command modules at its end to register them, and they
-# import `app` and the option helpers back from bench.cli. The split of the command line
-# into a bench/cli/ package removes these edges; this set must then be emptied (the test
-# below fails on an entry that no longer exists, so it cannot be forgotten).
-KNOWN_CLI_CYCLE_EDGES_TO_REMOVE: frozenset[tuple[str, str]] = frozenset({
-    ("bench.calibrate_cmd", "bench.cli"),
-    ("bench.diagnose_cmd", "bench.cli"),
-    ("bench.doctor_cmd", "bench.cli"),
-    ("bench.mapping_cmd", "bench.cli"),
-    ("bench.report_cmd", "bench.cli"),
-    ("bench.commands", "bench.cli"),
-})
 # TEMPORARY: reports.report loads result files with bench.results; the typed result model
-# moves that code below reports, and this set must then be emptied (same check as above).
+# moves that code below reports, and this set must then be emptied (a test below fails on an
+# entry that no longer exists, so it cannot be forgotten).
 KNOWN_UPWARD_IMPORTS_TO_REMOVE: frozenset[tuple[str, str]] = frozenset({
     ("reports.report", "bench.results"),
 })
@@ -254,27 +241,20 @@ def against_direction(edges: list[Edge], allowed: Mapping[str, frozenset[str]]) 
     return bad
 
 
-def without(graph: Graph, edges: frozenset[tuple[str, str]]) -> Graph:
-    return {m: {t: line for t, line in targets.items() if (m, t) not in edges}
-            for m, targets in graph.items()}
-
-
 # ---- the project ---------------------------------------------------------------------------
 
 def test_the_packages_import_no_module_that_imports_them_back() -> None:
     graph, _ = import_graph(ROOT, PACKAGES)
     assert len(graph) > 50, "the packages were not found"
-    found = cycles(without(graph, KNOWN_CLI_CYCLE_EDGES_TO_REMOVE))
+    found = cycles(graph)
     assert not found, "import cycles:\n" + "\n".join(found)
 
 
-@pytest.mark.parametrize("name", ["KNOWN_CLI_CYCLE_EDGES_TO_REMOVE",
-                                  "KNOWN_UPWARD_IMPORTS_TO_REMOVE"])
-def test_the_temporary_allow_lists_hold_only_imports_still_made(name: str) -> None:
-    """Once the code they excuse is gone, this fails until the entry is removed."""
+def test_the_temporary_allow_list_holds_only_imports_still_made() -> None:
+    """Once the code it excuses is gone, this fails until the entry is removed."""
     graph, _ = import_graph(ROOT, PACKAGES)
-    gone = sorted(e for e in globals()[name] if e[1] not in graph.get(e[0], {}))
-    assert not gone, f"no longer imported, remove from {name}: {gone}"
+    gone = sorted(e for e in KNOWN_UPWARD_IMPORTS_TO_REMOVE if e[1] not in graph.get(e[0], {}))
+    assert not gone, f"no longer imported, remove from KNOWN_UPWARD_IMPORTS_TO_REMOVE: {gone}"
 
 
 def test_no_package_imports_against_the_direction() -> None:
@@ -332,7 +312,6 @@ def test_the_checker_ignores_type_checking_imports_but_not_their_else(tmp_path: 
     assert graph["low.b"] == {"low.c": 6}
     assert cycles(graph) == [
         "cycle among low.b, low.c: low.b (line 6) → low.c (line 1) → low.b"]
-    assert cycles(without(graph, frozenset({("low.c", "low.b")}))) == []
 
 
 def test_the_checker_finds_an_upward_import(tmp_path: Path) -> None:
