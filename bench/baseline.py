@@ -42,7 +42,6 @@ from reports.stats import (
 from reports.summary import format_config
 
 DEFAULT_ITERATIONS = 10
-DEFAULT_BATCH_SIZE = 1000
 
 
 @dataclass(frozen=True)

@@ -52,7 +52,6 @@ from reports.stats import (
 from reports.summary import format_change, format_p
 
 DEFAULT_DURATION_S = 60.0
-DEFAULT_BATCH_SIZE = 1000
 LABELS = ("A", "B")
 #: The horizons the MDE is reported for, in minutes.
 MDE_MINUTES = (1, 5, 15)

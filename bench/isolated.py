@@ -18,7 +18,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from bench.sweep import RunSettings
+from bench.sweep import RunContext
 from diagnostics.pooling import RunMeasurement
 from migrator.connection import ConnectionStrategy
 from migrator.errors import MigratorError
@@ -38,8 +38,8 @@ class RunnerMeasure:
     """:class:`diagnostics.pooling.Measure` over :func:`bench.runner.execute_run`, one fresh
     process per run (unixODBC's pooling choice is per process)."""
 
-    def __init__(self, settings: RunSettings, batch_size: int, sampling: SamplerSetup) -> None:
-        self.settings = settings
+    def __init__(self, context: RunContext, batch_size: int, sampling: SamplerSetup) -> None:
+        self.context = context
         self.batch_size = batch_size
         self.sampling = sampling
         self.environment: dict[str, Any] = {}
@@ -53,14 +53,12 @@ class RunnerMeasure:
             config["connection"] = connection.value
         # The run's sessions carry this id, so the sampler here counts exactly them.
         run_id = new_run_id()
-        job = {"config": config, "inputs": list(self.settings.inputs),
-               "target": self.settings.target, "work_dir": str(self.settings.work_dir),
-               "mapping": str(self.settings.mapping) if self.settings.mapping else None,
-               "target_options": {k: v for k, v in self.settings.target_options().items()
-                                  if v},
-               "run_id": run_id}
+        job = {"config": config, "inputs": list(self.context.inputs),
+               "target": self.context.target, "work_dir": str(self.context.work_dir),
+               "mapping": str(self.context.mapping) if self.context.mapping else None,
+               "settings": self.context.settings.values(), "run_id": run_id}
         # stderr goes to a file: a pipe nobody reads could fill up and stall the run.
-        log = open(self.settings.work_dir / "run-stderr.log", "w+", encoding="utf-8")  # noqa: SIM115
+        log = open(self.context.work_dir / "run-stderr.log", "w+", encoding="utf-8")  # noqa: SIM115
         proc = subprocess.Popen([sys.executable, "-m", "bench.run_child"],
                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
                                 text=True)

@@ -20,18 +20,19 @@ from migrator.procs import die_with_parent
 
 def main() -> None:
     die_with_parent()
-    from bench.sweep import RunNotMeasured, RunSettings, execute_point
+    from bench.sweep import RunContext, RunNotMeasured, execute_point
     from migrator.errors import MigratorError
+    from migrator.settings import RunSettings
 
     job: dict[str, Any] = json.loads(sys.stdin.readline())
-    options = job.get("target_options", {})
-    settings = RunSettings(inputs=list(job["inputs"]), target=job["target"],
-                           mapping=Path(job["mapping"]) if job["mapping"] else None,
-                           work_dir=Path(job["work_dir"]), **options)
+    context = RunContext(inputs=list(job["inputs"]), target=job["target"],
+                         mapping=Path(job["mapping"]) if job["mapping"] else None,
+                         work_dir=Path(job["work_dir"]),
+                         settings=RunSettings(**job.get("settings", {})))
     print(json.dumps({"ready": True}), flush=True)
     sys.stdin.readline()
     try:
-        run, environment = execute_point(job["config"], settings, run_id=job.get("run_id"))
+        run, environment = execute_point(job["config"], context, run_id=job.get("run_id"))
     except RunNotMeasured as exc:
         print(json.dumps({"error": str(exc)}), flush=True)
     except MigratorError as exc:

@@ -48,51 +48,31 @@ from migrator import (
     open_target,
     reconcile_retrying,
 )
-from migrator.connection import (
-    DEFAULT_STRATEGY,
-    ConnectionStrategy,
-    apply_strategy,
-    can_apply,
-    parse_connection,
-)
+from migrator.connection import apply_strategy, can_apply
 from migrator.errors import MigratorError
 from migrator.mapping import Mapping, describe as describe_mapping
 from migrator.reader import WorkUnit, check_dtd_dir, check_records
-from migrator.retry import DEFAULT_WINDOW_S
 from migrator.runlock import RunLock
 from migrator.session import run_scope, session_name
+from migrator.settings import RunSettings
 
 
-@dataclass
-class RunRequest:
+@dataclass(frozen=True, kw_only=True)
+class RunRequest(RunSettings):
+    """One migration to measure: how it runs (the :class:`RunSettings` it extends) and what
+    only this invocation has — the input, the target, the mapping, the run folder."""
+
     inputs: list[str]
     target: str | None = None
     mapping: Path | None = None
-    batch_size: int = 1000
     resume: bool = False
     out: Path | None = None
-    workers: int = 1
-    pipeline: str = "off"
-    queue_depth: int = 2
-    # How each batch gets its connection (migrator.connection): a new one per batch, a
-    # checkout from a pool, or one per worker for the whole run. A name is accepted too.
-    connection: ConnectionStrategy = DEFAULT_STRATEGY
-    insert_method: str = "auto"  # auto: the dialect's fastest correct method
-    sample_interval: float | None = 0.5  # None: no sampling
-    # Where the tables go (None: the dialect's default schema) and whether same-named
-    # tables the tool did not create may be replaced (refused otherwise).
-    schema: str | None = None
-    table_prefix: str = ""
-    replace_existing_tables: bool = False
     # Names every database session of the run (migrator.session); None: a new one.
     run_id: str | None = None
-    # Seconds a transient database error (restart, killed session, deadlock) is retried.
-    retry_window: float = DEFAULT_WINDOW_S
-    # A trusted local DTD catalog: named entities and default attributes come from there.
-    dtd_dir: str | None = None
 
-    def __post_init__(self) -> None:
-        self.connection = parse_connection(self.connection)
+    @property
+    def settings(self) -> RunSettings:
+        return RunSettings(**self.values())
 
 
 @dataclass
@@ -121,10 +101,9 @@ class RunOutcome:
             "skipped": sum(u.skipped for u in s.units),
             "elapsed_s": round(s.elapsed_s, 6),
             "throughput_rec_per_min": round(s.throughput_rec_per_min, 1),
-            "batch_size": self.request.batch_size,
-            "workers": self.request.workers,
-            "pipeline": self.request.pipeline,
-            "queue_depth": self.request.queue_depth,
+            # Every run setting, as requested; the schema and the DTD catalog as used
+            # (the dialect's default schema, the mapping's catalog) below.
+            **self.request.values(),
             "stages": {k: round(v, 6) for k, v in s.stages.items()},
             "stage_busy_s": {k: round(v, 6) for k, v in s.stage_busy.items()},
             "overlap_efficiency": round(s.overlap_efficiency, 4),
@@ -143,12 +122,9 @@ class RunOutcome:
             "dtd_dir": self.extra.get("dtd_dir"),
             "target": self.target_display,
             "schema": self.extra.get("schema"),
-            "table_prefix": self.request.table_prefix,
             "reconciliation": _reconciliation(rec),
             "files_without_records": list(self.files_without_records),
             "errors": list(s.errors),
-            "connection": self.request.connection.value,
-            "insert_method": self.request.insert_method,
             "bottleneck": self.extra.get("bottleneck"),
             "run_id": self.extra.get("run_id"),
             "result_file": str(self.result_file),

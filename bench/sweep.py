@@ -2,8 +2,9 @@
 
 The pieces, each a pure function or a small object, so they test in milliseconds:
 
-* :data:`DIMENSIONS` — the sweepable settings, the CLI option of each and the
-  :class:`bench.runner.RunRequest` field it sets.
+* :data:`DIMENSIONS` — the sweepable settings (those :mod:`migrator.settings` declares
+  with a sweep option), the CLI option of each and the :class:`bench.runner.RunRequest`
+  field it sets.
 * :func:`expand_grid` — the Cartesian product of the dimensions, in option order (the first
   dimension varies slowest), which is also the order of the final table.
 * :func:`schedule` — randomised interleaving: every round runs each configuration once, in
@@ -53,9 +54,8 @@ from bench.results import (
     write_result,
 )
 from bench.store import RunStore, StoreContents
-from migrator.connection import POOLING_ALIASES, STRATEGIES
 from migrator.errors import MigratorError
-from migrator.retry import DEFAULT_WINDOW_S
+from migrator.settings import SWEPT, RunSettings, Setting
 from reports.stats import NOISE_BAND
 from reports.summary import (
     ConfigValue,
@@ -86,11 +86,8 @@ DEFAULT_RECORDS = 5000
 DEFAULT_REPEAT = 8
 DEFAULT_BUDGET_S = 300.0
 DEFAULT_WARMUP = 1
-DEFAULT_BATCH_SIZES = "50..2000"
 DATASET_PROFILE = "orders"
 DATASET_SEED = 0
-
-INSERT_METHODS = ("executemany", "fast", "values", "copy")
 
 
 class SweepError(MigratorError):
@@ -130,19 +127,27 @@ class Dimension:
         return list(dict.fromkeys(meaning.get(c, c) for c in named))
 
 
-_POOLING = tuple((alias, strategy.value) for alias, strategy in POOLING_ALIASES.items())
-DIMENSIONS: tuple[Dimension, ...] = (
-    Dimension("batch_size", "--batch-sizes", "batch_size"),
-    Dimension("workers", "--workers", "workers", series="linear"),
-    Dimension("connection", "--connection", "connection", STRATEGIES, aliases=_POOLING),
-    Dimension("pipeline", "--pipeline", "pipeline", ("off", "thread", "process")),
-    Dimension("insert_method", "--insert-method", "insert_method", INSERT_METHODS),
-)
+def _dimension(setting: Setting) -> Dimension:
+    assert setting.sweep is not None
+    return Dimension(setting.name, setting.sweep.option, setting.name, setting.sweep_choices,
+                     setting.sweep.series, setting.spellings)
+
+
+def _alias_dimension(setting: Setting) -> Dimension:
+    """The setting's dimension under its alias flag, which takes the other spellings."""
+    assert setting.alias is not None
+    spelled = tuple(spelling for spelling, _ in setting.spellings)
+    return Dimension(setting.alias.name, setting.alias.flag, setting.name, spelled,
+                     aliases=setting.spellings)
+
+
+DIMENSIONS: tuple[Dimension, ...] = tuple(_dimension(s) for s in SWEPT)
 DIMENSION_BY_NAME = {d.name: d for d in DIMENSIONS}
-#: ``--pooling on,off``: the connection dimension under its old name (on: pooled, off:
-#: per-batch).
-POOLING_DIMENSION = Dimension("pooling", "--pooling", "connection", ("on", "off"),
-                              aliases=_POOLING)
+#: ``--pooling on,off``: a dimension under its alias flag (on: pooled, off: per-batch).
+ALIAS_DIMENSIONS = {s.alias.name: _alias_dimension(s) for s in SWEPT if s.alias is not None}
+#: What a sweep that names no dimension sweeps (``--batch-sizes 50..2000``).
+DEFAULT_DIMENSIONS: dict[str, str] = {s.name: s.sweep.default for s in SWEPT
+                                      if s.sweep is not None and s.sweep.default}
 
 Config = dict[str, ConfigValue]
 
@@ -153,21 +158,24 @@ def parse_dimensions(given: Mapping[str, str | None]) -> dict[str, list[ConfigVa
     ``pooling`` (``on,off``) is the connection dimension under its alias. Raises
     :class:`bench.ranges.RangeError` (a usage error) for malformed values."""
     given = dict(given)
-    pooling = given.pop(POOLING_DIMENSION.name, None)
+    by_alias = {ALIAS_DIMENSIONS[name].field: (ALIAS_DIMENSIONS[name], given.pop(name))
+                for name in list(given) if name in ALIAS_DIMENSIONS}
     unknown = set(given) - set(DIMENSION_BY_NAME)
     if unknown:
         raise ValueError(f"unknown dimension(s): {', '.join(sorted(unknown))}")
     parsed: dict[str, list[ConfigValue]] = {}
     for dim in DIMENSIONS:
         text = given.get(dim.name)
-        if dim.name == "connection" and pooling is not None:
+        alias, alias_text = by_alias.get(dim.name, (None, None))
+        if alias is not None and alias_text is not None:
             if text is not None:
-                raise RangeError("--pooling", pooling, "--connection is given too",
-                                 "give only --connection (--pooling on,off is its alias "
-                                 "for pooled,per-batch)")
-            parsed[dim.name] = POOLING_DIMENSION.parse(pooling)
-            continue
-        if text is not None:
+                spelled = ",".join(s for s, _ in dim.aliases)
+                meant = ",".join(c for _, c in dim.aliases)
+                raise RangeError(alias.option, alias_text, f"{dim.option} is given too",
+                                 f"give only {dim.option} ({alias.option} {spelled} is its "
+                                 f"alias for {meant})")
+            parsed[dim.name] = alias.parse(alias_text)
+        elif text is not None:
             parsed[dim.name] = dim.parse(text)
     return parsed
 
@@ -227,7 +235,7 @@ class SweepPlan:
     dataset: dict[str, Any] | None = None       # the cached default dataset, if used
     name: str | None = None                     # a named baseline
     configurations: list[Config] = field(default_factory=list)
-    schema: str | None = None                   # where the tables go (see RunRequest)
+    schema: str | None = None                   # where the tables go (see RunSettings)
     table_prefix: str = ""
     replace_existing_tables: bool = False
     budget_s: float | None = None               # a racing sweep's budget; None: fixed
@@ -284,23 +292,15 @@ def resume_conflicts(stored: SweepPlan, requested: Mapping[str, Any]) -> list[st
 # ---- one run ------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
-class RunSettings:
-    """What every run of a sweep shares."""
+class RunContext:
+    """What every run of a sweep shares: the input, the target, the mapping, a scratch
+    folder, and the settings the sweep does not vary."""
 
     inputs: list[str]
     target: str | None
     mapping: Path | None
     work_dir: Path  # scratch folder: the run's own result files, the default SQLite file
-    schema: str | None = None
-    table_prefix: str = ""
-    replace_existing_tables: bool = False
-    retry_window: float = DEFAULT_WINDOW_S
-
-    def target_options(self) -> dict[str, Any]:
-        """The :class:`RunRequest` fields that say where the tables go (falsy: the
-        default)."""
-        return {"schema": self.schema, "table_prefix": self.table_prefix,
-                "replace_existing_tables": self.replace_existing_tables}
+    settings: RunSettings = field(default_factory=RunSettings)
 
 
 #: Configuration keys that name a configuration without setting anything (the labels of an
@@ -308,15 +308,14 @@ class RunSettings:
 LABEL_KEYS = frozenset({"label"})
 
 
-def build_request(config: Mapping[str, ConfigValue], settings: RunSettings,
+def build_request(config: Mapping[str, ConfigValue], context: RunContext,
                   run_id: str | None = None) -> runner.RunRequest:
-    """The :class:`RunRequest` of one configuration; dimensions absent from ``config``
-    keep the runner's defaults. ``run_id`` names the run's sessions (default: a new id)."""
-    kwargs: dict[str, Any] = {"inputs": list(settings.inputs), "target": settings.target,
-                              "mapping": settings.mapping, "resume": False,
-                              "out": settings.work_dir, "run_id": run_id,
-                              "retry_window": settings.retry_window}
-    kwargs.update((k, v) for k, v in settings.target_options().items() if v)
+    """The :class:`RunRequest` of one configuration: the context's settings, and the
+    configuration's values for its dimensions. ``run_id`` names the run's sessions
+    (default: a new id)."""
+    kwargs: dict[str, Any] = {**context.settings.values(), "inputs": list(context.inputs),
+                              "target": context.target, "mapping": context.mapping,
+                              "resume": False, "out": context.work_dir, "run_id": run_id}
     for name, value in config.items():
         if name not in LABEL_KEYS:
             kwargs[DIMENSION_BY_NAME[name].field] = value
@@ -330,7 +329,7 @@ def _fresh_default_database(work_dir: Path) -> None:
         (work_dir / f"mig.db{suffix}").unlink(missing_ok=True)
 
 
-def execute_point(config: Mapping[str, ConfigValue], settings: RunSettings,
+def execute_point(config: Mapping[str, ConfigValue], context: RunContext,
                   run_id: str | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
     """Run one configuration once on a fresh schema.
 
@@ -340,9 +339,9 @@ def execute_point(config: Mapping[str, ConfigValue], settings: RunSettings,
     collected (with the mapping's fingerprint, so `bench compare` can tell datasets apart).
     """
     slot0 = time.perf_counter()
-    request = build_request(config, settings, run_id)
-    if settings.target is None:
-        _fresh_default_database(settings.work_dir)
+    request = build_request(config, context, run_id)
+    if context.target is None:
+        _fresh_default_database(context.work_dir)
     started = dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
     before = noise_gate.mark()
     t0 = time.perf_counter()
@@ -460,7 +459,7 @@ RERUN_LIMIT = 0.75
 RERUN_SAMPLE = 6
 
 
-def run_plan(plan: SweepPlan, store: RunStore, settings: RunSettings,
+def run_plan(plan: SweepPlan, store: RunStore, context: RunContext,
              on_progress: ProgressCallback | None = None) -> StoreContents:
     """Run what ``plan`` still needs, appending each run to the store as it ends.
 
@@ -468,15 +467,15 @@ def run_plan(plan: SweepPlan, store: RunStore, settings: RunSettings,
     they absorb — imports, a cold page cache, the first database file — belongs to the
     process. They are stored with ``warmup: true`` and never enter the statistics.
     """
-    settings.work_dir.mkdir(parents=True, exist_ok=True)
+    context.work_dir.mkdir(parents=True, exist_ok=True)
     if plan.budgeted:
-        _run_budgeted(plan, store, settings, on_progress)
+        _run_budgeted(plan, store, context, on_progress)
     else:
-        _run_fixed(plan, store, settings, on_progress)
+        _run_fixed(plan, store, context, on_progress)
     return store.contents
 
 
-def _run_fixed(plan: SweepPlan, store: RunStore, settings: RunSettings,
+def _run_fixed(plan: SweepPlan, store: RunStore, context: RunContext,
                on_progress: ProgressCallback | None) -> None:
     slots = plan.slots()
     done = store.contents.done_slots()
@@ -492,7 +491,7 @@ def _run_fixed(plan: SweepPlan, store: RunStore, settings: RunSettings,
         for k, index in enumerate(warmup_configs(slots, n, plan.warmup)):
             config = plan.configurations[index]
             report(f"warm-up {k + 1}/{plan.warmup}: {format_config(config)}", 0, True)
-            run, environment = _measure(store, config, settings, order_index=None,
+            run, environment = _measure(store, config, context, order_index=None,
                                         round_=None, config_index=index, warmup=True)
             _record(store, run, environment, order_index=None, round_=None,
                     config_index=index, warmup=True)
@@ -501,7 +500,7 @@ def _run_fixed(plan: SweepPlan, store: RunStore, settings: RunSettings,
         report(format_config(config), slot.round, False)
         where: dict[str, Any] = {"order_index": slot.order_index, "round_": slot.round,
                                  "config_index": slot.config_index, "warmup": False}
-        run, environment = _measure(store, config, settings, **where)
+        run, environment = _measure(store, config, context, **where)
         _record(store, run, environment, **where)
         completed += 1
         report(format_config(config), slot.round, False)
@@ -544,7 +543,7 @@ def replay_race(plan: SweepPlan, runs: Sequence[Mapping[str, Any]]
     return race, pending
 
 
-def _run_budgeted(plan: SweepPlan, store: RunStore, settings: RunSettings,
+def _run_budgeted(plan: SweepPlan, store: RunStore, context: RunContext,
                   on_progress: ProgressCallback | None) -> None:
     race, pending = replay_race(plan, store.contents.runs)
     total = round(race.budget_s)
@@ -566,16 +565,16 @@ def _run_budgeted(plan: SweepPlan, store: RunStore, settings: RunSettings,
         report(f"warm-up {k + 1}/{plan.warmup}: {format_config(config)}", True)
         where: dict[str, Any] = {"order_index": None, "round_": None, "config_index": index,
                                  "warmup": True}
-        run, environment = _measure(store, config, settings, **where)
+        run, environment = _measure(store, config, context, **where)
         _record(store, run, environment, **where)
         race.spend(slot_seconds(run))
     while order is not None:
-        _run_round(plan, store, settings, race, list(order), counts, report)
+        _run_round(plan, store, context, race, list(order), counts, report)
         race.end_round()
         order = race.next_round()
 
 
-def _run_round(plan: SweepPlan, store: RunStore, settings: RunSettings, race: BudgetRace,
+def _run_round(plan: SweepPlan, store: RunStore, context: RunContext, race: BudgetRace,
                queue: list[int], counts: dict[str, int],
                report: Callable[[str, bool], None]) -> None:
     """One round of a budgeted sweep; a disturbed run is re-run once at the round's end."""
@@ -588,7 +587,7 @@ def _run_round(plan: SweepPlan, store: RunStore, settings: RunSettings, race: Bu
         where: dict[str, Any] = {"order_index": counts["measured"],
                                  "round_": race.rounds_done, "config_index": index,
                                  "warmup": False, "rerun": again}
-        run, environment = _measure(store, config, settings, **where)
+        run, environment = _measure(store, config, context, **where)
         _record(store, run, environment, **where)
         counts["measured"] += 1
         race.record(index, throughput(run), slot_seconds(run))
@@ -604,12 +603,12 @@ def _run_round(plan: SweepPlan, store: RunStore, settings: RunSettings, race: Bu
     report("", False)
 
 
-def _measure(store: RunStore, config: Config, settings: RunSettings, **where: Any
+def _measure(store: RunStore, config: Config, context: RunContext, **where: Any
              ) -> tuple[dict[str, Any], dict[str, Any]]:
     """:func:`execute_point`; a failed run is stored (status failed) before the sweep stops,
     so what it measured is kept and ``--resume`` runs its slot again."""
     try:
-        return execute_point(config, settings)
+        return execute_point(config, context)
     except RunNotMeasured as exc:
         _record(store, exc.run, exc.environment, **where)
         raise

@@ -30,6 +30,7 @@ from typing import Any
 import jinja2
 
 from migrator.connection import STRATEGIES
+from migrator.settings import SWEPT, label as setting_label
 from reports import charts
 from reports.stats import Comparison, PairedComparison, compare as compare_samples, paired_compare
 from reports.summary import (
@@ -54,7 +55,7 @@ __all__ = [
 ]
 
 #: Dimensions a configuration is keyed on, in the order the sweep prints them.
-DIMENSIONS = ("batch_size", "workers", "connection", "pipeline", "insert_method")
+DIMENSIONS = tuple(s.name for s in SWEPT)
 #: Values shown in this order where a dimension has them (the rest alphabetically after).
 _VALUE_ORDER = ("off", "on", *STRATEGIES)
 TEMPLATE = "report.html.j2"
@@ -434,12 +435,9 @@ class _Builder:
         self.summary_section()
         self.throughput_section()
         self.scaling_section()
-        for dim, title, ident in (("connection", "Connection strategy (per-batch, pooled, "
-                                                 "persistent)", "connection"),
-                                  ("pipeline", "Pipeline modes and overlap efficiency",
-                                   "pipeline"),
-                                  ("insert_method", "Insert methods", "insert-methods")):
-            self.dimension_section(dim, title, ident)
+        for s in SWEPT:  # (batch size and workers have the sections above)
+            if s.title and s.anchor:
+                self.dimension_section(s.name, s.title, s.anchor)
         self.compare_section()
         self.bottleneck_section()
         self.tree_section()
@@ -676,6 +674,7 @@ class _Builder:
             return
         sec = Section(ident, title)
         self.sections.append(sec)
+        shown = setting_label(dim)  # how configurations name it
         others = [d for d in self.dims if d != dim]
         series = sorted({_value_text(r["config"].get(dim)) for r in rows},
                         key=lambda v: (_VALUE_ORDER.index(v) if v in _VALUE_ORDER
@@ -707,13 +706,14 @@ class _Builder:
                 overlap = None
         sec.chart(charts.bar_chart(charts.Bars(
             title=f"Throughput by {dim.replace('_', ' ')} (median, whiskers: CI)",
-            categories=[_curve_label(c) for c in categories], series=[f"{dim}={s}" for s in series],
+            categories=[_curve_label(c) for c in categories],
+            series=[f"{shown}={s}" for s in series],
             values=grid("median"), ci_low=grid("ci_low"), ci_high=grid("ci_high"),
             xlabel=", ".join(others) or "", secondary=overlap,
             secondary_label="overlap efficiency (%)")), f"{title}: median throughput")
         # the table: each category, each value, and the change of each value vs the first
-        headers = ["group", dim, "n", "median (rec/min)", "CI of median",
-                   f"change vs {dim}={series[0]}",
+        headers = ["group", shown, "n", "median (rec/min)", "CI of median",
+                   f"change vs {shown}={series[0]}",
                    "p (paired in rounds)" if self.paired() else "p (Mann-Whitney)"]
         if dim == "pipeline":
             headers.append("overlap efficiency")
@@ -736,7 +736,7 @@ class _Builder:
                         p_text = f"{format_p(p)}{' (significant)' if cmp.significant else ''}"
                         sig = ("significant" if cmp.significant else "equivalent" if
                                getattr(cmp, "equivalent", False) else "not significant")
-                        sentences.append(f"{cat}: {dim}={s} {change} vs {dim}={series[0]} "
+                        sentences.append(f"{cat}: {shown}={s} {change} vs {shown}={series[0]} "
                                          f"({format_p(p)}, {sig}).")
                 line = [cat, s, str(row["stats"].get("n")), _fmt(row["stats"]["median"]),
                         _ci_text(row["stats"]), change, p_text]

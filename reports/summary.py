@@ -42,7 +42,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from migrator.connection import strategy_of_pooling
+from migrator.settings import choice_named, dimension_name, label as setting_label
 from reports.paired import (
     RoundsTable,
     compare_in_rounds,
@@ -94,15 +94,6 @@ ConfigKey = tuple[tuple[str, ConfigValue], ...]
 
 BATCH_DIMENSION = "batch_size"
 
-#: Spellings users type for a dimension, normalised after lower-casing and '-' → '_'.
-DIMENSION_ALIASES = {
-    "batch": BATCH_DIMENSION,
-    "batches": BATCH_DIMENSION,
-    "batch_sizes": BATCH_DIMENSION,
-    "worker": "workers",
-    "pooling": "connection",  # (--pooling is --connection's alias: on=pooled, off=per-batch)
-}
-
 
 class BaselineError(ValueError):
     """A ``--baseline`` value that names no single configuration; message is user-facing."""
@@ -112,9 +103,10 @@ class BaselineError(ValueError):
 
 
 def format_config(config: Mapping[str, ConfigValue] | ConfigKey) -> str:
-    """``batch_size=1000, workers=4`` — the label used in tables and sentences."""
+    """``batch_size=1000, workers=4`` — the label used in tables and sentences (each
+    setting named by its declared label)."""
     pairs = config.items() if isinstance(config, Mapping) else config
-    return ", ".join(f"{key}={_show_value(value)}" for key, value in pairs)
+    return ", ".join(f"{setting_label(key)}={_show_value(value)}" for key, value in pairs)
 
 
 def _show_value(value: ConfigValue) -> str:
@@ -159,11 +151,6 @@ def _comparison_text(cmp: Comparison, against: str) -> str:
 # --------------------------------------------------------------------------- baseline
 
 
-def _normalise_dimension(key: str) -> str:
-    key = key.strip().lower().replace("-", "_")
-    return DIMENSION_ALIASES.get(key, key)
-
-
 def parse_baseline(text: str, dimensions: Sequence[str] | None = None) -> dict[str, str]:
     """Parse ``--baseline "workers=2,batch=1000"`` into ``{"workers": "2", "batch_size":
     "1000"}``.
@@ -183,7 +170,7 @@ def parse_baseline(text: str, dimensions: Sequence[str] | None = None) -> dict[s
             raise BaselineError(
                 f"--baseline: {item.strip()!r} is not DIM=VALUE; expected e.g. workers=2,batch=1000"
             )
-        name = _normalise_dimension(key)
+        name = dimension_name(key)
         if known is not None and name not in known:
             raise BaselineError(
                 f"--baseline: unknown dimension {key.strip()!r}; "
@@ -191,9 +178,7 @@ def parse_baseline(text: str, dimensions: Sequence[str] | None = None) -> dict[s
             )
         if name in spec:
             raise BaselineError(f"--baseline: dimension {name!r} given twice")
-        # (connection=on/off: the --pooling spelling of pooled/per-batch)
-        spec[name] = (strategy_of_pooling(value) if name == "connection" else None) \
-            or value.strip()
+        spec[name] = choice_named(name, value)  # (connection=on: pooled, as --pooling on)
     return spec
 
 

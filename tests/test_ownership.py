@@ -411,7 +411,8 @@ def test_a_sweep_refuses_a_user_table_and_runs_beside_it_with_a_prefix(
 
 def test_diagnose_runs_its_measurements_in_the_namespace(src: Source, tmp_path: Path) -> None:
     from bench.isolated import RunnerMeasure, SamplerSetup
-    from bench.sweep import RunSettings
+    from bench.sweep import RunContext
+    from migrator.settings import RunSettings
 
     path = tmp_path / "t.db"
     with sqlite3.connect(path) as con:
@@ -420,9 +421,9 @@ def test_diagnose_runs_its_measurements_in_the_namespace(src: Source, tmp_path: 
     work = tmp_path / "work"
     work.mkdir()
     spec = f"sqlite:{path}"
-    settings = RunSettings(inputs=[str(src.dir)], target=spec, mapping=None, work_dir=work,
-                           table_prefix="dg_")
-    measure = RunnerMeasure(settings, 40, SamplerSetup(spec, str(path)))
+    context = RunContext(inputs=[str(src.dir)], target=spec, mapping=None, work_dir=work,
+                         settings=RunSettings(table_prefix="dg_"))
+    measure = RunnerMeasure(context, 40, SamplerSetup(spec, str(path)))
     m = measure(workers=1, connection=None, sample=False)
     assert m.run["reconciliation"]["ok"]
     assert m.run["config"]["table_prefix"] == "dg_"

@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 
 from bench.cli import app
 from bench.isolated import RunnerMeasure, SamplerSetup
-from bench.sweep import RunSettings, ensure_dataset
+from bench.sweep import RunContext, ensure_dataset
 from diagnostics.decision import FactValue
 from diagnostics.pooling import (
     EXIT_INEFFECTIVE,
@@ -55,7 +55,7 @@ def _measure(dataset: str, work: Path, target: str | None, dialect: str) -> Runn
     spec = target or f"sqlite:{work / 'mig.db'}"
     sampling = SamplerSetup(spec, str(work / "mig.db") if target is None else None, 0.05)
     sampling.dialect = dialect
-    return RunnerMeasure(RunSettings([dataset], target, None, work), BATCH, sampling)
+    return RunnerMeasure(RunContext([dataset], target, None, work), BATCH, sampling)
 
 
 # ---- fakes for the pure parts -----------------------------------------------------------------

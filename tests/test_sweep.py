@@ -10,7 +10,7 @@ import pytest
 from bench import noise_gate, runner, sweep
 from bench.ranges import RangeError
 from bench.sweep import (
-    RunSettings,
+    RunContext,
     SweepPlan,
     bottleneck_of,
     build_request,
@@ -121,8 +121,8 @@ def test_resume_conflicts_allow_only_a_growing_repeat() -> None:
 
 # ---- requests: each dimension sets its RunRequest field -----------------------------------------
 
-def _settings(tmp_path: Path) -> RunSettings:
-    return RunSettings(inputs=["data/"], target=None, mapping=None, work_dir=tmp_path)
+def _settings(tmp_path: Path) -> RunContext:
+    return RunContext(inputs=["data/"], target=None, mapping=None, work_dir=tmp_path)
 
 
 def test_build_request_sets_each_dimension(tmp_path: Path) -> None:

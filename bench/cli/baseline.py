@@ -4,65 +4,48 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from bench import console as ui
-from bench.baseline import DEFAULT_BATCH_SIZE, DEFAULT_ITERATIONS, finish_baseline
+from bench.baseline import DEFAULT_ITERATIONS, finish_baseline
 from bench.cli.options import (
+    TABLE_SETTINGS,
     JsonOption,
-    ReplaceTablesOption,
-    RetryWindow,
     RunFolderOption,
-    SchemaOption,
-    TablePrefixOption,
     abspath,
+    configuration_options,
     echo_json,
     positive,
-    usage,
+    settings_options,
     user_errors,
 )
 from bench.cli.plans import (
     check_inputs_before_runs,
     check_resume,
     dataset_inputs,
-    dimension_options,
+    one_configuration,
     open_store,
     refresh_dataset,
     run_with_progress,
     tables_requested,
 )
-from bench.sweep import (
-    DEFAULT_RECORDS,
-    DEFAULT_WARMUP,
-    DIMENSION_BY_NAME,
-    POOLING_DIMENSION,
-    SweepPlan,
-)
-from migrator.retry import DEFAULT_WINDOW_S
+from bench.sweep import DEFAULT_RECORDS, DEFAULT_WARMUP, SweepPlan
+from migrator.settings import SETTING_BY_NAME, RunSettings
 
 app = typer.Typer()
 
 
 @app.command()
+@configuration_options()
+@settings_options(*TABLE_SETTINGS, "retry_window")
 def baseline(
+    *,
     iterations: Annotated[int | None, typer.Option(
         "--iterations", "-r", callback=positive("--iterations"),
         help=f"Measured runs \\[default: {DEFAULT_ITERATIONS}].")] = None,
-    batch_size: Annotated[int, typer.Option(
-        "--batch-size", "-b", callback=positive("--batch-size"),
-        help="Records per transaction.")] = DEFAULT_BATCH_SIZE,
-    workers: Annotated[int | None, typer.Option(
-        "--workers", "-w", callback=positive("--workers"), help="Worker processes.")] = None,
-    connection: Annotated[str | None, typer.Option(
-        "--connection", help="per-batch, pooled or persistent.")] = None,
-    pooling: Annotated[str | None, typer.Option(
-        "--pooling", help="Alias of --connection: on (pooled) or off (per-batch).")] = None,
-    pipeline: Annotated[str | None, typer.Option(
-        "--pipeline", help="off, thread or process.")] = None,
-    insert_method: Annotated[str | None, typer.Option(
-        "--insert-method", help="executemany, fast, values or copy.")] = None,
+    configuration: dict[str, Any],  # the sweep dimensions as `bench run` takes them
     warmup: Annotated[int | None, typer.Option(
         "--warmup", min=0, help=f"Unmeasured runs first \\[default: {DEFAULT_WARMUP}].")] = None,
     records: Annotated[int | None, typer.Option(
@@ -79,35 +62,23 @@ def baseline(
         "--name", help="A name for this baseline, stored in the result.")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted baseline "
                                                           "(--out DIR).")] = False,
-    schema: SchemaOption = None,
-    table_prefix: TablePrefixOption = "",
-    replace_existing_tables: ReplaceTablesOption = False,
+    settings: RunSettings,  # what every run of the baseline shares
     out: RunFolderOption = None,
-    retry_window: RetryWindow = DEFAULT_WINDOW_S,
     as_json: JsonOption = False,
 ) -> None:
     """Run one configuration N times: mean, median, stdev, CV, CI, drift, warnings."""
-    given = {"batch_size": str(batch_size),
-             "workers": None if workers is None else str(workers),
-             "connection": connection, "pooling": pooling, "pipeline": pipeline,
-             "insert_method": insert_method}
-    for key, text in given.items():
-        if text is not None and "," in text:
-            option = DIMENSION_BY_NAME.get(key, POOLING_DIMENSION).option
-            raise usage(f"{option}: a baseline runs one "
-                         "configuration; use `bench sweep` for several")
-    dims = dimension_options(**given)
+    dims = one_configuration(configuration)
     if resume:
         store, stored = open_store(out, resume=True)
         assert stored is not None
         # The batch size always has a value here, so only compare what was typed.
         explicit = {k: v for k, v in dims.items()
-                    if k != "batch_size" or batch_size != DEFAULT_BATCH_SIZE}
+                    if k != "batch_size" or v != [SETTING_BY_NAME[k].default]}
         requested = {"dimensions": {**stored.dimensions, **explicit}, "repeat": iterations,
                      "warmup": warmup, "target": target, "name": name, "records": records,
                      "inputs": [os.path.abspath(p) for p in inputs] if inputs else None,
                      "mapping": abspath(mapping),
-                     **tables_requested(schema, table_prefix, replace_existing_tables)}
+                     **tables_requested(settings)}
         plan = check_resume(stored, "baseline", requested, store)
         refresh_dataset(plan, as_json)
     else:
@@ -118,12 +89,13 @@ def baseline(
                          repeat=iterations or DEFAULT_ITERATIONS,
                          warmup=DEFAULT_WARMUP if warmup is None else warmup, seed=0,
                          inputs=run_inputs, target=target, mapping=abspath(mapping),
-                         dataset=dataset, name=name, schema=schema, table_prefix=table_prefix,
-                         replace_existing_tables=replace_existing_tables)
+                         dataset=dataset, name=name, schema=settings.schema,
+                         table_prefix=settings.table_prefix,
+                         replace_existing_tables=settings.replace_existing_tables)
         store.write_plan(plan.to_dict())
 
     run_with_progress(plan, store, Path(plan.mapping) if plan.mapping else None, as_json,
-         retry_window)
+                      settings.retry_window)
     with user_errors():
         _doc, summary, result_file, pyperf_file = finish_baseline(plan, store.contents,
                                                                   store.run_dir)

@@ -15,7 +15,6 @@ from typing import Annotated, Any
 import typer
 
 from bench.calibrate import (
-    DEFAULT_BATCH_SIZE,
     DEFAULT_DURATION_S,
     MDE_MINUTES,
     aa_sentence,
@@ -24,34 +23,32 @@ from bench.calibrate import (
     store_calibration,
 )
 from bench.cli.options import (
+    TABLE_SETTINGS,
     JsonOption,
-    ReplaceTablesOption,
-    RetryWindow,
     RunFolderOption,
-    SchemaOption,
-    TablePrefixOption,
     abspath,
     duration_option,
     percent_option,
     positive,
+    settings_options,
     user_errors,
 )
 from bench.cli.plans import check_inputs_before_runs, dataset_inputs, open_store, run_with_progress
 from bench.sweep import DEFAULT_WARMUP, SweepError
-from migrator.retry import DEFAULT_WINDOW_S
+from migrator.settings import RunSettings
 from reports.stats import NOISE_BAND
 
 app = typer.Typer()
 
 
 @app.command()
+@settings_options("batch_size", *TABLE_SETTINGS, "retry_window",
+                  helps={"batch_size": "The configuration measured under both labels."})
 def calibrate(
+    *,
     duration: Annotated[str, typer.Option(
         "--duration", help="How long to measure, e.g. 60, 90s, 2m (seconds when bare).")
     ] = f"{DEFAULT_DURATION_S:g}",
-    batch_size: Annotated[int, typer.Option(
-        "--batch-size", "-b", callback=positive("--batch-size"),
-        help="The configuration measured under both labels.")] = DEFAULT_BATCH_SIZE,
     records: Annotated[int | None, typer.Option(
         "--records", "-n", callback=positive("--records"),
         help="Size of the generated default dataset (use the size your sweeps use).")
@@ -71,11 +68,8 @@ def calibrate(
         "--warmup", min=0, help=f"Unmeasured runs first \\[default: {DEFAULT_WARMUP}].")] = None,
     seed: Annotated[int | None, typer.Option(
         "--seed", help="Seed of the pair order \\[default: random, recorded].")] = None,
-    schema: SchemaOption = None,
-    table_prefix: TablePrefixOption = "",
-    replace_existing_tables: ReplaceTablesOption = False,
+    settings: RunSettings,  # the configuration measured, and where its tables go
     out: RunFolderOption = None,
-    retry_window: RetryWindow = DEFAULT_WINDOW_S,
     as_json: JsonOption = False,
 ) -> None:
     """A/A: one configuration under two labels in shuffled pairs — this machine's paired
@@ -86,17 +80,17 @@ def calibrate(
     run_inputs, dataset = dataset_inputs(records, inputs, as_json)
     check_inputs_before_runs(run_inputs, mapping, target)
     plan = calibration_plan(
-        duration_s=duration_s, batch_size=batch_size,
+        duration_s=duration_s, batch_size=settings.batch_size,
         warmup=DEFAULT_WARMUP if warmup is None else warmup,
         seed=random.SystemRandom().randrange(2**31) if seed is None else seed,
         inputs=run_inputs, target=target, mapping=abspath(mapping), dataset=dataset,
         noise_band=NOISE_BAND if band is None else band)
-    plan = dataclasses.replace(plan, schema=schema, table_prefix=table_prefix,
-                               replace_existing_tables=replace_existing_tables)
+    plan = dataclasses.replace(plan, schema=settings.schema, table_prefix=settings.table_prefix,
+                               replace_existing_tables=settings.replace_existing_tables)
     store, _ = open_store(out, resume=False)
     store.write_plan(plan.to_dict())
     run_with_progress(plan, store, Path(plan.mapping) if plan.mapping else None, as_json,
-                  retry_window)
+                      settings.retry_window)
     with user_errors(SweepError):
         doc, cal, result_file = finish_calibration(plan, store.contents, store.run_dir)
     stored = store_calibration(cal, plan.target)

@@ -21,12 +21,11 @@ import typer
 
 from bench import console as ui
 from bench.cli.options import (
+    TABLE_SETTINGS,
     JsonOption,
-    ReplaceTablesOption,
     RunFolderOption,
-    SchemaOption,
-    TablePrefixOption,
     positive,
+    settings_options,
     user_errors,
 )
 from bench.isolated import RunnerMeasure, SamplerSetup
@@ -36,7 +35,7 @@ from bench.results import build_result, new_run_dir, write_result
 from bench.sweep import (
     DEFAULT_RECORDS,
     DEFAULT_REPEAT,
-    RunSettings,
+    RunContext,
     ensure_dataset,
 )
 from diagnostics.decision import THRESHOLDS, decision_to_dict, resolve_thresholds
@@ -49,6 +48,7 @@ from diagnostics.pooling import (
 )
 from migrator.connstr import redact_connection_string
 from migrator.errors import MigratorError
+from migrator.settings import RunSettings
 
 app = typer.Typer(name="diagnose", help="Diagnose why a migration is as fast as it is.",
                   no_args_is_help=True)
@@ -132,7 +132,11 @@ def _print_decision(report: DiagnosisReport) -> None:
 # ---- the command ------------------------------------------------------------------------------
 
 @app.command("pooling")
+@settings_options("batch_size", *TABLE_SETTINGS, helps={
+    "batch_size": "Records per transaction (the batch whose time connection cost is compared "
+                  "with)."})
 def pooling(
+    *,
     target: Annotated[str | None, typer.Option(
         "--target", "-t", envvar="BENCH_TARGET",
         help="sqlite:PATH or odbc:CONNECTION-STRING (default: a SQLite file in the run "
@@ -143,10 +147,6 @@ def pooling(
     records: Annotated[int, typer.Option(
         "--records", "-n", callback=positive("--records"),
         help="Size of the generated, cached dataset each run migrates.")] = DEFAULT_RECORDS,
-    batch_size: Annotated[int, typer.Option(
-        "--batch-size", "-b", callback=positive("--batch-size"),
-        help="Records per transaction (the batch whose time connection cost is compared "
-             "with).")] = 1000,
     repeat: Annotated[int, typer.Option(
         "--repeat", "-r", callback=positive("--repeat"),
         help="Runs per (workers, pooling) configuration in the contention test.")
@@ -169,9 +169,7 @@ def pooling(
     sample_interval: Annotated[float, typer.Option(
         "--sample-interval", min=0.01, help="Seconds between samples in the bottleneck "
                                             "test.")] = 0.5,
-    schema: SchemaOption = None,
-    table_prefix: TablePrefixOption = "",
-    replace_existing_tables: ReplaceTablesOption = False,
+    settings: RunSettings,  # the runs' batch size, and where their tables go
     out: RunFolderOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -204,17 +202,16 @@ def pooling(
             folder, _ = ensure_dataset(records)
         except datasets.DatasetError as exc:
             raise MigratorError(str(exc)) from None
-        settings = RunSettings(inputs=[str(folder)], target=target, mapping=None,
-                               work_dir=work_dir, schema=schema, table_prefix=table_prefix,
-                               replace_existing_tables=replace_existing_tables)
+        context = RunContext(inputs=[str(folder)], target=target, mapping=None,
+                             work_dir=work_dir, settings=settings)
         sampling = SamplerSetup(spec, str(work_dir / "mig.db") if spec.startswith("sqlite:")
                                 else None, sample_interval)
-        measure = RunnerMeasure(settings, batch_size, sampling)
+        measure = RunnerMeasure(context, settings.batch_size, sampling)
         from reports import stats
 
         err = ui.console(stderr=True)
         ctx = DiagnosisContext(
-            target=spec, workers=worker_counts, batch_size=batch_size, repeat=repeat,
+            target=spec, workers=worker_counts, batch_size=settings.batch_size, repeat=repeat,
             connections=connections, expect=expected, pyodbc_pooling=flag, measure=measure,
             stats=stats, progress=None if as_json else (
                 lambda text: err.print(f"  … {text}", markup=False, style="dim")))
@@ -231,7 +228,7 @@ def pooling(
         doc = build_result(
             "diagnose",
             config={"target": display, "workers": list(worker_counts), "records": records,
-                    "batch_size": batch_size, "repeat": repeat, "connections": connections,
+                    "batch_size": settings.batch_size, "repeat": repeat, "connections": connections,
                     "expect": expect, "pyodbc_pooling": pyodbc_pooling, "thresholds": values},
             environment=measure.environment or _environment(records),
             runs=ctx.runs,

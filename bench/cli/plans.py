@@ -13,7 +13,7 @@ import typer
 from bench import console as ui
 from bench.cli.options import usage, user_errors, warn
 from bench.preflight import check_inputs, check_target_folder, ensure_writable_dir
-from bench.ranges import RangeError
+from bench.ranges import RangeError, parse_choices
 from bench.results import new_run_dir
 from bench.store import STORE_NAME, RunStore
 from bench.sweep import (
@@ -21,7 +21,7 @@ from bench.sweep import (
     DATASET_SEED,
     DEFAULT_RECORDS,
     Progress,
-    RunSettings,
+    RunContext,
     SweepPlan,
     ensure_dataset,
     parse_dimensions,
@@ -29,6 +29,7 @@ from bench.sweep import (
     run_plan,
 )
 from migrator.retry import DEFAULT_WINDOW_S
+from migrator.settings import SWEPT, RunSettings
 
 
 def dataset_inputs(records: int | None, inputs: list[str] | None, quiet: bool
@@ -78,11 +79,11 @@ def open_store(out: Path | None, resume: bool) -> tuple[RunStore, SweepPlan | No
 def run_with_progress(plan: SweepPlan, store: RunStore, mapping: Path | None, quiet: bool,
          retry_window: float = DEFAULT_WINDOW_S) -> None:
     """Run what is missing, with a progress bar; Ctrl-C says how to continue."""
-    settings = RunSettings(inputs=plan.inputs, target=plan.target, mapping=mapping,
-                           work_dir=store.run_dir / "work", schema=plan.schema,
-                           table_prefix=plan.table_prefix,
-                           replace_existing_tables=plan.replace_existing_tables,
-                           retry_window=retry_window)
+    context = RunContext(inputs=plan.inputs, target=plan.target, mapping=mapping,
+                         work_dir=store.run_dir / "work",
+                         settings=RunSettings(schema=plan.schema, table_prefix=plan.table_prefix,
+                                              replace_existing_tables=plan.replace_existing_tables,
+                                              retry_window=retry_window))
     budgeted = plan.budget_s is not None
     total = round(plan.budget_s) if plan.budget_s is not None else \
         len(plan.configurations) * plan.repeat
@@ -100,7 +101,7 @@ def run_with_progress(plan: SweepPlan, store: RunStore, mapping: Path | None, qu
             update(p.completed, info=f"{p.label} · {where}" if p.label else where)
 
         try:
-            run_plan(plan, store, settings, on_progress=show)
+            run_plan(plan, store, context, on_progress=show)
         except KeyboardInterrupt:
             interrupted = True  # reported below, once the progress bar is gone
     if interrupted:
@@ -110,7 +111,7 @@ def run_with_progress(plan: SweepPlan, store: RunStore, mapping: Path | None, qu
                  f"{store.path}; continue with: bench {plan.kind} --resume --out "
                  f"{store.run_dir}")
         raise typer.Exit(130)
-    shutil.rmtree(settings.work_dir, ignore_errors=True)
+    shutil.rmtree(context.work_dir, ignore_errors=True)
 
 
 def check_resume(plan: SweepPlan, kind: str, requested: dict[str, Any],
@@ -138,10 +139,10 @@ def check_resume(plan: SweepPlan, kind: str, requested: dict[str, Any],
     return plan
 
 
-def tables_requested(schema: str | None, prefix: str, replace: bool) -> dict[str, Any]:
+def tables_requested(settings: RunSettings) -> dict[str, Any]:
     """Where-the-tables-go options given on ``--resume`` (None: not given)."""
-    return {"schema": schema, "table_prefix": prefix or None,
-            "replace_existing_tables": replace or None}
+    return {"schema": settings.schema, "table_prefix": settings.table_prefix or None,
+            "replace_existing_tables": settings.replace_existing_tables or None}
 
 
 def refresh_dataset(plan: SweepPlan, quiet: bool) -> None:
@@ -166,4 +167,29 @@ def dimension_options(**given: str | None) -> dict[str, list[Any]]:
         dims = parse_dimensions(given)
     except RangeError as exc:
         raise usage(str(exc)) from None
+    return dims
+
+
+def one_configuration(given: dict[str, Any]) -> dict[str, list[Any]]:
+    """``bench baseline``'s configuration: the values given (None: not given) in dimension
+    order, each a one-value dimension; a choice is checked against what ``bench run``
+    accepts for it (an alias flag's value too)."""
+    dims: dict[str, list[Any]] = {}
+    for s in SWEPT:
+        value = given.get(s.name)
+        alias = given.get(s.alias.name) if s.alias is not None else None
+        for flag, text in ((s.flag, value), (s.alias.flag if s.alias else "", alias)):
+            if s.choices is not None and text is not None and "," in str(text):
+                raise usage(f"{flag}: a baseline runs one configuration; use `bench sweep` "
+                            "for several")
+        if value is None and alias is None:
+            continue
+        try:
+            if s.alias is not None:
+                value = str(s.alias.resolve(value, alias))
+            elif s.choices is not None:
+                value = parse_choices(str(value), s.choices, s.flag)[0]
+        except ValueError as exc:  # (a RangeError too: it names the choices allowed)
+            raise usage(str(exc)) from None
+        dims[s.name] = [value]
     return dims

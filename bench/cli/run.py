@@ -10,29 +10,22 @@ import typer
 
 from bench import console as ui
 from bench.cli.options import (
-    INSERT_METHODS,
-    DtdDirOption,
     JsonOption,
-    ReplaceTablesOption,
-    RetryWindow,
-    SchemaOption,
-    TablePrefixOption,
-    connection_option,
-    one_of,
-    positive,
+    settings_options,
     state,
     user_errors,
-    worker_count,
 )
 from bench.runner import RunFailed, RunInterrupted, RunOutcome, RunRequest, execute_run
 from migrator.errors import NothingToResume
-from migrator.retry import DEFAULT_WINDOW_S
+from migrator.settings import RunSettings
 
 app = typer.Typer()
 
 
 @app.command()
+@settings_options()
 def run(
+    *,
     inputs: Annotated[list[str], typer.Option(
         "--input", "-i", help="XML file, folder or glob; repeat for more.")],
     target: Annotated[str | None, typer.Option(
@@ -42,58 +35,19 @@ def run(
     mapping: Annotated[Path | None, typer.Option(
         "--mapping", "-m", help="Mapping TOML file (default: the built-in orders mapping).")
     ] = None,
-    batch_size: Annotated[int, typer.Option(
-        "--batch-size", "-b", help="Records per transaction.",
-        callback=positive("--batch-size"))] = 1000,
+    settings: RunSettings,  # every run setting's option, in declared order
     resume: Annotated[bool, typer.Option(
         "--resume", help="Continue an interrupted run in the same target.")] = False,
     out: Annotated[Path | None, typer.Option(
         "--out", "-o", help="Run folder for result files (default: runs/<timestamp>/).")
     ] = None,
-    workers: Annotated[int, typer.Option(
-        "--workers", "-w", help="Worker processes; a large file is split into record ranges.",
-        callback=worker_count)] = 1,
-    pipeline: Annotated[str, typer.Option(
-        "--pipeline", help="Overlap reading+mapping with inserting: off, thread or process.",
-        callback=one_of("--pipeline", ("off", "thread", "process")))] = "off",
-    queue_depth: Annotated[int, typer.Option(
-        "--queue-depth", help="Mapped batches that may wait for the inserter (pipeline).",
-        callback=positive("--queue-depth"))] = 2,
-    connection: Annotated[str | None, typer.Option(
-        "--connection", help="per-batch: each batch opens a new connection; pooled: each "
-        "batch takes one from a pool (unixODBC driver-manager pooling, made real via a "
-        "private ODBCSYSINI); persistent: one connection per worker for the whole run "
-        "\\[default: per-batch].")] = None,
-    pooling: Annotated[str | None, typer.Option(
-        "--pooling", help="Alias: on is --connection pooled, off is per-batch.")] = None,
-    insert_method: Annotated[str, typer.Option(
-        "--insert-method", help="executemany, fast, values, copy, or auto (the dialect's "
-        "fastest correct method, measured).",
-        callback=one_of("--insert-method", INSERT_METHODS))] = "auto",
-    sample_interval: Annotated[float, typer.Option(
-        "--sample-interval", min=0.05, help="Seconds between host and server samples.")] = 0.5,
-    no_sample: Annotated[bool, typer.Option(
-        "--no-sample", help="Do not sample host and server during the run.")] = False,
     report: Annotated[bool, typer.Option(
         "--report", help="Also write report.html next to the result file.")] = False,
-    schema: SchemaOption = None,
-    table_prefix: TablePrefixOption = "",
-    replace_existing_tables: ReplaceTablesOption = False,
-    retry_window: RetryWindow = DEFAULT_WINDOW_S,
-    dtd_dir: DtdDirOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Migrate XML into a database once, measuring every stage."""
-    strategy = connection_option(connection, pooling)
-    request = RunRequest(inputs=inputs, target=target, mapping=mapping, batch_size=batch_size,
-                         resume=resume, out=out, workers=workers, pipeline=pipeline,
-                         queue_depth=queue_depth, connection=strategy,
-                         insert_method=insert_method,
-                         sample_interval=None if no_sample else sample_interval,
-                         schema=schema, table_prefix=table_prefix,
-                         replace_existing_tables=replace_existing_tables,
-                         retry_window=retry_window,
-                         dtd_dir=str(dtd_dir) if dtd_dir else None)
+    request = RunRequest(inputs=inputs, target=target, mapping=mapping, resume=resume,
+                         out=out, **settings.values())
     progress = ui.progress_bar("migrating", None, unit="bytes", enabled=not as_json)
     stopped: RunFailed | RunInterrupted | None = None
     with user_errors(), progress as update:

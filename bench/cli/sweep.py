@@ -12,19 +12,16 @@ import typer
 
 from bench import console as ui
 from bench.cli.options import (
-    RANGE_HELP,
-    WORKERS_HELP,
+    TABLE_SETTINGS,
     JsonOption,
-    ReplaceTablesOption,
-    RetryWindow,
     RunFolderOption,
-    SchemaOption,
-    TablePrefixOption,
     abspath,
     duration_option,
     echo_json,
     percent_option,
     positive,
+    settings_options,
+    sweep_options,
     usage,
     user_errors,
 )
@@ -40,14 +37,14 @@ from bench.cli.plans import (
 )
 from bench.racing import MAX_ROUNDS
 from bench.sweep import (
-    DEFAULT_BATCH_SIZES,
     DEFAULT_BUDGET_S,
+    DEFAULT_DIMENSIONS,
     DEFAULT_RECORDS,
     DEFAULT_WARMUP,
     SweepPlan,
     finish_sweep,
 )
-from migrator.retry import DEFAULT_WINDOW_S
+from migrator.settings import RunSettings
 from reports.stats import NOISE_BAND
 from reports.summary import BaselineError, format_change, format_p, parse_baseline, resolve_baseline
 
@@ -55,24 +52,11 @@ app = typer.Typer()
 
 
 @app.command()
+@sweep_options()
+@settings_options(*TABLE_SETTINGS, "retry_window")
 def sweep(
-    batch_sizes: Annotated[str | None, typer.Option(
-        "--batch-sizes", "-b",
-        help=f"Batch sizes to sweep, {RANGE_HELP}. Default {DEFAULT_BATCH_SIZES} when no "
-             "dimension is given.")] = None,
-    workers: Annotated[str | None, typer.Option(
-        "--workers", "-w", help=f"Worker processes to sweep: 1..4 is 1,2,3,4; "
-                                f"{WORKERS_HELP}.")] = None,
-    connection: Annotated[str | None, typer.Option(
-        "--connection", help="Connection strategies to sweep: per-batch,pooled,persistent.")
-    ] = None,
-    pooling: Annotated[str | None, typer.Option(
-        "--pooling", help="Alias of --connection: on,off is pooled,per-batch.")] = None,
-    pipeline: Annotated[str | None, typer.Option(
-        "--pipeline", help="Pipeline modes to sweep: off,thread,process.")] = None,
-    insert_method: Annotated[str | None, typer.Option(
-        "--insert-method", help="Insert methods to sweep: executemany,fast,values,copy "
-                                "(as the target's dialect supports).")] = None,
+    *,
+    dimensions: dict[str, str | None],  # each sweep dimension's option, in declared order
     budget: Annotated[str | None, typer.Option(
         "--budget", help="Time budget, e.g. 5m, 90s, 1h: rounds race the configurations and "
                          "stop when the answer is clear \\[default: 5m unless --repeat].")
@@ -109,18 +93,13 @@ def sweep(
     resume: Annotated[bool, typer.Option(
         "--resume", help="Continue an interrupted sweep (--out DIR, default: the latest "
                          "unfinished one under runs/).")] = False,
-    schema: SchemaOption = None,
-    table_prefix: TablePrefixOption = "",
-    replace_existing_tables: ReplaceTablesOption = False,
+    settings: RunSettings,  # what every run of the sweep shares
     out: RunFolderOption = None,
-    retry_window: RetryWindow = DEFAULT_WINDOW_S,
     as_json: JsonOption = False,
 ) -> None:
     """Sweep configurations in randomised interleaved rounds, paired within rounds: the
     recommendation, the best, the knee, the change vs a baseline."""
-    given = {"batch_size": batch_sizes, "workers": workers, "connection": connection,
-             "pooling": pooling, "pipeline": pipeline, "insert_method": insert_method}
-    dims = dimension_options(**given)
+    dims = dimension_options(**dimensions)
     budget_s = duration_option(budget, "--budget")
     band = percent_option(noise_band, "--noise-band")
     if budget_s is not None and repeat is not None:
@@ -134,20 +113,20 @@ def sweep(
                      "seed": seed, "target": target, "baseline": baseline,
                      "inputs": [os.path.abspath(p) for p in inputs] if inputs else None,
                      "mapping": abspath(mapping),
-                     **tables_requested(schema, table_prefix, replace_existing_tables)}
+                     **tables_requested(settings)}
         plan = check_resume(stored, "sweep", requested, store)
         refresh_dataset(plan, as_json)
     else:
         if not dims:
-            dims = dimension_options(batch_size=DEFAULT_BATCH_SIZES)
+            dims = dimension_options(**DEFAULT_DIMENSIONS)
         fixed = repeat is not None
         plan = SweepPlan(kind="sweep", dimensions=dims,
                          repeat=repeat if repeat is not None else MAX_ROUNDS,
                          warmup=DEFAULT_WARMUP if warmup is None else warmup,
                          seed=random.SystemRandom().randrange(2**31) if seed is None else seed,
                          inputs=[], target=target, mapping=abspath(mapping), baseline=baseline,
-                         schema=schema, table_prefix=table_prefix,
-                         replace_existing_tables=replace_existing_tables,
+                         schema=settings.schema, table_prefix=settings.table_prefix,
+                         replace_existing_tables=settings.replace_existing_tables,
                          budget_s=None if fixed else (budget_s or DEFAULT_BUDGET_S),
                          noise_band=NOISE_BAND if band is None else band,
                          sweep_id=uuid.uuid4().hex)
@@ -166,7 +145,7 @@ def sweep(
     if outlook and not as_json:
         ui.console(stderr=True).print(outlook, markup=False)
     run_with_progress(plan, store, Path(plan.mapping) if plan.mapping else None, as_json,
-         retry_window)
+                      settings.retry_window)
     with user_errors():
         doc, result_file, pyperf_file = finish_sweep(plan, store.contents, store.run_dir)
     if as_json:
