@@ -70,10 +70,6 @@ class RunRequest(RunSettings):
     # Names every database session of the run (migrator.session); None: a new one.
     run_id: str | None = None
 
-    @property
-    def settings(self) -> RunSettings:
-        return RunSettings(**self.values())
-
 
 @dataclass
 class RunOutcome:
