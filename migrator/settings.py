@@ -144,7 +144,7 @@ def setting(default: T, flag: str, help: str, **spec: Any) -> T:
 
 # ---- checks -------------------------------------------------------------------------------
 
-def at_least(low: int) -> Callable[[Any], None]:
+def _at_least(low: int) -> Callable[[Any], None]:
     def check(value: Any) -> None:
         if value is not None and value < low:
             raise ValueError(f"must be at least {low}, got {value}")
@@ -171,10 +171,12 @@ def _namespace(part: str) -> Callable[[Any], None]:
 
 @dataclass(frozen=True, kw_only=True)
 class RunSettings:
-    """How a migration runs. Each field's :class:`Setting` says how it is given and shown."""
+    """How a migration runs. Each field's :class:`Setting` says how it is given and shown;
+    the order of the fields is the order of the options and of the sweep dimensions (the
+    first dimension varies slowest)."""
 
     batch_size: int = setting(
-        1000, "--batch-size", "Records per transaction.", short="-b", check=at_least(1),
+        1000, "--batch-size", "Records per transaction.", short="-b", check=_at_least(1),
         sweep=Sweep("--batch-sizes", "Batch sizes to sweep, {grammar}. Default {default} when "
                     "no dimension is given.", short="-b", default="50..2000"),
         aliases=("batch", "batches", "batch_sizes"))
@@ -204,7 +206,7 @@ class RunSettings:
         title="Pipeline modes and overlap efficiency", anchor="pipeline")
     queue_depth: int = setting(
         2, "--queue-depth", "Mapped batches that may wait for the inserter (pipeline).",
-        check=at_least(1))
+        check=_at_least(1))
     insert_method: str = setting(
         "auto", "--insert-method", "executemany, fast, values, copy, or auto (the dialect's "
         "fastest correct method, measured).", choices=("auto", *INSERT_METHODS),
