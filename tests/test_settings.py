@@ -10,7 +10,6 @@ import os
 from pathlib import Path
 from typing import Any
 
-import click
 import pytest
 import typer
 from typer.testing import CliRunner
@@ -37,7 +36,7 @@ from reports.summary import format_config, parse_baseline
 runner = CliRunner(env={"COLUMNS": "100", "NO_COLOR": "1"})
 
 
-def _params(*path: str) -> dict[str, click.Parameter]:
+def _params(*path: str) -> dict[str, Any]:
     """The click parameters of ``bench <path>``, by every flag they answer to."""
     command: Any = typer.main.get_command(app)
     for name in path:
@@ -61,8 +60,13 @@ def test_every_setting_is_a_bench_run_option_with_its_default_and_help(s: Settin
     assert s.flag in params, f"bench run has no {s.flag}"
     option = params[s.flag]
     assert option.name == s.name
-    assert option.default == s.default
-    assert option.help == _shown(s.help)
+    if s.alias is None:
+        assert option.default == s.default
+        assert option.help == _shown(s.help)
+    else:  # either flag gives the value: the default is said, and applied once both are read
+        assert option.default is None
+        assert option.help == _shown(f"{s.help} [default: {s.default}]")
+        assert params[s.alias.flag].help == _shown(s.alias.help)
     if s.short:
         assert s.short in option.opts
     if s.envvar:
@@ -77,7 +81,8 @@ def test_every_setting_is_a_bench_run_option_with_its_default_and_help(s: Settin
 def test_bench_run_has_no_setting_option_the_declaration_does_not_know() -> None:
     own = {"--input", "--target", "--mapping", "--resume", "--out", "--report", "--json",
            "--help"}
-    declared = {s.flag for s in SETTINGS} | {s.off_flag for s in SETTINGS if s.off_flag}
+    declared = ({s.flag for s in SETTINGS} | {s.off_flag for s in SETTINGS if s.off_flag}
+                | {s.alias.flag for s in SETTINGS if s.alias})
     flags = {o for o in _params("run") if o.startswith("--")}
     assert flags - own == declared
 
@@ -85,9 +90,26 @@ def test_bench_run_has_no_setting_option_the_declaration_does_not_know() -> None
 @pytest.mark.parametrize("s", [s for s in SETTINGS if s.choices], ids=lambda s: s.name)
 def test_a_value_outside_a_settings_choices_is_a_usage_error(s: Setting,
                                                              tmp_path: Path) -> None:
-    result = runner.invoke(app, ["run", "-i", str(tmp_path), s.flag, "bogus"])
+    result = runner.invoke(app, ["run", "-i", str(tmp_path), s.flag, "bogus"],
+                           env={"COLUMNS": "400"})
     assert result.exit_code == 2, result.output
-    assert s.flag in result.output and "must be one of" in _flat(result.output)
+    assert s.flag in result.output
+    words = "must be one of" if s.alias is None else "is not a connection strategy"
+    assert words in _flat(result.output)
+
+
+@pytest.mark.parametrize("s", [s for s in SETTINGS if s.alias], ids=lambda s: s.name)
+def test_a_setting_and_its_alias_flag_must_agree(s: Setting, tmp_path: Path) -> None:
+    assert s.alias is not None
+    spelled, meant = s.spellings[0]
+    other = next(c for c in s.choices or () if c != meant)
+    result = runner.invoke(app, ["run", "-i", str(tmp_path), s.flag, other, s.alias.flag,
+                                 spelled], env={"COLUMNS": "400"})
+    assert result.exit_code == 2, result.output
+    assert "disagree" in result.output and s.alias.flag in result.output
+    bad = runner.invoke(app, ["run", "-i", str(tmp_path), s.alias.flag, meant],
+                        env={"COLUMNS": "400"})
+    assert bad.exit_code == 2 and s.alias.flag in bad.output, bad.output
 
 
 @pytest.mark.parametrize(("flag", "value", "words"), [
@@ -140,9 +162,14 @@ def test_baseline_takes_one_value_of_each_dimension_as_bench_run_does() -> None:
     params = _params("baseline")
     for s in SWEPT:
         assert s.flag in params and params[s.flag].help == _shown(s.help)
-    dims = one_configuration({"batch_size": 200, "workers": None, "pooling": "ON",
-                              "insert_method": "auto"})
-    assert dims == {"batch_size": [200], "pooling": ["on"], "insert_method": ["auto"]}
+    dims = one_configuration({"batch_size": 200, "workers": None, "connection": None,
+                              "pooling": "ON", "insert_method": "auto"})
+    assert dims == {"batch_size": [200], "connection": ["pooled"], "insert_method": ["auto"]}
+    assert one_configuration({"connection": "persistent"}) == {"connection": ["persistent"]}
+    for given in ({"pooling": "on,off"}, {"connection": "pooled", "pooling": "off"},
+                  {"pipeline": "warp"}):
+        with pytest.raises(typer.BadParameter):
+            one_configuration(given)
 
 
 # ---- sweep dimensions ---------------------------------------------------------------------------
@@ -173,6 +200,13 @@ def test_bench_sweep_parses_each_dimension_and_refuses_a_bad_value(s: Setting,
     assert parse_dimensions({s.name: text}) == {s.name: values}
     bad = runner.invoke(app, ["sweep", s.sweep.option, "bogus", "--out", str(tmp_path / "o")])
     assert bad.exit_code == 2 and s.sweep.option in bad.output, bad.output
+    if s.alias is not None:  # the alias flag sweeps the same dimension, by its spellings
+        spelled = [spelling for spelling, _ in s.spellings]
+        assert parse_dimensions({s.alias.name: ",".join(spelled)}) == \
+            {s.name: [dict(s.spellings)[x] for x in spelled]}
+        ok = runner.invoke(app, ["sweep", s.alias.flag, ",".join(spelled), "--budget", "1m",
+                                 "--repeat", "2", "--out", str(tmp_path / "o")])
+        assert ok.exit_code == 2 and "exclude each other" in _flat(ok.output), ok.output
 
 
 @pytest.mark.parametrize("s", SWEPT, ids=lambda s: s.name)
@@ -225,7 +259,8 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 #: A value other than the default for every setting (a new setting needs one here).
 CHANGED: dict[str, Any] = {
-    "batch_size": 40, "workers": 2, "pooling": "on", "pipeline": "thread", "queue_depth": 3,
+    "batch_size": 40, "workers": 2, "connection": "persistent", "pipeline": "thread",
+    "queue_depth": 3,
     "insert_method": "executemany", "sample_interval": 0.2, "schema": "settings_s",
     "table_prefix": "st_", "replace_existing_tables": True, "retry_window": 5.0,
     "dtd_dir": "<dtd>",
@@ -271,7 +306,9 @@ def test_bench_run_json_carries_every_setting(backend: str, data: Path, tmp_path
     assert {name: doc[name] for name in expected} == expected
     off = runner.invoke(app, ["run", "-i", str(data), "-t", _target(backend, request,
                                                                     tmp_path),
-                              "--no-sample", "--table-prefix", f"so_{backend[:2]}_",
+                              "--no-sample", "--pooling", "on",
+                              "--table-prefix", f"so_{backend[:2]}_",
                               "--out", str(tmp_path / "r2"), "--json"])
     assert off.exit_code == 0, off.output
-    assert json.loads(off.stdout)["sample_interval"] is None
+    doc = json.loads(off.stdout)
+    assert doc["sample_interval"] is None and doc["connection"] == "pooled"
