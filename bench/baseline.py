@@ -21,6 +21,7 @@ from bench.sweep import (
     SweepError,
     SweepPlan,
     busy_host_warning,
+    in_storage_order,
     majority_bottleneck,
     read_map_cpu,
     samples_by_config,
@@ -29,6 +30,7 @@ from bench.sweep import (
     throughput,
     write_pyperf_file,
 )
+from reports.results import BaselineDocument, Bottleneck, Environment, Run
 from reports.stats import (
     Drift,
     MachineNoise,
@@ -56,7 +58,7 @@ class BaselineSummary:
     drift: Drift
     repeats_needed: int | None
     warnings: tuple[str, ...]
-    bottleneck: dict[str, Any] | None
+    bottleneck: Bottleneck | None
     machine: MachineNoise | None = None  # the host's share of the spread, when probed
 
     def to_dict(self) -> dict[str, Any]:
@@ -70,13 +72,13 @@ class BaselineSummary:
             "drift": self.drift.to_dict(),
             "repeats_needed": self.repeats_needed,
             "warnings": list(self.warnings),
-            "bottleneck": self.bottleneck,
+            "bottleneck": None if self.bottleneck is None else self.bottleneck.to_dict(),
             "machine_noise": None if self.machine is None else self.machine.to_dict(),
         }
 
 
 def summarize_baseline(name: str | None, config: Mapping[str, Any],
-                       runs: Sequence[Mapping[str, Any]]) -> BaselineSummary:
+                       runs: Sequence[Run]) -> BaselineSummary:
     """Statistics of ``runs`` (measured runs of one configuration, in run order)."""
     if not runs:
         raise SweepError("the baseline has no measured run yet; resume it")
@@ -102,8 +104,8 @@ def summarize_baseline(name: str | None, config: Mapping[str, Any],
 
 
 def finish_baseline(plan: SweepPlan, contents: StoreContents, run_dir: Path
-                    ) -> tuple[dict[str, Any], BaselineSummary, Path, Path | None]:
-    """Write result.json (kind ``baseline``) and pyperf.json from the store."""
+                    ) -> tuple[BaselineDocument, BaselineSummary, Path, Path | None]:
+    """Write result.json (kind ``baseline``) and pyperf.json from the store's runs."""
     if len(plan.configurations) != 1:
         raise SweepError("a baseline has exactly one configuration")
     groups = samples_by_config(plan, contents.runs)
@@ -112,16 +114,16 @@ def finish_baseline(plan: SweepPlan, contents: StoreContents, run_dir: Path
     skipped = skipped_warning(contents)
     if skipped:
         summary = replace(summary, warnings=(*summary.warnings, skipped))
-    ordered = sorted(contents.runs, key=lambda r: int(r.get("sequence", 0)))
     doc = build_result(
         "baseline",
         config={**plan.to_dict(), "order": [[s.round, s.config_index] for s in plan.slots()]},
-        environment=contents.environment or {},
-        runs=ordered,
-        verdicts=[{"kind": "bottleneck", "scope": "baseline", **summary.bottleneck}]
+        environment=contents.environment or Environment(),
+        runs=in_storage_order(contents.runs),
+        verdicts=[{"kind": "bottleneck", "scope": "baseline", **summary.bottleneck.to_dict()}]
         if summary.bottleneck else [],
         extra={"summary": summary.to_dict(), "measured_runs": len(runs)},
     )
+    assert isinstance(doc, BaselineDocument)
     result_file = write_result(run_dir, doc)
     pyperf_file = write_pyperf_file(run_dir / "pyperf.json", groups,
                                     {"description": "migration-bench baseline, seconds per "

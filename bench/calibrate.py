@@ -25,7 +25,7 @@ import math
 import os
 import socket
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -37,11 +37,14 @@ from bench.sweep import (
     SweepPlan,
     busy_host_warning,
     cache_root,
+    in_storage_order,
+    measured_order,
     samples_by_config,
     slot_seconds,
     throughput,
 )
 from migrator.connstr import redact_connection_string
+from reports.results import CalibrationDocument, Environment, Run
 from reports.stats import (
     NOISE_BAND,
     describe,
@@ -113,11 +116,12 @@ class Calibration:
         return int(minutes * 60.0 / (configs * self.run_s)) if self.run_s > 0 else 0
 
 
-def analyse(plan: SweepPlan, runs: Sequence[Mapping[str, Any]], *,
+def analyse(plan: SweepPlan, runs: Sequence[Run], *,
             now: float | None = None) -> Calibration:
     """The calibration of a finished A/A plan's runs."""
     groups = samples_by_config(plan, runs)
-    by_round = [{int(r["round"]): throughput(r) for r in rs} for _, rs in groups]
+    by_round = [{r.round: throughput(r) for r in rs if r.round is not None}
+                for _, rs in groups]
     common = sorted(set(by_round[0]) & set(by_round[1]))
     if len(common) < 2:
         raise SweepError(f"calibration: only {len(common)} complete pair(s) ran; give it a "
@@ -273,17 +277,17 @@ def _age(seconds: float) -> str:
 # ---- the result file -----------------------------------------------------------------------
 
 def finish_calibration(plan: SweepPlan, contents: StoreContents, run_dir: Path
-                       ) -> tuple[dict[str, Any], Calibration, Path]:
+                       ) -> tuple[CalibrationDocument, Calibration, Path]:
     """Write result.json (kind ``calibrate``) and return it with the calibration."""
     cal = analyse(plan, contents.runs)
-    measured = [r for r in contents.runs if not r.get("warmup")]
+    measured = [r for r in contents.runs if not r.warmup]
     busy = busy_host_warning(measured)
-    ordered = sorted(contents.runs, key=lambda r: int(r.get("sequence", 0)))
     summary = {**cal.to_dict(), "verdict": aa_sentence(cal),
                "warnings": [busy] if busy else []}
-    doc = build_result("calibrate", config={**plan.to_dict(),
-                                            "order": [[int(r["round"]), int(r["config_index"])]
-                                                      for r in ordered if not r.get("warmup")]},
-                       environment=contents.environment or {}, runs=ordered,
+    doc = build_result("calibrate",
+                       config={**plan.to_dict(), "order": measured_order(contents.runs)},
+                       environment=contents.environment or Environment(),
+                       runs=in_storage_order(contents.runs),
                        extra={"summary": summary, "measured_runs": len(measured)})
+    assert isinstance(doc, CalibrationDocument)
     return doc, cal, write_result(run_dir, doc)

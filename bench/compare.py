@@ -41,12 +41,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.results import (
+from reports.results import (
     RESULT_NAME,
+    PlannedDocument,
+    ResultDocument,
     ResultFileError,
-    describe_skipped,
-    is_measurement,
-    load_result,
+    Run,
+    RunDocument,
+    counted_runs,
+    load,
 )
 from reports.stats import (
     ALPHA,
@@ -127,91 +130,96 @@ class ResultSamples:
             rounds=None if self.rounds is None else [self.rounds[index]])
 
 
-def _result_path(path: Path) -> Path:
-    return path / RESULT_NAME if path.is_dir() else path
-
-
 def load_samples(path: str | Path) -> ResultSamples:
     """Read a result file's measured throughputs; any problem names the file (exit 1)."""
     p = Path(path)
     if p.is_dir() and not (p / RESULT_NAME).exists() and (p / "runs.jsonl").exists():
         raise ResultFileError(f"{p}: has no {RESULT_NAME} yet (an interrupted sweep?); finish "
                               f"it with `bench sweep --resume --out {p}`")
-    doc = load_result(p)
-    shown = _result_path(p)
-    kind = doc.get("kind")
-    why_not = [f"run {i + 1} {describe_skipped(r)}" for i, r in enumerate(doc.get("runs") or [])
-               if not is_measurement(r) and not (isinstance(r, dict) and r.get("warmup"))]
+    doc = load(p)
+    shown = Path(doc.source or p)
+    why_not = [f"run {i + 1} {r.skipped_reason()}" for i, r in doc.unfinished()
+               if not r.warmup]
     skipped = tuple(f"{shown}: {why}" for why in why_not)
-    rounds: list[list[int]] | None = None
-    try:
-        if kind in ("sweep", "baseline", "calibrate"):
-            configurations = [dict(c) for c in doc["config"]["configurations"]]
-            samples: list[list[float]] = [[] for _ in configurations]
-            rounds = [[] for _ in configurations]
-            for run in _counted_runs(doc["runs"]):
-                k = int(run["config_index"])
-                samples[k].append(float(run["metrics"]["throughput_rec_per_min"]))
-                if run.get("round") is None:
-                    rounds = None
-                elif rounds is not None:
-                    rounds[k].append(int(run["round"]))
-        elif kind == "run":
-            configurations, samples = [], []
-            for run in doc["runs"]:
-                if not is_measurement(run):
-                    continue
-                config = {k: v for k, v in run["config"].items() if k != "resume"}
-                value = float(run["metrics"]["throughput_rec_per_min"])
-                if config in configurations:
-                    samples[configurations.index(config)].append(value)
-                else:
-                    configurations.append(config)
-                    samples.append([value])
-        else:
-            raise ResultFileError(f"{shown}: a result of kind {kind!r} has no throughput "
-                                  "samples to compare (expected sweep, baseline, calibrate "
-                                  "or run)")
-    except (KeyError, TypeError, ValueError, IndexError) as exc:
-        raise ResultFileError(f"{shown}: malformed {kind} result: {type(exc).__name__} "
-                              f"{exc}") from None
+    if isinstance(doc, PlannedDocument):
+        configurations, samples, rounds = _planned_samples(doc, shown)
+    elif isinstance(doc, RunDocument):
+        configurations, samples, rounds = *_run_samples(doc.runs, shown), None
+    else:
+        raise ResultFileError(f"{shown}: a result of kind {doc.kind!r} has no throughput "
+                              "samples to compare (expected sweep, baseline, calibrate or "
+                              "run)")
     keep = [i for i, values in enumerate(samples) if values]
     if not keep:
         why = f" ({why_not[0]})" if why_not else ""
         raise ResultFileError(f"{shown}: no measured run in this result file{why}; a failed "
                               "or interrupted run is not a measurement")
-    sweep_id = (doc.get("config") or {}).get("sweep_id")
-    return ResultSamples(shown, str(kind), [configurations[i] for i in keep],
+    sweep_id = doc.config.sweep_id if isinstance(doc, PlannedDocument) else None
+    return ResultSamples(shown, doc.kind, [configurations[i] for i in keep],
                          [samples[i] for i in keep], skipped=skipped,
                          rounds=None if rounds is None else [rounds[i] for i in keep],
-                         sweep_id=sweep_id if isinstance(sweep_id, str) else None,
-                         dataset=_dataset_facts(doc))
+                         sweep_id=sweep_id, dataset=_dataset_facts(doc))
 
 
-def _counted_runs(runs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Measured (complete, non-warm-up) runs in run order; of a disturbed run and its re-run
-    in the same round, the re-run."""
-    latest: dict[tuple[Any, int], dict[str, Any]] = {}
-    measured = [r for r in runs if not r.get("warmup") and is_measurement(r)]
-    measured.sort(key=lambda r: (int(r["order_index"]), int(r.get("sequence") or 0)))
-    for i, run in enumerate(measured):
-        key = (run.get("round") if run.get("round") is not None else f"#{i}",
-               int(run["config_index"]))
-        latest[key] = run
-    return sorted(latest.values(), key=lambda r: int(r["order_index"]))
+def _planned_samples(doc: PlannedDocument, shown: Path
+                     ) -> tuple[list[dict[str, ConfigValue]], list[list[float]],
+                                list[list[int]] | None]:
+    """A sweep's, baseline's or calibration's throughputs (and rounds) per configuration."""
+    configurations = [dict(c) for c in doc.config.configurations]
+    if not configurations:
+        raise ResultFileError(f"{shown}: malformed {doc.kind} result: its config names no "
+                              "configurations")
+    samples: list[list[float]] = [[] for _ in configurations]
+    rounds: list[list[int]] | None = [[] for _ in configurations]
+    for run in counted_runs(doc.runs):
+        k = run.config_index
+        if k is None or not 0 <= k < len(configurations):
+            raise ResultFileError(f"{shown}: malformed {doc.kind} result: run "
+                                  f"{run.sequence} names configuration {k!r}, of "
+                                  f"{len(configurations)}")
+        samples[k].append(_throughput(run, doc.kind, shown))
+        if run.round is None:
+            rounds = None
+        elif rounds is not None:
+            rounds[k].append(run.round)
+    return configurations, samples, rounds
 
 
-def _dataset_facts(doc: dict[str, Any]) -> dict[str, Any]:
+def _run_samples(runs: Sequence[Run], shown: Path
+                 ) -> tuple[list[dict[str, ConfigValue]], list[list[float]]]:
+    """`bench run` results: one sample per complete run, grouped by configuration."""
+    configurations: list[dict[str, ConfigValue]] = []
+    samples: list[list[float]] = []
+    for run in runs:
+        if not run.is_measurement:
+            continue
+        config = {k: v for k, v in run.config.to_dict().items() if k != "resume"}
+        value = _throughput(run, "run", shown)
+        if config in configurations:
+            samples[configurations.index(config)].append(value)
+        else:
+            configurations.append(config)
+            samples.append([value])
+    return configurations, samples
+
+
+def _throughput(run: Run, kind: str, shown: Path) -> float:
+    if run.throughput is None:
+        raise ResultFileError(f"{shown}: malformed {kind} result: a measured run without "
+                              "metrics.throughput_rec_per_min")
+    return float(run.throughput)
+
+
+def _dataset_facts(doc: ResultDocument) -> dict[str, Any]:
     """Records, files, bytes, invalid rate and mapping fingerprint the file says it ran."""
-    env: dict[str, Any] = doc["environment"] if isinstance(doc.get("environment"), dict) \
-        else {}
-    dataset: dict[str, Any] = env["dataset"] if isinstance(env.get("dataset"), dict) else {}
-    facts = {key: dataset.get(key) for key, _ in DATASET_FACTS if key != "mapping"}
-    mapping = env.get("mapping")
-    config: dict[str, Any] = doc["config"] if isinstance(doc.get("config"), dict) else {}
-    if not isinstance(mapping, dict):
-        mapping = config.get("mapping")  # a `bench run` result describes its mapping here
-    facts["mapping"] = mapping.get("fingerprint") if isinstance(mapping, dict) else None
+    dataset = doc.environment.dataset
+    facts: dict[str, Any] = {key: getattr(dataset, key, None) for key, _ in DATASET_FACTS
+                             if key != "mapping"}
+    mapping = doc.environment.mapping
+    if mapping is None and isinstance(doc, RunDocument) and \
+            not isinstance(doc.config.mapping, str):
+        mapping = doc.config.mapping  # a `bench run` result describes its mapping here
+    facts["mapping"] = mapping.fingerprint if mapping is not None else None
     return facts
 
 

@@ -22,6 +22,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from reports.results import Samples
+
 #: Steal time above this share of the machine means the VM's host was busy elsewhere.
 STEAL_SHARE = 0.10
 #: The machine counts as saturated above this busy share (all CPUs, the run's time).
@@ -61,16 +63,11 @@ def _own_cpu_seconds() -> float:
     return self_.ru_utime + self_.ru_stime + children.ru_utime + children.ru_stime
 
 
-def server_cpu_seconds(run: Mapping[str, Any], wall_s: float) -> float:
+def server_cpu_seconds(samples: Samples | None, wall_s: float) -> float:
     """CPU seconds a local database server spent during the run, from the run's own host
     samples (``host.dbserver.cpu_pct``, percent of one core), 0 when there are none."""
-    samples = run.get("samples")
-    if not isinstance(samples, Mapping):
-        return 0.0
-    column = (samples.get("metrics") or {}).get("host.dbserver.cpu_pct")
-    if not isinstance(column, list):
-        return 0.0
-    values = [float(v) for v in column if isinstance(v, int | float)]
+    column = samples.column("host.dbserver.cpu_pct") if samples is not None else None
+    values = [float(v) for v in column or [] if v is not None]
     return sum(values) / len(values) / 100.0 * wall_s if values else 0.0
 
 

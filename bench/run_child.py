@@ -38,7 +38,8 @@ def main() -> None:
     except MigratorError as exc:
         print(json.dumps({"error": str(exc)}), flush=True)
     else:
-        print(json.dumps({"run": run, "environment": environment}, default=str), flush=True)
+        print(json.dumps({"run": run.to_dict(), "environment": environment.to_dict()},
+                         default=str), flush=True)
 
 
 if __name__ == "__main__":

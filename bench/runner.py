@@ -25,15 +25,7 @@ from typing import Any
 
 from bench import environment
 from bench.preflight import check_target_folder, ensure_writable_dir
-from bench.results import (
-    COMPLETE,
-    FAILED,
-    INTERRUPTED,
-    build_result,
-    new_run_dir,
-    write_pyperf,
-    write_result,
-)
+from bench.results import build_result, new_run_dir, write_pyperf, write_result
 from bench.sampling import attribute_run, start_sampling
 from migrator import (
     EngineConfig,
@@ -55,6 +47,18 @@ from migrator.reader import WorkUnit, check_dtd_dir, check_records
 from migrator.runlock import RunLock
 from migrator.session import run_scope, session_name
 from migrator.settings import RunSettings
+from reports.results import (
+    COMPLETE,
+    FAILED,
+    INTERRUPTED,
+    Bottleneck,
+    Metrics,
+    Reconciliation as ReconciliationRecord,
+    Run,
+    RunConfig,
+    RunDocument,
+    Samples,
+)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -80,6 +84,7 @@ class RunOutcome:
     reconciliation: Reconciliation | None  # None: not checked (the run did not finish)
     result_file: Path
     pyperf_file: Path | None
+    document: RunDocument  # what result_file holds
     extra: dict[str, Any] = field(default_factory=dict)
     status: str = COMPLETE
     error: str | None = None
@@ -240,25 +245,24 @@ def _migrate(request: RunRequest, run_dir: Path, mapping: Mapping, units: list[W
             status, error, rec, stopped_by = FAILED, str(exc), None, exc
     info = target.info()
     tables_in = {"schema": target.dialect.schema, "table_prefix": request.table_prefix}
-    run_doc = {
-        "status": status,
-        "error": error,
-        "run_id": run_id,
-        "session_name": session_name(run_id=run_id),
-        "config": {"batch_size": request.batch_size, "workers": request.workers,
-                   "pipeline": request.pipeline, "queue_depth": request.queue_depth,
-                   "connection": request.connection.value,
-                   "insert_method": config.insert_method
-                   or target.dialect.default_insert_method, "resume": request.resume,
-                   "sample_interval": request.sample_interval, **tables_in,
-                   "retry_window": request.retry_window},
-        "metrics": stats.to_dict(),
-        "reconciliation": _reconciliation(rec),
-        "files_without_records": without_records,
-        "samples": series.to_dict() if series is not None else None,
-        "bottleneck": attribute_run(stats, series, request.workers)
+    run = Run(
+        status=status, error=error, run_id=run_id, session_name=session_name(run_id=run_id),
+        config=RunConfig(batch_size=request.batch_size, workers=request.workers,
+                         pipeline=request.pipeline, queue_depth=request.queue_depth,
+                         connection=request.connection.value,
+                         insert_method=config.insert_method
+                         or target.dialect.default_insert_method, resume=request.resume,
+                         sample_interval=request.sample_interval,
+                         schema=target.dialect.schema, table_prefix=request.table_prefix,
+                         retry_window=request.retry_window),
+        metrics=Metrics.from_dict(stats.to_dict()),
+        reconciliation=None if rec is None else ReconciliationRecord.from_dict(
+            _reconciliation(rec)),
+        files_without_records=without_records,
+        samples=Samples.from_dict(series.to_dict()) if series is not None else None,
+        bottleneck=Bottleneck.from_dict(attribute_run(stats, series, request.workers))
         if series is not None and status == COMPLETE else None,
-    }
+    )
     doc = build_result(
         "run",
         config={"inputs": [u.path for u in units], "target": info.display,
@@ -270,8 +274,9 @@ def _migrate(request: RunRequest, run_dir: Path, mapping: Mapping, units: list[W
                 "insert_method": request.insert_method, "resume": request.resume,
                 **tables_in, "replace_existing_tables": request.replace_existing_tables},
         environment=environment.collect(info, _dataset_facts(units)),
-        runs=[run_doc], status=status, error=error,
+        runs=[run], status=status, error=error,
     )
+    assert isinstance(doc, RunDocument)
     result_file = write_result(run_dir, doc)
     pyperf_file = None
     if status == COMPLETE and stats.records_read:  # only a complete run is a measurement
@@ -279,9 +284,10 @@ def _migrate(request: RunRequest, run_dir: Path, mapping: Mapping, units: list[W
                                    {f"batch_size={request.batch_size}":
                                     [stats.elapsed_s / stats.records_read]})
     outcome = RunOutcome(request, run_dir, info.display, stats, rec, result_file, pyperf_file,
-                         {"bottleneck": run_doc["bottleneck"],
-                          "schema": tables_in["schema"], "run_id": run_id,
-                          "dtd_dir": mapping.dtd_dir},
+                         doc, {"bottleneck": None if run.bottleneck is None
+                               else run.bottleneck.to_dict(),
+                               "schema": tables_in["schema"], "run_id": run_id,
+                               "dtd_dir": mapping.dtd_dir},
                          status, error, without_records)
     if isinstance(stopped_by, KeyboardInterrupt):
         raise RunInterrupted(outcome) from stopped_by

@@ -31,7 +31,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.results import ResultFileError, _finite, connection_from_pooling, is_measurement
+from reports.results import (
+    Environment,
+    ResultFileError,
+    ResultFormatError,
+    Run,
+    connection_from_pooling,
+    finite,
+)
 
 STORE_NAME = "runs.jsonl"
 STORE_FORMAT = 1
@@ -43,25 +50,26 @@ class StoreContents:
 
     path: Path
     plan: dict[str, Any] | None = None
-    environment: dict[str, Any] | None = None
-    runs: list[dict[str, Any]] = field(default_factory=list)
+    environment: Environment | None = None
+    runs: list[Run] = field(default_factory=list)
     #: A human-readable note when the last line was incomplete (and dropped), else None.
     truncated: str | None = None
     #: Length in bytes of the complete part of the file (where appending must resume).
     good_bytes: int = 0
 
-    def measured_runs(self) -> list[dict[str, Any]]:
+    def measured_runs(self) -> list[Run]:
         """Complete, non-warm-up runs: a failed or interrupted run is kept in the store
         (with what it measured) but is no measurement, and its slot is run again."""
-        return [r for r in self.runs if not r.get("warmup") and is_measurement(r)]
+        return [r for r in self.runs if r.counts]
 
-    def unfinished_runs(self) -> list[dict[str, Any]]:
+    def unfinished_runs(self) -> list[Run]:
         """Runs stored with status failed or interrupted."""
-        return [r for r in self.runs if not is_measurement(r)]
+        return [r for r in self.runs if not r.is_measurement]
 
     def done_slots(self) -> set[tuple[int, int]]:
         """``(round, config_index)`` of every measured run already stored."""
-        return {(int(r["round"]), int(r["config_index"])) for r in self.measured_runs()}
+        return {(r.round, r.config_index) for r in self.measured_runs()
+                if r.round is not None and r.config_index is not None}
 
 
 def store_path(run_dir: Path) -> Path:
@@ -122,6 +130,14 @@ def _decode(raw: bytes) -> dict[str, Any] | None:
 
 def _add(contents: StoreContents, record: dict[str, Any], path: Path, number: int) -> None:
     kind = record["type"]
+    try:
+        _add_record(contents, kind, record, path, number)
+    except ResultFormatError as exc:
+        raise ResultFileError(f"{path}: line {number}: {exc}") from None
+
+
+def _add_record(contents: StoreContents, kind: str, record: dict[str, Any], path: Path,
+                number: int) -> None:
     if kind == "plan":
         if record.get("format") != STORE_FORMAT:
             raise ResultFileError(f"{path}: line {number}: store format "
@@ -130,14 +146,14 @@ def _add(contents: StoreContents, record: dict[str, Any], path: Path, number: in
         # (a sweep stored before the connection strategy swept ``pooling``: resumed as such)
         contents.plan = connection_from_pooling(record["plan"])
     elif kind == "environment":
-        contents.environment = record["environment"]
+        contents.environment = Environment.from_dict(record.get("environment"), "environment")
     elif kind == "run":
         if contents.plan is None:
             raise ResultFileError(f"{path}: line {number}: a run before any plan record")
-        run = record["run"]
-        if isinstance(run, dict) and "config" in run:
-            run["config"] = connection_from_pooling(run["config"])
-        contents.runs.append(run)
+        run = record.get("run")
+        if isinstance(run, dict) and "config" in run:  # (written before the strategy)
+            run = {**run, "config": connection_from_pooling(run["config"])}
+        contents.runs.append(Run.from_dict(run, "run"))
     # Unknown record types are skipped: a newer tool may add informational ones.
 
 
@@ -176,16 +192,16 @@ class RunStore:
         self._append({"type": "plan", "format": STORE_FORMAT, "plan": plan})
         self.contents.plan = plan
 
-    def write_environment(self, environment: dict[str, Any]) -> None:
-        self._append({"type": "environment", "environment": environment})
+    def write_environment(self, environment: Environment) -> None:
+        self._append({"type": "environment", "environment": environment.to_dict()})
         self.contents.environment = environment
 
-    def append_run(self, run: dict[str, Any]) -> None:
-        self._append({"type": "run", "run": run})
+    def append_run(self, run: Run) -> None:
+        self._append({"type": "run", "run": run.to_dict()})
         self.contents.runs.append(run)
 
     def _append(self, record: dict[str, Any]) -> None:
-        line = json.dumps(_finite(record), ensure_ascii=False, allow_nan=False,
+        line = json.dumps(finite(record), ensure_ascii=False, allow_nan=False,
                           separators=(",", ":")) + "\n"
         # One write of the whole line in append mode, then fsync: a crash leaves either
         # the full line or a prefix of it, which read_store recognises as truncated.
@@ -195,11 +211,10 @@ class RunStore:
             os.fsync(f.fileno())
 
 
-def runs_in_order(runs: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+def runs_in_order(runs: Iterable[Run]) -> list[Run]:
     """Runs sorted by their position in the schedule (warm-ups first, as they ran)."""
-    def key(run: dict[str, Any]) -> tuple[bool, int, int]:
-        index = run.get("order_index")
-        return (not run.get("warmup"), -1 if index is None else int(index),
-                int(run.get("sequence") or 0))
+    def key(run: Run) -> tuple[bool, int, int]:
+        index = run.order_index
+        return (not run.warmup, -1 if index is None else index, run.sequence or 0)
 
     return sorted(runs, key=key)

@@ -45,26 +45,23 @@ from typing import Any
 from bench import noise_gate, runner
 from bench.racing import MAX_ROUNDS, STOP_TEXT, BudgetRace, RacePolicy, round_order
 from bench.ranges import RangeError, parse_choices, parse_range
-from bench.results import (
-    build_result,
-    describe_skipped,
-    is_measurement,
-    load_result,
-    write_pyperf,
-    write_result,
-)
+from bench.results import build_result, write_pyperf, write_result
 from bench.store import RunStore, StoreContents
 from migrator.errors import MigratorError
 from migrator.settings import SWEPT, RunSettings, Setting
-from reports.stats import NOISE_BAND
-from reports.summary import (
+from reports.results import (
+    Bottleneck,
     ConfigValue,
-    SweepDesign,
-    SweepSummary,
-    bottleneck_of,
-    format_config,
-    summarize_sweep,
+    Environment,
+    HostLoad,
+    MappingFacts,
+    Run,
+    RunConfig,
+    SweepDocument,
+    counted_runs,
 )
+from reports.stats import NOISE_BAND
+from reports.summary import SweepDesign, SweepSummary, format_config, summarize_sweep
 
 # ---- defaults -------------------------------------------------------------------------------
 # Why these:
@@ -95,10 +92,10 @@ class SweepError(MigratorError):
 
 
 class RunNotMeasured(SweepError):
-    """A run failed: ``run`` is its document (status failed, what it measured), stored
-    for the record before the sweep stops."""
+    """A run failed: ``run`` is its record (status failed, what it measured), stored for
+    the record before the sweep stops."""
 
-    def __init__(self, message: str, run: dict[str, Any], environment: dict[str, Any]) -> None:
+    def __init__(self, message: str, run: Run, environment: Environment) -> None:
         super().__init__(message)
         self.run = run
         self.environment = environment
@@ -330,13 +327,13 @@ def _fresh_default_database(work_dir: Path) -> None:
 
 
 def execute_point(config: Mapping[str, ConfigValue], context: RunContext,
-                  run_id: str | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+                  run_id: str | None = None) -> tuple[Run, Environment]:
     """Run one configuration once on a fresh schema.
 
-    Returns the run's document (effective config, metrics, reconciliation, samples, the
-    verdicts of its result file, and ``host``: other processes' CPU and steal time during
-    the run, with the noise gate's ``disturbed`` flag) and the environment metadata the run
-    collected (with the mapping's fingerprint, so `bench compare` can tell datasets apart).
+    Returns the run (effective config, metrics, reconciliation, samples, the verdicts of its
+    result file, and ``host``: other processes' CPU and steal time during the run, with the
+    noise gate's ``disturbed`` flag) and the environment the run collected (with the
+    mapping's fingerprint, so `bench compare` can tell datasets apart).
     """
     slot0 = time.perf_counter()
     request = build_request(config, context, run_id)
@@ -351,25 +348,26 @@ def execute_point(config: Mapping[str, ConfigValue], context: RunContext,
         outcome = exc.outcome
     wall = time.perf_counter() - t0
     after = noise_gate.mark()
-    doc = load_result(outcome.result_file)
-    run = dict(doc["runs"][0])
-    run["config"] = {**run.get("config", {}), **config}
-    run["verdicts"] = doc.get("verdicts", [])
-    run["started"] = started
-    run["wall_s"] = round(wall, 6)
-    run["host"] = {"loadavg_1m": _loadavg(),
-                   **noise_gate.host_load(before, after, wall,
-                                          server_s=noise_gate.server_cpu_seconds(run, wall))}
-    run["slot_s"] = round(time.perf_counter() - slot0, 6)
-    environment = dict(doc.get("environment", {}))
-    mapping = (doc.get("config") or {}).get("mapping")
-    if isinstance(mapping, dict):
-        environment.setdefault("mapping", {k: mapping.get(k)
-                                           for k in ("source", "fingerprint")})
-    if not is_measurement(run):
+    doc = outcome.document
+    measured = doc.runs[0]
+    load = noise_gate.host_load(before, after, wall,
+                                server_s=noise_gate.server_cpu_seconds(measured.samples, wall))
+    # A record of this sweep's own (read_keys None): written with its schedule position.
+    run = dataclasses.replace(
+        measured, read_keys=None,
+        config=RunConfig.from_dict({**measured.config.to_dict(), **config}),
+        verdicts=list(doc.verdicts), started=started, wall_s=round(wall, 6),
+        host=HostLoad.from_dict({"loadavg_1m": _loadavg(), **load}),
+        slot_s=round(time.perf_counter() - slot0, 6))
+    environment = doc.environment
+    mapping = doc.config.mapping
+    if environment.mapping is None and isinstance(mapping, MappingFacts):
+        environment.mapping = MappingFacts(source=mapping.source,
+                                           fingerprint=mapping.fingerprint)
+    if not run.is_measurement:
         raise RunNotMeasured(f"{format_config(config) or 'the run'}: the migration did not "
                              "complete cleanly, so its time is not a measurement: "
-                             f"{run.get('error') or run.get('status')}", run, environment)
+                             f"{run.error or run.status}", run, environment)
     return run, environment
 
 
@@ -387,7 +385,7 @@ def _loadavg() -> float | None:
 BUSY_SHARE_WARN = 0.20
 
 
-def busy_host_warning(runs: Sequence[Mapping[str, Any]]) -> str | None:
+def busy_host_warning(runs: Sequence[Run]) -> str | None:
     """A warning when other processes competed for the machine during the measured runs.
 
     Preferred evidence: the machine's busy CPU time over each run (``/proc/stat``) minus
@@ -401,18 +399,18 @@ def busy_host_warning(runs: Sequence[Mapping[str, Any]]) -> str | None:
     others: list[float] = []
     cpus = 0
     for run in runs:
-        host = run.get("host")
-        if not isinstance(host, dict):
+        host = run.host
+        if host is None:
             continue
-        cpus = cpus or int(host.get("cpus") or 0)
-        wall = float(run.get("wall_s") or 0)
-        if host.get("machine_cpu_s") is not None and wall > 0 and cpus:
-            foreign = max(0.0, float(host["machine_cpu_s"]) - float(host.get("cpu_s") or 0))
+        cpus = cpus or int(host.cpus or 0)
+        wall = float(run.wall_s or 0)
+        if host.machine_cpu_s is not None and wall > 0 and cpus:
+            foreign = max(0.0, float(host.machine_cpu_s) - float(host.cpu_s or 0))
             shares.append(foreign / (wall * cpus))
-        if host.get("loadavg_1m") is not None:
-            workers = (run.get("config") or {}).get("workers") or 1
-            loads.append(float(host["loadavg_1m"]))
-            others.append(float(host["loadavg_1m"]) - float(workers))
+        if host.loadavg_1m is not None:
+            workers = run.config.workers or 1
+            loads.append(float(host.loadavg_1m))
+            others.append(float(host.loadavg_1m) - float(workers))
     if shares:
         shares.sort()
         median = shares[len(shares) // 2]
@@ -506,14 +504,13 @@ def _run_fixed(plan: SweepPlan, store: RunStore, context: RunContext,
         report(format_config(config), slot.round, False)
 
 
-def slot_seconds(run: Mapping[str, Any]) -> float:
+def slot_seconds(run: Run) -> float:
     """What a stored run cost the budget: its whole slot (setup included), else its wall."""
-    value = run.get("slot_s", run.get("wall_s"))
-    return float(value) if isinstance(value, int | float) else 0.0
+    value = run.slot_s if run.slot_s is not None else run.wall_s
+    return float(value) if value is not None else 0.0
 
 
-def replay_race(plan: SweepPlan, runs: Sequence[Mapping[str, Any]]
-                ) -> tuple[BudgetRace, list[int]]:
+def replay_race(plan: SweepPlan, runs: Sequence[Run]) -> tuple[BudgetRace, list[int]]:
     """The race as the stored runs left it — every look re-decided from the same data, so
     a resumed sweep drops the same configurations — and the configurations still to run in
     an unfinished round (empty when the last round is complete)."""
@@ -521,12 +518,12 @@ def replay_race(plan: SweepPlan, runs: Sequence[Mapping[str, Any]]
     policy = RacePolicy(noise_band=plan.noise_band) if plan.racing else \
         RacePolicy(noise_band=plan.noise_band, min_rounds=MAX_ROUNDS + 1)  # never looks
     race = BudgetRace(len(plan.configurations), plan.budget_s, plan.seed, policy)
-    by_round: dict[int, list[Mapping[str, Any]]] = {}
-    for run in sorted(runs, key=lambda r: int(r.get("sequence") or 0)):
-        if run.get("warmup") or run.get("round") is None or not is_measurement(run):
+    by_round: dict[int, list[Run]] = {}
+    for run in sorted(runs, key=lambda r: r.sequence or 0):
+        if run.round is None or not run.counts:
             race.spend(slot_seconds(run))  # (a failed run cost time, measured nothing)
         else:
-            by_round.setdefault(int(run["round"]), []).append(run)
+            by_round.setdefault(run.round, []).append(run)
     pending: list[int] = []
     for round_ in sorted(by_round):
         if round_ != race.rounds_done or race.stop_reason is not None:
@@ -534,8 +531,9 @@ def replay_race(plan: SweepPlan, runs: Sequence[Mapping[str, Any]]
         expected = round_order(race.alive, plan.seed, round_)
         ran = set()
         for run in by_round[round_]:
-            race.record(int(run["config_index"]), throughput(run), slot_seconds(run))
-            ran.add(int(run["config_index"]))
+            index = _config_index(run)
+            race.record(index, throughput(run), slot_seconds(run))
+            ran.add(index)
         pending = [c for c in expected if c not in ran]
         if pending:
             break
@@ -547,9 +545,8 @@ def _run_budgeted(plan: SweepPlan, store: RunStore, context: RunContext,
                   on_progress: ProgressCallback | None) -> None:
     race, pending = replay_race(plan, store.contents.runs)
     total = round(race.budget_s)
-    measured = [r for r in store.contents.runs if not r.get("warmup")]
-    counts = {"measured": len(measured),
-              "disturbed": sum(bool((r.get("host") or {}).get("disturbed")) for r in measured)}
+    measured = [r for r in store.contents.runs if not r.warmup]
+    counts = {"measured": len(measured), "disturbed": sum(r.disturbed for r in measured)}
 
     def report(label: str, warmup: bool) -> None:
         if on_progress is not None:
@@ -591,7 +588,7 @@ def _run_round(plan: SweepPlan, store: RunStore, context: RunContext, race: Budg
         _record(store, run, environment, **where)
         counts["measured"] += 1
         race.record(index, throughput(run), slot_seconds(run))
-        if not (run.get("host") or {}).get("disturbed"):
+        if not run.disturbed:
             continue
         counts["disturbed"] += 1
         expected = race.round_seconds([index]) or 0.0
@@ -604,7 +601,7 @@ def _run_round(plan: SweepPlan, store: RunStore, context: RunContext, race: Budg
 
 
 def _measure(store: RunStore, config: Config, context: RunContext, **where: Any
-             ) -> tuple[dict[str, Any], dict[str, Any]]:
+             ) -> tuple[Run, Environment]:
     """:func:`execute_point`; a failed run is stored (status failed) before the sweep stops,
     so what it measured is kept and ``--resume`` runs its slot again."""
     try:
@@ -614,67 +611,67 @@ def _measure(store: RunStore, config: Config, context: RunContext, **where: Any
         raise
 
 
-def _record(store: RunStore, run: dict[str, Any], environment: dict[str, Any], *,
+def _record(store: RunStore, run: Run, environment: Environment, *,
             order_index: int | None, round_: int | None, config_index: int,
             warmup: bool, rerun: bool = False) -> None:
-    if store.contents.environment is None and environment:
+    if store.contents.environment is None and environment.to_dict():
         store.write_environment(environment)
-    entry = {"order_index": order_index, "round": round_, "config_index": config_index,
-             "warmup": warmup, "sequence": len(store.contents.runs), **run}
-    if rerun:
-        entry["rerun"] = True
-    store.append_run(entry)
+    store.append_run(dataclasses.replace(
+        run, order_index=order_index, round=round_, config_index=config_index, warmup=warmup,
+        sequence=len(store.contents.runs), rerun=rerun))
 
 
 # ---- results ---------------------------------------------------------------------------------
 
-def throughput(run: Mapping[str, Any]) -> float:
-    return float(run["metrics"]["throughput_rec_per_min"])
+def _config_index(run: Run) -> int:
+    if run.config_index is None:
+        raise SweepError(f"run {run.sequence}: a sweep's run without its configuration index")
+    return run.config_index
 
 
-def seconds_per_record(run: Mapping[str, Any]) -> float | None:
-    metrics = run["metrics"]
-    records = metrics.get("records_read") or 0
-    return float(metrics["elapsed_s"]) / records if records else None
+def _round(run: Run) -> int:
+    if run.round is None:
+        raise SweepError(f"run {run.sequence}: a measured run without its round")
+    return run.round
 
 
-def read_map_cpu(runs: Sequence[Mapping[str, Any]]) -> list[float] | None:
+def throughput(run: Run) -> float:
+    if run.throughput is None:
+        raise SweepError(f"run {run.sequence}: no throughput recorded")
+    return float(run.throughput)
+
+
+def seconds_per_record(run: Run) -> float | None:
+    records = run.metrics.records_read or 0
+    return float(run.metrics.elapsed_s or 0.0) / records if records else None
+
+
+def read_map_cpu(runs: Sequence[Run]) -> list[float] | None:
     """The runs' machine-speed probe (CPU seconds of reading and mapping the same input),
     or None when a run lacks it (a result file from before the probe existed)."""
-    values = [run["metrics"].get("read_map_cpu_s") for run in runs]
-    if any(not isinstance(v, int | float) or v <= 0 for v in values):
+    values = [run.metrics.read_map_cpu_s for run in runs]
+    if any(v is None or v <= 0 for v in values):
         return None
-    return [float(v) for v in values]
+    return [float(v) for v in values if v is not None]
 
 
-def measured_runs(runs: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
-    """The runs that count: complete ones (a failed or interrupted run is no measurement),
-    no warm-ups, and of a disturbed run and its re-run in the same round only the re-run."""
-    latest: dict[tuple[int, int], Mapping[str, Any]] = {}
-    for run in sorted((r for r in runs if not r.get("warmup") and is_measurement(r)),
-                      key=lambda r: (int(r["order_index"]), int(r.get("sequence") or 0))):
-        latest[(int(run["round"]), int(run["config_index"]))] = run
-    return sorted(latest.values(), key=lambda r: int(r["order_index"]))
-
-
-def samples_by_config(plan: SweepPlan, runs: Sequence[Mapping[str, Any]]
-                      ) -> list[tuple[Config, list[Mapping[str, Any]]]]:
+def samples_by_config(plan: SweepPlan, runs: Sequence[Run]) -> list[tuple[Config, list[Run]]]:
     """Measured runs of each configuration in grid order, each list in run order."""
-    grouped: list[list[Mapping[str, Any]]] = [[] for _ in plan.configurations]
-    for run in measured_runs(runs):
-        grouped[int(run["config_index"])].append(run)
+    grouped: list[list[Run]] = [[] for _ in plan.configurations]
+    for run in counted_runs(runs):
+        grouped[_config_index(run)].append(run)
     return list(zip(plan.configurations, grouped, strict=True))
 
 
-def majority_bottleneck(runs: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
+def majority_bottleneck(runs: Sequence[Run]) -> Bottleneck | None:
     """The label most of ``runs`` were attributed to, with how many agreed."""
-    verdicts = [v for v in (bottleneck_of(r) for r in runs) if v is not None]
+    verdicts = [v for v in (r.attributed() for r in runs) if v is not None]
     if not verdicts:
         return None
-    label, count = Counter(str(v["label"]) for v in verdicts).most_common(1)[0]
-    example = next(v for v in verdicts if str(v["label"]) == label)
-    return {"label": label, "description": example.get("description", label),
-            "runs": count, "of": len(runs)}
+    label, count = Counter(v.label for v in verdicts).most_common(1)[0]
+    example = next(v for v in verdicts if v.label == label)
+    return Bottleneck(label=label, description=example.description or label, runs=count,
+                      of=len(runs))
 
 
 def skipped_warning(contents: StoreContents) -> str | None:
@@ -682,17 +679,18 @@ def skipped_warning(contents: StoreContents) -> str | None:
     unfinished = contents.unfinished_runs()
     if not unfinished:
         return None
+    first = unfinished[0]
+    config = {k: v for k, v in first.config.to_dict().items() if v is not None}
     return (f"{len(unfinished)} run(s) did not complete and are not measurements (left out "
             f"of every statistic; their slots were run again): first "
-            f"{format_config(unfinished[0].get('config') or {}) or 'run'} "
-            f"{describe_skipped(unfinished[0])}")
+            f"{format_config(config) or 'run'} {first.skipped_reason()}")
 
 
 def pyperf_name(config: Mapping[str, ConfigValue]) -> str:
     return format_config(config) or "migration"
 
 
-def write_pyperf_file(path: Path, groups: Sequence[tuple[Config, Sequence[Mapping[str, Any]]]],
+def write_pyperf_file(path: Path, groups: Sequence[tuple[Config, Sequence[Run]]],
                       metadata: Mapping[str, Any] | None = None) -> Path | None:
     """One pyperf benchmark per configuration, values in seconds per record."""
     benchmarks: dict[str, Sequence[float]] = {}
@@ -705,11 +703,11 @@ def write_pyperf_file(path: Path, groups: Sequence[tuple[Config, Sequence[Mappin
     return write_pyperf(path, benchmarks, dict(metadata or {}))
 
 
-def sweep_design(plan: SweepPlan, runs: Sequence[Mapping[str, Any]]) -> SweepDesign:
+def sweep_design(plan: SweepPlan, runs: Sequence[Run]) -> SweepDesign:
     """How the stored sweep was run, for its summary."""
-    measured = [r for r in runs if not r.get("warmup") and is_measurement(r)]
-    disturbed = sum(bool((r.get("host") or {}).get("disturbed")) for r in measured)
-    reruns = sum(bool(r.get("rerun")) for r in measured)
+    measured = [r for r in runs if r.counts]
+    disturbed = sum(r.disturbed for r in measured)
+    reruns = sum(r.rerun for r in measured)
     if not plan.budgeted:
         return SweepDesign("fixed", plan.repeat, disturbed=disturbed, reruns=reruns)
     race, pending = replay_race(plan, runs)
@@ -723,7 +721,7 @@ def sweep_design(plan: SweepPlan, runs: Sequence[Mapping[str, Any]]) -> SweepDes
                        disturbed=disturbed, reruns=reruns)
 
 
-def summarize(plan: SweepPlan, runs: Sequence[Mapping[str, Any]]) -> SweepSummary:
+def summarize(plan: SweepPlan, runs: Sequence[Run]) -> SweepSummary:
     groups = samples_by_config(plan, runs)
     missing = [format_config(c) for c, rs in groups if not rs]
     if missing:
@@ -731,30 +729,37 @@ def summarize(plan: SweepPlan, runs: Sequence[Mapping[str, Any]]) -> SweepSummar
     return summarize_sweep([(config, [throughput(r) for r in rs]) for config, rs in groups],
                            baseline=plan.baseline,
                            probes=[read_map_cpu(rs) for _, rs in groups],
-                           rounds=[[int(r["round"]) for r in rs] for _, rs in groups],
+                           rounds=[[_round(r) for r in rs] for _, rs in groups],
                            noise_band=plan.noise_band, design=sweep_design(plan, runs))
 
 
+def in_storage_order(runs: Sequence[Run]) -> list[Run]:
+    """The runs as they were stored (warm-ups and failed runs included)."""
+    return sorted(runs, key=lambda r: r.sequence or 0)
+
+
+def measured_order(runs: Sequence[Run]) -> list[list[int]]:
+    """``[round, config_index]`` of every non-warm-up run, in storage order."""
+    return [[_round(r), _config_index(r)] for r in in_storage_order(runs) if not r.warmup]
+
+
 def finish_sweep(plan: SweepPlan, contents: StoreContents, run_dir: Path
-                 ) -> tuple[dict[str, Any], Path, Path | None]:
-    """Write result.json (kind ``sweep``) and pyperf.json from the store; return the
-    document and both paths."""
+                 ) -> tuple[SweepDocument, Path, Path | None]:
+    """Write result.json (kind ``sweep``) and pyperf.json from the store's runs, as this
+    process holds them; return the document and both paths."""
     summary = summarize(plan, contents.runs)
     groups = samples_by_config(plan, contents.runs)
     best_runs = groups[summary.best.index][1]
     bottleneck = majority_bottleneck(best_runs)
-    summary_doc = summary.to_dict()
-    summary_doc["best_bottleneck"] = bottleneck
     measured = contents.measured_runs()
+    warnings = list(summary.warnings)
     busy = busy_host_warning(measured)
     if busy:
-        summary_doc["warnings"] = [busy, *summary_doc["warnings"]]
+        warnings.insert(0, busy)
     skipped = skipped_warning(contents)
     if skipped:
-        summary_doc["warnings"] = [*summary_doc["warnings"], skipped]
-    ordered = sorted(contents.runs, key=lambda r: int(r.get("sequence", 0)))
-    order = ([[int(r["round"]), int(r["config_index"])] for r in ordered
-              if not r.get("warmup")] if plan.budgeted
+        warnings.append(skipped)
+    order = (measured_order(contents.runs) if plan.budgeted
              else [[s.round, s.config_index] for s in plan.slots()])
     doc = build_result(
         plan.kind,
@@ -763,12 +768,15 @@ def finish_sweep(plan: SweepPlan, contents: StoreContents, run_dir: Path
                                 "shuffled (random.Random(f'{seed}:{round}'))" if plan.budgeted
                 else "rounds of all configurations, each round shuffled "
                      "(random.Random(seed))"},
-        environment=contents.environment or {},
-        runs=ordered,
-        verdicts=[{"kind": "bottleneck", "scope": "best configuration", **bottleneck}]
-        if bottleneck else [],
-        extra={"summary": summary_doc, "measured_runs": len(measured)},
+        environment=contents.environment or Environment(),
+        runs=in_storage_order(contents.runs),
+        verdicts=[{"kind": "bottleneck", "scope": "best configuration",
+                   **bottleneck.to_dict()}] if bottleneck else [],
+        extra={"summary": {**summary.to_dict(), "best_bottleneck": bottleneck,
+                           "warnings": warnings},
+               "measured_runs": len(measured)},
     )
+    assert isinstance(doc, SweepDocument)
     result_file = write_result(run_dir, doc)
     pyperf_file = write_pyperf_file(run_dir / "pyperf.json", groups,
                                     {"description": f"migration-bench {plan.kind}, seconds "

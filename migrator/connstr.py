@@ -8,7 +8,9 @@ occurrence of a secret, because every occurrence would be printed.
 
 Redaction is used wherever a target may be shown or stored (result files, logs, errors,
 ``bench doctor``): ``PWD=s3cret`` → ``PWD=***``. It never fails: a string that does not
-parse is still redacted by a forgiving fallback.
+parse is still redacted by a forgiving fallback. :func:`redact_text` masks the same secrets
+wherever they occur inside free text (an error message, a path, any string of a result
+document), and the password of a URL (``postgresql://bob:s3cret@db/x``).
 """
 
 from __future__ import annotations
@@ -23,10 +25,10 @@ SECRET_KEYS = frozenset({
     "pwd", "password", "passwd", "pass", "sslpassword", "secret", "clientsecret",
     "accesstoken", "token", "authenticationtoken", "apikey", "key", "authkey",
     "sslkeypassword", "keystorepassword", "keystoresecret", "truststorepassword",
-    "columnencryptionkeystoresecret", "oauthsecret",
+    "columnencryptionkeystoresecret", "oauthsecret", "accesskey",
 })
-# Any key containing one of these words is a secret too (e.g. "MyAppPassword").
-_SECRET_WORDS = ("password", "passwd", "secret", "token", "pwd")
+# Any key containing one of these words is a secret too (e.g. "MyAppPassword", "api-key").
+_SECRET_WORDS = ("password", "passwd", "secret", "token", "pwd", "apikey", "accesskey")
 
 
 class ConnectionStringError(ValueError):
@@ -38,7 +40,7 @@ def _norm(key: str) -> str:
 
 
 def is_secret_key(key: str) -> bool:
-    k = _norm(key)
+    k = _norm(key).replace("-", "")
     return k in SECRET_KEYS or any(w in k for w in _SECRET_WORDS)
 
 
@@ -181,6 +183,23 @@ def redact_connection_string(text: str) -> str:
             last = end
     out.append(text[last:])
     return "".join(out)
+
+
+# A ``key=value`` pair inside free text: the value braced as in ODBC, or up to the next
+# separator, quote or blank (text around it is not a connection string to parse).
+_TEXT_PAIR = re.compile(r"(?<![\w-])([A-Za-z][\w-]*)(\s*=\s*)(\{(?:[^}]|\}\})*\}|[^;,\s\"']*)")
+_URL_PASSWORD = re.compile(r"(?i)([a-z][a-z0-9+.\-]*://[^:/@\s]+:)([^@/\s]+)(@)")
+
+
+def redact_text(text: str) -> str:
+    """``text`` with the value of every secret ``key=value`` pair (:func:`is_secret_key`;
+    a braced value whole) and the password of every ``scheme://user:password@`` URL
+    replaced by ``***``; everything else stays as written."""
+    def pair(m: re.Match[str]) -> str:
+        return f"{m.group(1)}{m.group(2)}{REDACTED}" if is_secret_key(m.group(1)) else m.group(0)
+
+    text = _TEXT_PAIR.sub(pair, text)
+    return _URL_PASSWORD.sub(lambda m: f"{m.group(1)}{REDACTED}{m.group(3)}", text)
 
 
 def with_params(text: str, **updates: str) -> str:

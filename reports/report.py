@@ -3,16 +3,17 @@
 ``write_report(result_paths, out_path)`` is the whole public API (plus :func:`build_report`
 and :func:`render_html` for callers that already hold documents). It reads result files of
 every kind (``run``, ``sweep``, ``baseline``, ``compare``, ``diagnose``; also the
-``bench compare --json`` output), builds a list of :class:`Section` objects — each one
-present only when its data exists — and renders them with a jinja2 template (autoescape
-on). Charts are inline SVG (:mod:`reports.charts`, :mod:`reports.svg`), CSS is inline, the
-raw documents are embedded as JSON for re-analysis, and nothing is fetched from anywhere:
-the file opens from disk, offline, and prints with one section per page.
+``bench compare --json`` output) as :mod:`reports.results` documents, builds a list of
+:class:`Section` objects — each one present only when its data exists — and renders them
+with a jinja2 template (autoescape on). Charts are inline SVG (:mod:`reports.charts`,
+:mod:`reports.svg`), CSS is inline, the raw documents are embedded as JSON for re-analysis,
+and nothing is fetched from anywhere: the file opens from disk, offline, and prints with one
+section per page.
 
 Everything shown comes from the documents, and everything from the documents is escaped
 by the template (or by matplotlib / :func:`xml.sax.saxutils.escape` inside SVG).
-Connection-string secrets are masked once, on load (:func:`redact`), before anything is
-rendered or embedded, whatever the writer already did.
+Connection-string secrets are masked once, on load (:func:`reports.results.redact_deep`),
+before anything is rendered or embedded, whatever the writer already did.
 """
 
 from __future__ import annotations
@@ -20,9 +21,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
-import re
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,16 +30,33 @@ from typing import Any
 import jinja2
 
 from migrator.connection import STRATEGIES
+from migrator.connstr import redact_text
 from migrator.settings import SWEPT, label as setting_label
 from reports import charts
-from reports.stats import Comparison, PairedComparison, compare as compare_samples, paired_compare
-from reports.summary import (
-    bottleneck_of,
-    format_change,
-    format_config,
-    format_p,
-    summarize_sweep,
+from reports.results import (
+    SCHEMA,
+    BaselineDocument,
+    Bottleneck,
+    CompareDocument,
+    CompareSummary,
+    ConfigValue,
+    Environment,
+    ResultDocument,
+    Run,
+    Samples,
+    StatsRecord,
+    SummaryRow,
+    SweepDocument,
+    SweepSummary,
+    TargetFacts,
+    counted_runs,
+    parse,
+    read_json,
+    redact_deep,
+    result_path,
 )
+from reports.stats import Comparison, PairedComparison, compare as compare_samples, paired_compare
+from reports.summary import format_change, format_config, format_p, summarize_sweep
 from reports.svg import TreeView, figure_to_svg, normalise_tree, tree_svg
 
 __all__ = [
@@ -49,7 +66,6 @@ __all__ = [
     "Table",
     "build_report",
     "load_documents",
-    "redact",
     "render_html",
     "write_report",
 ]
@@ -60,59 +76,43 @@ DIMENSIONS = tuple(s.name for s in SWEPT)
 _VALUE_ORDER = ("off", "on", *STRATEGIES)
 TEMPLATE = "report.html.j2"
 
-# --------------------------------------------------------------------------- redaction
-
-_SECRET_KV = re.compile(
-    r"(?i)\b(pwd|password|passwd|pass|secret|token|api[_-]?key|access[_-]?key)(\s*=\s*)"
-    r"(\{(?:[^}]|\}\})*\}|[^;,\s\"']*)")
-_URL_PASSWORD = re.compile(r"(?i)([a-z][a-z0-9+.\-]*://[^:/@\s]+:)([^@/\s]+)(@)")
-
-
-def redact(text: str) -> str:
-    """Mask ``PWD=…``/``Password=…`` (ODBC, braces included) and ``user:pass@`` in URLs."""
-    text = _SECRET_KV.sub(lambda m: f"{m.group(1)}{m.group(2)}***", text)
-    return _URL_PASSWORD.sub(lambda m: f"{m.group(1)}***{m.group(3)}", text)
-
-
-def _redact_deep(obj: Any) -> Any:
-    if isinstance(obj, str):
-        return redact(obj)
-    if isinstance(obj, Mapping):
-        return {redact(str(k)): _redact_deep(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_redact_deep(v) for v in obj]
-    return obj
-
+Config = dict[str, ConfigValue]
 
 # --------------------------------------------------------------------------- loading
 
 
-def _load_one(path: Path) -> dict[str, Any]:
-    from bench.results import RESULT_NAME, ResultFileError, load_result
-
-    try:
-        return load_result(path)
-    except ResultFileError:
-        # `bench compare --json` prints a report, not a result file: accept it as is.
-        p = path / RESULT_NAME if path.is_dir() else path
-        try:
-            raw = json.loads(p.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            raw = None
-        if isinstance(raw, dict) and {"rows", "sentence", "a", "b"} <= raw.keys():
-            return {"schema": "migration-bench/compare", "kind": "compare", "compare": raw,
-                    "runs": [], "verdicts": [], "environment": {}, "config": {}}
-        raise
+def _document(raw: Any, source: str) -> ResultDocument:
+    """The typed, redacted document of a file's JSON; `bench compare --json` prints a
+    report, not a result file, and is accepted as a comparison."""
+    clean = redact_deep(raw)
+    if isinstance(clean, dict) and clean.get("schema") != SCHEMA and \
+            clean.keys() >= CompareSummary.SIGNATURE:
+        doc: ResultDocument = CompareDocument(schema="migration-bench/compare",
+                                              compare=CompareSummary.from_dict(clean))
+    else:
+        doc = parse(clean, source=source)
+    doc.source = source
+    return doc
 
 
-def load_documents(paths: Iterable[str | Path]) -> list[dict[str, Any]]:
-    """Load and redact result documents (a run folder or its ``result.json`` each)."""
+def load_documents(paths: Iterable[str | Path]) -> list[ResultDocument]:
+    """Load and redact result documents (a run folder or its ``result.json`` each); an
+    unreadable one raises :class:`reports.results.ResultFileError` naming the file."""
     docs = []
     for path in paths:
-        doc = _load_one(Path(path))
-        doc["_source"] = str(path)
-        docs.append(_redact_deep(doc))
+        file = result_path(path)
+        doc = _document(read_json(file), str(file))
+        doc.source = str(path)  # as the user named it
+        docs.append(doc)
     return docs
+
+
+def _redacted(doc: ResultDocument | Mapping[str, Any]) -> ResultDocument:
+    if isinstance(doc, ResultDocument):
+        again = type(doc).from_dict(redact_deep(doc.to_dict()))
+        again.source = doc.source
+        return again
+    return _document(dict(doc), "")
 
 
 # --------------------------------------------------------------------------- the model
@@ -199,13 +199,12 @@ def _pct(value: Any, digits: int = 1) -> str:
     return "—" if number is None else f"{100 * number:.{digits}f}%"
 
 
-def _ci_text(stats: Mapping[str, Any]) -> str:
-    lo, hi, conf = stats.get("ci_low"), stats.get("ci_high"), stats.get("ci_confidence")
-    if lo is None or hi is None:
+def _ci_text(stats: StatsRecord | None) -> str:
+    if stats is None or stats.ci_low is None or stats.ci_high is None:
         return "—"
-    confidence = _num(conf)
+    confidence = _num(stats.ci_confidence)
     level = f" ({100 * confidence:.0f}%)" if confidence is not None else ""
-    return f"{_fmt(lo)}–{_fmt(hi)}{level}"
+    return f"{_fmt(stats.ci_low)}–{_fmt(stats.ci_high)}{level}"
 
 
 def _value_text(value: Any) -> str:
@@ -221,166 +220,206 @@ def _sort_key(value: Any) -> tuple[int, float, str]:
     return (0, number, "") if number is not None else (1, 0.0, str(value))
 
 
+def _of(config: Mapping[str, ConfigValue], dim: str) -> ConfigValue | None:
+    """A configuration's value of one dimension (None: the configuration has none)."""
+    return config.get(dim)
+
+
+def _same(value: Any) -> str:
+    """A value as a key that tells 1000 from "1000" and from a missing value."""
+    return json.dumps(value)
+
+
+# --------------------------------------------------------------------------- the runs
+
+
 @dataclass
 class RunPoint:
     order: int
-    config: dict[str, Any]
+    config: Config
     throughput: float
-    run: dict[str, Any]
+    run: Run
     source: int
 
 
-def _run_config(run: Mapping[str, Any], doc: Mapping[str, Any]) -> dict[str, Any]:
-    config = dict(run.get("config") or {})
-    metrics = run.get("metrics") or {}
-    if "batch_size" not in config and doc.get("config", {}).get("batch_size") is not None:
-        config["batch_size"] = doc["config"]["batch_size"]
-    if "workers" in config and not isinstance(config["workers"], int | float):
-        config.pop("workers")
-    if "workers" not in config and isinstance(metrics.get("workers"), int):
-        config["workers"] = metrics["workers"]
-    return {k: config[k] for k in DIMENSIONS if k in config and config[k] is not None}
+def _run_config(run: Run, doc: ResultDocument) -> Config:
+    """The run's value of every dimension it has, filled from its document where the run
+    itself does not say (the invocation's batch size, a worker count in the metrics)."""
+    config = {d: v for d in DIMENSIONS if (v := run.setting(d)) is not None}
+    batch_size = doc.default_batch_size()
+    if "batch_size" not in config and batch_size is not None:
+        config["batch_size"] = batch_size
+    if "workers" not in config and isinstance(run.metrics.workers, int):
+        config["workers"] = run.metrics.workers
+    return config
 
 
-def is_measurement(run: Mapping[str, Any]) -> bool:
-    """A run without a status (older files, once upgraded, always have one) is complete;
-    a failed or interrupted run measured something, but is no measurement."""
-    return run.get("status", "complete") == "complete"
-
-
-def unfinished_runs(docs: Sequence[Mapping[str, Any]]) -> list[str]:
+def unfinished_runs(docs: Sequence[ResultDocument]) -> list[str]:
     """One line per failed or interrupted run: what the report leaves out, and why."""
     lines = []
     for doc in docs:
-        for i, run in enumerate(doc.get("runs") or []):
-            if isinstance(run, Mapping) and not is_measurement(run):
-                error = f": {run['error']}" if run.get("error") else ""
-                where = f"run {i + 1} of {doc.get('_source') or doc.get('kind')}"
-                lines.append(f"{where} {run.get('status')}{error} — not a measurement, left "
-                             "out of every chart and statistic")
+        for i, run in doc.unfinished():
+            error = f": {run.error}" if run.error else ""
+            where = f"run {i + 1} of {doc.source or doc.kind}"
+            lines.append(f"{where} {run.status}{error} — not a measurement, left "
+                         "out of every chart and statistic")
     return lines
 
 
-def collect_runs(docs: Sequence[Mapping[str, Any]]) -> list[RunPoint]:
-    """Every measured (complete, non-warm-up) run with a throughput, in execution order."""
+def collect_runs(docs: Sequence[ResultDocument]) -> list[RunPoint]:
+    """Every measured (complete, non-warm-up) run with a throughput, in execution order;
+    of a disturbed run and its re-run in the same round, only the re-run."""
     points: list[RunPoint] = []
-    order = 0
     for d, doc in enumerate(docs):
-        runs = [r for r in doc.get("runs") or [] if isinstance(r, Mapping)]
-
-        def position(item: tuple[int, Mapping[str, Any]]) -> tuple[float, int]:
-            i, r = item
-            for key in ("sequence", "order_index"):
-                if _num(r.get(key)) is not None:
-                    return float(r[key]), i
-            return float(i), i
-
-        # Of a disturbed run and its re-run in the same round, only the re-run counts.
-        replaced = {id(r) for r in _replaced_runs(runs)}
-        for _, run in sorted(enumerate(runs), key=position):
-            if run.get("warmup") or not is_measurement(run) or id(run) in replaced:
+        for run in counted_runs(doc.runs):
+            if _num(run.throughput) is None:
                 continue
-            value = _num((run.get("metrics") or {}).get("throughput_rec_per_min"))
-            if value is None:
-                continue
-            points.append(RunPoint(order, _run_config(run, doc), value, dict(run), d))
-            order += 1
+            points.append(RunPoint(len(points), _run_config(run, doc), float(run.throughput or 0),
+                                   run, d))
     return points
 
 
-def _replaced_runs(runs: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
-    """Runs a later run of the same round and configuration replaced (a re-run)."""
-    latest: dict[tuple[Any, Any], Mapping[str, Any]] = {}
-    replaced: list[Mapping[str, Any]] = []
-    for run in sorted((r for r in runs if isinstance(r.get("round"), int)
-                       and not r.get("warmup") and is_measurement(r)),
-                      key=lambda r: float(_num(r.get("sequence")) or 0.0)):
-        key = (run.get("round"), run.get("config_index"))
-        if key in latest:
-            replaced.append(latest[key])
-        latest[key] = run
-    return replaced
-
-
 def _varying(points: Sequence[RunPoint]) -> list[str]:
-    dims = []
-    for dim in DIMENSIONS:
-        values = {json.dumps(p.config.get(dim)) for p in points}
-        if len(values) > 1:
-            dims.append(dim)
-    return dims
-
-
-def _key(config: Mapping[str, Any], dims: Sequence[str]) -> tuple[tuple[str, Any], ...]:
-    return tuple((d, config.get(d)) for d in dims)
+    return [dim for dim in DIMENSIONS
+            if len({_same(_of(p.config, dim)) for p in points}) > 1]
 
 
 ConfigKey = tuple[tuple[str, Any], ...]
 
 
-def _summary_for(docs: Sequence[Mapping[str, Any]], points: Sequence[RunPoint]
-                 ) -> tuple[dict[str, Any] | None, dict[ConfigKey, list[RunPoint]]]:
-    """The sweep summary (stored by `bench sweep` when one sweep file is given, else computed
-    with the same function from the runs) and the runs of each configuration."""
-    sweeps = [d for d in docs if d.get("kind") == "sweep" and isinstance(d.get("summary"), Mapping)]
-    stored = sweeps[0]["summary"] if len(sweeps) == 1 and all(
-        p.source == docs.index(sweeps[0]) for p in points) else None
-    dims = list(stored.get("dimensions") or []) if stored is not None else _varying(points)
+def _key(config: Mapping[str, Any], dims: Sequence[str]) -> ConfigKey:
+    return tuple((d, _of(config, d)) for d in dims)
+
+
+def _group(points: Sequence[RunPoint], dims: Sequence[str]) -> dict[ConfigKey, list[RunPoint]]:
+    """The runs of each configuration (grid order), each list in run order."""
     groups: dict[ConfigKey, list[RunPoint]] = OrderedDict()
-    for p in sorted(points, key=lambda p: [_sort_key(p.config.get(d)) for d in dims]):
+    for p in sorted(points, key=lambda p: [_sort_key(_of(p.config, d)) for d in dims]):
         groups.setdefault(_key(p.config, dims), []).append(p)
     for members in groups.values():
         members.sort(key=lambda p: p.order)
-    if stored is not None:
-        return dict(stored), groups
+    return groups
+
+
+def _stored_summary(docs: Sequence[ResultDocument], points: Sequence[RunPoint]
+                    ) -> SweepSummary | None:
+    """The summary `bench sweep` stored, when the report shows that one sweep alone."""
+    sweeps = [(i, d) for i, d in enumerate(docs)
+              if isinstance(d, SweepDocument) and d.summary is not None]
+    if len(sweeps) != 1:
+        return None
+    index, sweep = sweeps[0]
+    assert isinstance(sweep, SweepDocument)
+    return sweep.summary if all(p.source == index for p in points) else None
+
+
+def _computed_summary(docs: Sequence[ResultDocument],
+                      groups: Mapping[ConfigKey, Sequence[RunPoint]]) -> SweepSummary | None:
+    """The sweep summary of runs from several files, by the function `bench sweep` uses."""
     if not groups:
-        return None, groups
+        return None
     baseline = None
     for doc in docs:
-        if doc.get("kind") == "sweep" and isinstance(doc.get("config"), Mapping):
-            baseline = doc["config"].get("baseline")
+        if isinstance(doc, SweepDocument):
+            baseline = doc.config.baseline
+    samples = [(dict(k), [p.throughput for p in v]) for k, v in groups.items()]
     try:
-        summary = summarize_sweep([(dict(k), [p.throughput for p in v])
-                                   for k, v in groups.items()], baseline=baseline)
+        summary = summarize_sweep(samples, baseline=baseline)
     except ValueError:
-        summary = summarize_sweep([(dict(k), [p.throughput for p in v])
-                                   for k, v in groups.items()])
-    return summary.to_dict(), groups
+        summary = summarize_sweep(samples)
+    return SweepSummary.from_dict(summary.to_dict())
 
 
-def _row_for(summary: Mapping[str, Any], config: Mapping[str, Any]) -> Mapping[str, Any] | None:
-    for row in summary.get("rows") or []:
-        if all(json.dumps(row["config"].get(k)) == json.dumps(v) for k, v in config.items()):
-            return row
+def _find_tree(doc: ResultDocument) -> tuple[TreeView, Mapping[str, Any]] | None:
+    """The first ``{"nodes": [...], "path": [...]}`` anywhere in the document but its runs
+    (``bench diagnose pooling`` stores it at ``diagnose.decision``): the decision tree is
+    ``diagnostics``' own structure, read as it gives it."""
+    stack: list[Any] = [{k: v for k, v in doc.to_dict().items() if k != "runs"}]
+    while stack:
+        item = stack.pop(0)
+        if isinstance(item, Mapping):
+            if isinstance(item.get("nodes"), list) and "path" in item:
+                view = normalise_tree(item)
+                if view is not None:
+                    return view, item
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
     return None
 
 
-# --------------------------------------------------------------------------- sections
+def _find_tests(doc: ResultDocument) -> list[Mapping[str, Any]]:
+    """The pooling tests' results (``diagnostics``' own dicts), wherever the document
+    keeps them."""
+    raw = doc.to_dict()
+    for holder in (raw.get("diagnose"), raw, raw.get("diagnosis"), raw.get("pooling")):
+        if isinstance(holder, Mapping) and isinstance(holder.get("tests"), list):
+            return [t for t in holder["tests"] if isinstance(t, Mapping)]
+    return []
 
 
-class _Builder:
-    def __init__(self, docs: list[dict[str, Any]]) -> None:
+@dataclass
+class Tree:
+    """A decision tree found in a document, with the diagnosis around it."""
+
+    doc: ResultDocument
+    view: TreeView
+    raw: Mapping[str, Any]
+
+    @property
+    def recommendation(self) -> str | None:
+        stated = self.raw.get("recommendation")
+        if isinstance(stated, str) and stated:
+            return stated
+        outcome = self.view.outcome
+        return outcome.recommendation if outcome is not None and outcome.recommendation \
+            else None
+
+    @property
+    def verdict(self) -> str:
+        return str(self.raw.get("verdict") or "")
+
+
+class _Data:
+    """What the sections are drawn from: the documents, their measured runs grouped by
+    configuration, and the sweep summary (stored, or computed from the runs)."""
+
+    def __init__(self, docs: list[ResultDocument]) -> None:
         self.docs = docs
         self.points = collect_runs(docs)
-        self.summary, self.groups = _summary_for(docs, self.points)
-        self.dims: list[str] = list(self.summary.get("dimensions") or []) if self.summary else []
-        self.trees = [(d, *t) for d in docs for t in [_find_tree(d)] if t is not None]
-        self.sections: list[Section] = []
+        stored = _stored_summary(docs, self.points)
+        self.dims: list[str] = (list(stored.dimensions) if stored is not None
+                                else _varying(self.points))
+        self.groups = _group(self.points, self.dims)
+        self.summary = stored if stored is not None else _computed_summary(docs, self.groups)
+        if self.summary is not None and stored is None:
+            self.dims = list(self.summary.dimensions)
+        self.trees = [Tree(d, *t) for d in docs for t in [_find_tree(d)] if t is not None]
         self.drawn: set[int] = set()  # id() of the sample series drawn in timelines
 
     # -- lookups
 
     def samples_of(self, config: Mapping[str, Any]) -> list[float]:
-        key = _key(config, self.dims)
-        return [p.throughput for p in self.groups.get(key, [])]
+        return [p.throughput for p in self.runs_of(config)]
 
     def runs_of(self, config: Mapping[str, Any]) -> list[RunPoint]:
         return self.groups.get(_key(config, self.dims), [])
 
+    @property
+    def rows(self) -> list[SummaryRow]:
+        return list(self.summary.rows) if self.summary is not None else []
+
+    @property
+    def unit(self) -> str:
+        return self.summary.unit if self.summary is not None else "rec/min"
+
+    def best_row(self) -> SummaryRow | None:
+        return self.summary.best_row() if self.summary is not None else None
+
     def paired(self) -> bool:
         """Do the runs come from the rounds of one sweep (so comparisons pair them)?"""
         return (len({p.source for p in self.points}) == 1 and bool(self.points)
-                and all(isinstance(p.run.get("round"), int) for p in self.points))
+                and all(p.run.round is not None for p in self.points))
 
     def versus(self, ref: Mapping[str, Any], config: Mapping[str, Any]
                ) -> Comparison | PairedComparison | None:
@@ -390,780 +429,892 @@ class _Builder:
         if not a or not b:
             return None
         if self.paired():
-            by_a = {p.run["round"]: p.throughput for p in a}
-            by_b = {p.run["round"]: p.throughput for p in b}
-            common = sorted(set(by_a) & set(by_b))
+            by_a = {p.run.round: p.throughput for p in a}
+            by_b = {p.run.round: p.throughput for p in b}
+            common = sorted(r for r in set(by_a) & set(by_b) if r is not None)
             if common:
                 return paired_compare([by_a[r] for r in common], [by_b[r] for r in common])
         return compare_samples([p.throughput for p in a], [p.throughput for p in b],
                                change_ci=False)
 
-    def rows(self) -> list[Mapping[str, Any]]:
-        return list(self.summary.get("rows") or []) if self.summary else []
-
-    def best_row(self) -> Mapping[str, Any] | None:
-        if not self.summary or not self.rows():
-            return None
-        index = self.summary.get("best", {}).get("index")
-        rows = self.rows()
-        return rows[index] if isinstance(index, int) and 0 <= index < len(rows) else None
-
-    def bottleneck(self) -> Mapping[str, Any] | None:
-        if self.summary and isinstance(self.summary.get("best_bottleneck"), Mapping):
-            found: Mapping[str, Any] = self.summary["best_bottleneck"]
-            return found
-        for doc in self.docs:
-            summary = doc.get("summary")
-            if isinstance(summary, Mapping) and isinstance(summary.get("bottleneck"), Mapping):
-                stored: Mapping[str, Any] = summary["bottleneck"]
-                return stored
+    def representative_runs(self) -> list[RunPoint]:
+        """The best configuration's runs, or every run when there is no best."""
         best = self.best_row()
-        runs = self.runs_of(best["config"]) if best else [p for p in self.points]
+        return (self.runs_of(best.config) if best is not None else []) or list(self.points)
+
+    def bottleneck(self) -> Bottleneck | None:
+        """The bottleneck the results agree on: the sweep's (its best configuration's), a
+        baseline's, the first attributed run of the best configuration, a document's."""
+        if self.summary is not None and self.summary.best_bottleneck is not None:
+            return self.summary.best_bottleneck
+        for doc in self.docs:
+            if isinstance(doc, BaselineDocument) and doc.summary is not None and \
+                    doc.summary.bottleneck is not None:
+                return doc.summary.bottleneck
+        best = self.best_row()
+        runs = self.runs_of(best.config) if best is not None else list(self.points)
         for p in runs:
-            verdict = bottleneck_of(p.run)
+            verdict = p.run.attributed()
             if verdict is not None:
                 return verdict
         for doc in self.docs:
-            for v in doc.get("verdicts") or []:
-                if isinstance(v, Mapping) and v.get("kind") == "bottleneck" and "label" in v:
+            for v in doc.bottleneck_verdicts():
+                if v.kind == "bottleneck":
                     return v
         return None
 
-    # -- sections, in reading order
 
-    def build(self) -> list[Section]:
-        self.summary_section()
-        self.throughput_section()
-        self.scaling_section()
-        for s in SWEPT:  # (batch size and workers have the sections above)
-            if s.title and s.anchor:
-                self.dimension_section(s.name, s.title, s.anchor)
-        self.compare_section()
-        self.bottleneck_section()
-        self.tree_section()
-        self.timeline_section()
-        self.run_order_section()
-        self.runs_table_section()
-        self.environment_section()
-        return [s for s in self.sections if s.blocks]
+# --------------------------------------------------------------------------- sections
 
-    def summary_section(self) -> None:
-        sec = Section("summary", "Summary")
-        self.sections.append(sec)
-        kinds = sorted({str(d.get("kind")) for d in self.docs})
-        n = len(self.points)
-        sentences: list[str] = []
-        unit = str(self.summary.get("unit", "rec/min")) if self.summary else "rec/min"
-        rows = self.rows()
-        if rows and len(rows) > 1 and self.summary:
-            best = self.summary.get("best") or {}
-            best_row = self.best_row()
-            stats = best_row["stats"] if best_row else {}
-            # The ten-second summary first: what to use, the best and its ties, the noise.
-            lines = [str(line) for line in self.summary.get("lines") or []]
-            sentences.extend(_capital(line) + "." for line in lines)
-            if lines:
-                sentences.append(_capital(str(best.get("sentence", ""))) + ".")
-            elif best.get("sentence"):
-                sentences.append(_capital(str(best["sentence"])) +
-                                 f" ({stats.get('n', '?')} runs per configuration).")
-            else:
-                sentences.append(
-                    f"Best configuration: {best.get('label') or 'the only one'} at "
-                    f"{_fmt(stats.get('median'))} {unit} median (CI {_ci_text(stats)}).")
-            knees = list(self.summary.get("knees") or [])
-            best_cfg = (best_row or {}).get("config") or {}
-            best_group = _label(best_cfg, [d for d in self.dims if d != "batch_size"])
-            mine = [k for k in knees if str(k.get("group_label", "")) == best_group]
-            for knee in mine or knees[:1]:
-                sentences.append(_capital(str(knee.get("sentence", ""))) + ".")
-            if len(knees) > 1:
-                sentences.append(f"Knees of the other {len(knees) - 1} group(s): see "
-                                 "“Throughput vs batch size”.")
-            if best_row and not best_row.get("is_baseline"):
-                base_index = self.summary.get("baseline_index")
-                base_label = rows[base_index]["label"] if isinstance(base_index, int) else ""
-                sentences.append(f"Best vs baseline ({base_label}): "
-                                 f"{best_row.get('vs_baseline_text', '')}.")
-        elif rows:
-            stats = rows[0]["stats"]
-            label = rows[0].get("label") or _describe_single(self.points)
-            runs = "run" if stats.get("n") == 1 else "runs"
-            ci = "" if stats.get("ci_low") is None else f" (CI {_ci_text(stats)})"
-            cv = "" if stats.get("cv") is None else f", CV {_pct(stats.get('cv'))}"
-            sentences.append(f"{label}: {_fmt(stats.get('median'))} {unit} median over "
-                             f"{stats.get('n')} {runs}{ci}{cv}.")
-        if n == 1:
-            m = self.points[0].run.get("metrics") or {}
-            rec = self.points[0].run.get("reconciliation") or {}
-            state = ("reconciled (read = inserted + quarantined)" if rec.get("ok")
-                     else "NOT reconciled" if rec else "")
-            sentences.append(
-                f"{_fmt(m.get('records_read'))} records read, {_fmt(m.get('inserted'))} "
-                f"inserted, {_fmt(m.get('quarantined'))} quarantined in "
-                f"{_fmt(m.get('elapsed_s'), 2)} s{'; ' + state if state else ''}.")
-        for doc in self.docs:
-            if doc.get("kind") == "baseline" and isinstance(doc.get("summary"), Mapping):
-                s = doc["summary"]
-                d = s.get("drift") or {}
-                if d.get("tau") is not None:
-                    sig = "significant" if d.get("significant") else "not significant"
-                    sentences.append(f"Drift across the baseline's runs: Kendall tau "
-                                     f"{d['tau']:+.2f}, {format_p(d.get('p_value'))} ({sig}).")
-                if s.get("repeats_needed"):
-                    sentences.append(f"{s['repeats_needed']} runs would bring the median's "
-                                     "95% CI within ±5%.")
-        bottleneck = self.bottleneck()
-        if bottleneck:
-            agreed = (f" ({bottleneck['runs']} of {bottleneck['of']} runs)"
-                      if "runs" in bottleneck and "of" in bottleneck else "")
-            conf = (f", confidence {bottleneck['level']}" if bottleneck.get("level") else "")
-            sentences.append(f"Bottleneck: {bottleneck.get('label')} — "
-                             f"{bottleneck.get('description', '')}{agreed}{conf}.")
-        for _doc, view, raw in self.trees:
-            rec = _recommendation(raw, view)
-            verdict = f" ({raw['verdict']})" if raw.get("verdict") else ""
-            if rec:
-                sentences.append(f"Pooling recommendation{verdict}: {rec}")
-            elif view.outcome is None:
-                sentences.append("Pooling decision tree: evaluation did not reach a leaf.")
-        for doc in self.docs:
-            if doc.get("kind") == "compare" and isinstance(doc.get("compare"), Mapping):
-                sentences.append(f"Comparison: {doc['compare'].get('sentence', '')}.")
-        if not sentences:
-            sentences.append("These result files hold no measured run.")
-        sec.bullets(sentences, css="verdicts")
-        warnings: list[str] = []
-        if self.summary:
-            warnings.extend(str(w) for w in self.summary.get("warnings") or [])
-        for doc in self.docs:
-            s = doc.get("summary")
-            if doc.get("kind") == "baseline" and isinstance(s, Mapping):
-                warnings.extend(str(w) for w in s.get("warnings") or [])
-            for run in doc.get("runs") or []:
-                samples = run.get("samples") if isinstance(run, Mapping) else None
-                if isinstance(samples, Mapping):
-                    warnings.extend(f"sampler: {w}" for w in samples.get("warnings") or [])
-        warnings.extend(unfinished_runs(self.docs))
-        warnings = list(OrderedDict.fromkeys(warnings))
-        if warnings:
-            sec.text("Instability and measurement warnings:", css="warn-head")
-            sec.bullets(warnings, css="warnings")
-        sec.text(f"Built from {len(self.docs)} result file(s) of kind {', '.join(kinds)}, "
-                 f"{n} measured run(s).", css="muted")
-        if rows and len(rows) > 1:
-            sec = Section("configurations", "All configurations")
-            self.sections.append(sec)
-            table = Table("All configurations (median throughput and its CI; ★ best)",
-                          ["configuration", "n", f"median ({unit})", "CI of median", "CV",
-                           "CV adj. for host speed", "vs baseline"], [],
-                          frozenset({1, 2, 4, 5}))
-            best_index = (self.summary or {}).get("best", {}).get("index")
-            for i, row in enumerate(rows):
-                s = row["stats"]
-                mark = "★ " if i == best_index else ""
-                machine = row.get("machine_noise") or {}
-                table.rows.append([mark + str(row.get("label")), str(s.get("n")),
-                                   _fmt(s.get("median")), _ci_text(s), _pct(s.get("cv")),
-                                   _pct(machine.get("adjusted_cv")),
-                                   str(row.get("vs_baseline_text", ""))])
-            sec.add_table(table)
-            if any(row.get("machine_noise") for row in rows):
-                sec.text("CV adj. for host speed: the CV with the machine's own speed taken "
-                         "out, measured inside each run as the CPU time of the same read+map "
-                         "work. A diagnostic of whether the spread is the configuration's or "
-                         "the host's; medians, intervals and significance use raw times.",
-                         css="muted")
 
-    def throughput_section(self) -> None:
-        if "batch_size" not in self.dims or not self.summary:
-            return
-        rows = self.rows()
-        if len({json.dumps(r["config"].get("batch_size")) for r in rows}) < 2:
-            return
-        sec = Section("throughput", "Throughput vs batch size")
-        self.sections.append(sec)
-        knees = {str(k.get("group_label", "")): k for k in self.summary.get("knees") or []}
-        best = self.best_row()
-        grouped: dict[str, list[Mapping[str, Any]]] = OrderedDict()
-        others = [d for d in self.dims if d != "batch_size"]
-        for row in sorted(rows, key=lambda r: [_sort_key(r["config"].get(d)) for d in others]
-                          + [_sort_key(r["config"].get("batch_size"))]):
-            grouped.setdefault(format_config({d: row["config"].get(d) for d in others}),
-                               []).append(row)
-        curves: list[charts.Curve] = []
-        table = Table("Throughput per batch size (data behind the chart)",
-                      ["group", "batch size", "n", "median (rec/min)", "CI of median", "CV",
-                       "vs baseline"], [], frozenset({1, 2, 3, 5}))
-        for label, members in grouped.items():
-            members = [m for m in members if _num(m["config"].get("batch_size")) is not None]
-            if not members:
-                continue
-            xs = [float(m["config"]["batch_size"]) for m in members]
-            found = knees.get(label, {})
-            knee = found.get("knee_batch_size") if found.get("kind") == "knee" else None
-            curves.append(charts.Curve(
-                label=_curve_label(label), x=xs,
-                median=[float(m["stats"]["median"]) for m in members],
-                ci_low=[_num(m["stats"].get("ci_low")) for m in members],
-                ci_high=[_num(m["stats"].get("ci_high")) for m in members],
-                points=[self.samples_of(m["config"]) for m in members],
-                knee=_num(knee),
-                best=_num(best["config"].get("batch_size")) if best is not None and
-                best in members else None))
-            for m in members:
-                s = m["stats"]
-                table.rows.append([label or "all", _value_text(m["config"]["batch_size"]),
-                                   str(s.get("n")), _fmt(s.get("median")), _ci_text(s),
-                                   _pct(s.get("cv")), str(m.get("vs_baseline_text", ""))])
-        sentences = [_capital(str(k.get("sentence"))) + "." for k in knees.values()
-                     if k.get("sentence")]
+def _sections(data: _Data) -> list[Section]:
+    """Every section, in reading order; empty ones left out."""
+    sections: list[Section] = [*_summary_sections(data)]
+    for build in (_throughput_section, _scaling_section):
+        sections.extend(build(data))
+    for s in SWEPT:  # (batch size and workers have the sections above)
+        if s.title and s.anchor:
+            sections.extend(_dimension_section(data, s.name, s.title, s.anchor))
+    for build in (_compare_sections, _bottleneck_section, _tree_sections, _timeline_section,
+                  _run_order_section, _stages_section, _environment_section):
+        sections.extend(build(data))
+    return [s for s in sections if s.blocks]
+
+
+# ---- summary
+
+def _summary_sections(data: _Data) -> list[Section]:
+    sec = Section("summary", "Summary")
+    sentences = [*_ranking_sentences(data), *_counts_sentence(data),
+                 *_baseline_sentences(data), *_bottleneck_sentence(data),
+                 *_tree_sentences(data), *_compare_sentences(data)]
+    if not sentences:
+        sentences.append("These result files hold no measured run.")
+    sec.bullets(sentences, css="verdicts")
+    warnings = _warnings(data)
+    if warnings:
+        sec.text("Instability and measurement warnings:", css="warn-head")
+        sec.bullets(warnings, css="warnings")
+    kinds = sorted({d.kind for d in data.docs})
+    sec.text(f"Built from {len(data.docs)} result file(s) of kind {', '.join(kinds)}, "
+             f"{len(data.points)} measured run(s).", css="muted")
+    return [sec, *_configurations_section(data)]
+
+
+def _ranking_sentences(data: _Data) -> list[str]:
+    """What to use: the summary's lines, the best, the knee, the change vs the baseline;
+    for a single configuration its median."""
+    rows = data.rows
+    if len(rows) > 1 and data.summary is not None:
+        return [*_best_sentences(data, data.summary), *_knee_sentences(data, data.summary),
+                *_vs_baseline_sentence(data.summary)]
+    if rows:
+        return [_single_sentence(data, rows[0])]
+    return []
+
+
+def _best_sentences(data: _Data, summary: SweepSummary) -> list[str]:
+    # The ten-second summary first: what to use, the best and its ties, the noise.
+    lines = [_capital(line) + "." for line in summary.lines]
+    sentence = summary.best.sentence if summary.best is not None else ""
+    if lines:
+        return [*lines, _capital(sentence) + "."]
+    best = data.best_row()
+    stats = best.stats if best is not None else None
+    if sentence:
+        runs = stats.n if stats is not None else "?"
+        return [_capital(sentence) + f" ({runs} runs per configuration)."]
+    label = (summary.best.label if summary.best is not None else "") or "the only one"
+    return [f"Best configuration: {label} at {_fmt(stats.median if stats else None)} "
+            f"{data.unit} median (CI {_ci_text(stats)})."]
+
+
+def _knee_sentences(data: _Data, summary: SweepSummary) -> list[str]:
+    knees = summary.knees
+    best = data.best_row()
+    best_group = _label(best.config if best is not None else {},
+                        [d for d in data.dims if d != "batch_size"])
+    mine = [k for k in knees if k.group_label == best_group]
+    sentences = [_capital(k.sentence) + "." for k in mine or knees[:1]]
+    if len(knees) > 1:
+        sentences.append(f"Knees of the other {len(knees) - 1} group(s): see "
+                         "“Throughput vs batch size”.")
+    return sentences
+
+
+def _vs_baseline_sentence(summary: SweepSummary) -> list[str]:
+    best = summary.best_row()
+    if best is None or best.is_baseline:
+        return []
+    index = summary.baseline_index
+    label = summary.rows[index].label if index is not None else ""
+    return [f"Best vs baseline ({label}): {best.vs_baseline_text}."]
+
+
+def _single_sentence(data: _Data, row: SummaryRow) -> str:
+    stats = row.stats
+    label = row.label or _describe_single(data.points)
+    runs = "run" if stats.n == 1 else "runs"
+    ci = "" if stats.ci_low is None else f" (CI {_ci_text(stats)})"
+    cv = "" if stats.cv is None else f", CV {_pct(stats.cv)}"
+    return f"{label}: {_fmt(stats.median)} {data.unit} median over {stats.n} {runs}{ci}{cv}."
+
+
+def _counts_sentence(data: _Data) -> list[str]:
+    """A single run: what it read, inserted and quarantined, and whether that reconciled."""
+    if len(data.points) != 1:
+        return []
+    run = data.points[0].run
+    m, rec = run.metrics, run.reconciliation
+    state = ("reconciled (read = inserted + quarantined)" if rec is not None and rec.ok
+             else "NOT reconciled" if rec is not None else "")
+    return [f"{_fmt(m.records_read)} records read, {_fmt(m.inserted)} inserted, "
+            f"{_fmt(m.quarantined)} quarantined in {_fmt(m.elapsed_s, 2)} s"
+            f"{'; ' + state if state else ''}."]
+
+
+def _baseline_sentences(data: _Data) -> list[str]:
+    sentences = []
+    for doc in data.docs:
+        if not isinstance(doc, BaselineDocument) or doc.summary is None:
+            continue
+        drift, needed = doc.summary.drift, doc.summary.repeats_needed
+        if drift is not None and drift.tau is not None:
+            sig = "significant" if drift.significant else "not significant"
+            sentences.append(f"Drift across the baseline's runs: Kendall tau "
+                             f"{drift.tau:+.2f}, {format_p(drift.p_value)} ({sig}).")
+        if needed:
+            sentences.append(f"{needed} runs would bring the median's 95% CI within ±5%.")
+    return sentences
+
+
+def _bottleneck_sentence(data: _Data) -> list[str]:
+    found = data.bottleneck()
+    if found is None:
+        return []
+    agreed = (f" ({found.runs} of {found.of} runs)"
+              if found.runs is not None and found.of is not None else "")
+    conf = f", confidence {found.level}" if found.level else ""
+    return [f"Bottleneck: {found.label} — {found.description}{agreed}{conf}."]
+
+
+def _tree_sentences(data: _Data) -> list[str]:
+    sentences = []
+    for tree in data.trees:
+        verdict = f" ({tree.verdict})" if tree.verdict else ""
+        if tree.recommendation:
+            sentences.append(f"Pooling recommendation{verdict}: {tree.recommendation}")
+        elif tree.view.outcome is None:
+            sentences.append("Pooling decision tree: evaluation did not reach a leaf.")
+    return sentences
+
+
+def _compare_sentences(data: _Data) -> list[str]:
+    return [f"Comparison: {doc.compare.sentence}." for doc in data.docs
+            if isinstance(doc, CompareDocument)]
+
+
+def _warnings(data: _Data) -> list[str]:
+    """The summary's, the baselines' and the samplers' warnings, and the runs left out."""
+    warnings: list[str] = list(data.summary.warnings) if data.summary is not None else []
+    for doc in data.docs:
+        if isinstance(doc, BaselineDocument) and doc.summary is not None:
+            warnings.extend(doc.summary.warnings)
+        for run in doc.runs:
+            if run.samples is not None:
+                warnings.extend(f"sampler: {w}" for w in run.samples.warnings)
+    warnings.extend(unfinished_runs(data.docs))
+    return list(OrderedDict.fromkeys(warnings))
+
+
+def _configurations_section(data: _Data) -> list[Section]:
+    rows = data.rows
+    if len(rows) < 2:
+        return []
+    sec = Section("configurations", "All configurations")
+    table = Table("All configurations (median throughput and its CI; ★ best)",
+                  ["configuration", "n", f"median ({data.unit})", "CI of median", "CV",
+                   "CV adj. for host speed", "vs baseline"], [], frozenset({1, 2, 4, 5}))
+    best = data.best_row()
+    for row in rows:
+        s = row.stats
+        mark = "★ " if row is best else ""
+        machine = row.machine_noise
+        table.rows.append([mark + row.label, str(s.n), _fmt(s.median), _ci_text(s),
+                           _pct(s.cv), _pct(machine.adjusted_cv if machine else None),
+                           row.vs_baseline_text])
+    sec.add_table(table)
+    if any(row.machine_noise is not None for row in rows):
+        sec.text("CV adj. for host speed: the CV with the machine's own speed taken "
+                 "out, measured inside each run as the CPU time of the same read+map "
+                 "work. A diagnostic of whether the spread is the configuration's or "
+                 "the host's; medians, intervals and significance use raw times.",
+                 css="muted")
+    return [sec]
+
+
+# ---- throughput vs batch size
+
+def _throughput_section(data: _Data) -> list[Section]:
+    rows = data.rows
+    if "batch_size" not in data.dims or data.summary is None or \
+            len({_same(_of(r.config, "batch_size")) for r in rows}) < 2:
+        return []
+    sec = Section("throughput", "Throughput vs batch size")
+    knees = {k.group_label: k for k in data.summary.knees}
+    best = data.best_row()
+    curves: list[charts.Curve] = []
+    table = Table("Throughput per batch size (data behind the chart)",
+                  ["group", "batch size", "n", "median (rec/min)", "CI of median", "CV",
+                   "vs baseline"], [], frozenset({1, 2, 3, 5}))
+    for label, members in _batch_curves(data).items():
+        knee = knees.get(label)
+        curves.append(charts.Curve(
+            label=_curve_label(label), x=[float(_num(_of(m.config, "batch_size")) or 0)
+                                          for m in members],
+            median=[float(m.stats.median) for m in members],
+            ci_low=[_num(m.stats.ci_low) for m in members],
+            ci_high=[_num(m.stats.ci_high) for m in members],
+            points=[data.samples_of(m.config) for m in members],
+            knee=_num(knee.knee_batch_size) if knee is not None and knee.kind == "knee"
+            else None,
+            best=_num(_of(best.config, "batch_size")) if best is not None and
+            any(m is best for m in members) else None))
+        for m in members:
+            s = m.stats
+            table.rows.append([label or "all", _value_text(_of(m.config, "batch_size")),
+                               str(s.n), _fmt(s.median), _ci_text(s), _pct(s.cv),
+                               m.vs_baseline_text])
+    sec.bullets([_capital(k.sentence) + "." for k in knees.values() if k.sentence])
+    level = _ci_level(rows)
+    sec.chart(charts.throughput_chart(curves, ci_label=f"{level} CI of the median"),
+              "Throughput vs batch size, one line per worker count / group; bands: "
+              f"{level} confidence interval of the median; faint points: every run; "
+              "circle: best; dotted line: knee")
+    sec.add_table(table)
+    return [sec]
+
+
+def _batch_curves(data: _Data) -> dict[str, list[SummaryRow]]:
+    """The rows with a numeric batch size, one curve per group of the other dimensions."""
+    others = [d for d in data.dims if d != "batch_size"]
+    grouped: dict[str, list[SummaryRow]] = OrderedDict()
+    for row in sorted(data.rows, key=lambda r: [_sort_key(_of(r.config, d)) for d in others]
+                      + [_sort_key(_of(r.config, "batch_size"))]):
+        grouped.setdefault(format_config({d: _of(row.config, d) for d in others}),  # type: ignore[misc]
+                           []).append(row)
+    curves = {label: [m for m in members if _num(_of(m.config, "batch_size")) is not None]
+              for label, members in grouped.items()}
+    return {label: members for label, members in curves.items() if members}
+
+
+# ---- worker scaling
+
+def _scaling_section(data: _Data) -> list[Section]:
+    if "workers" not in data.dims or data.summary is None:
+        return []
+    best_by_w: dict[float, SummaryRow] = {}
+    for row in data.rows:
+        w = _num(_of(row.config, "workers"))
+        if w is not None and (w not in best_by_w or
+                              row.stats.median > best_by_w[w].stats.median):
+            best_by_w[w] = row
+    if len(best_by_w) < 2:
+        return []
+    sec = Section("scaling", "Worker scaling")
+    ws = sorted(best_by_w)
+    medians = [float(best_by_w[w].stats.median) for w in ws]
+    base = medians[0] / ws[0] if ws[0] > 0 else 0.0
+    ideal = [base * w for w in ws]
+    eff = [m / i if i > 0 else None for m, i in zip(medians, ideal, strict=True)]
+    efficient = [int(w) for w, e in zip(ws, eff, strict=True) if e is not None and e >= 0.7]
+    sec.bullets([
+        f"Scaling efficiency at {int(ws[-1])} workers: {_pct(eff[-1], 0)} of ideal "
+        f"(linear from {int(ws[0])} worker{'s' if ws[0] != 1 else ''}).",
+        f"Workers at ≥ 70% of ideal: {', '.join(map(str, efficient)) or 'none'}."
+        " Each point is the best configuration at that worker count."])
+    sec.chart(charts.worker_scaling_chart(
+        [int(w) for w in ws], medians, [_num(best_by_w[w].stats.ci_low) for w in ws],
+        [_num(best_by_w[w].stats.ci_high) for w in ws], ideal),
+        "Throughput by worker count against ideal linear scaling")
+    table = Table("Worker scaling (data behind the chart)",
+                  ["workers", "configuration", "median (rec/min)", "CI of median",
+                   "ideal (rec/min)", "efficiency"], [], frozenset({0, 2, 4, 5}))
+    for w, i, e in zip(ws, ideal, eff, strict=True):
+        row = best_by_w[w]
+        table.rows.append([str(int(w)), row.label, _fmt(row.stats.median),
+                           _ci_text(row.stats), _fmt(i), _pct(e, 0)])
+    sec.add_table(table)
+    return [sec]
+
+
+# ---- one dimension's values side by side (pooling, pipeline, insert method)
+
+@dataclass
+class _Grid:
+    """The rows of one dimension's values (series) in each group of the others
+    (categories)."""
+
+    dim: str
+    series: list[str]
+    categories: list[str]
+    cells: dict[tuple[str, str], SummaryRow]
+
+    def values(self, read: Callable[[SummaryRow], float | None]
+               ) -> list[list[float | None]]:
+        return [[read(self.cells[(c, s)]) if (c, s) in self.cells else None
+                 for c in self.categories] for s in self.series]
+
+
+def _grid(data: _Data, dim: str) -> _Grid:
+    others = [d for d in data.dims if d != dim]
+    series = sorted({_value_text(_of(r.config, dim)) for r in data.rows},
+                    key=lambda v: (_VALUE_ORDER.index(v) if v in _VALUE_ORDER
+                                   else len(_VALUE_ORDER), v))
+    categories: list[str] = []
+    cells: dict[tuple[str, str], SummaryRow] = {}
+    for row in sorted(data.rows, key=lambda r: [_sort_key(_of(r.config, d)) for d in others]):
+        cat = format_config({d: _of(row.config, d) for d in others}) or "all"  # type: ignore[misc]
+        if cat not in categories:
+            categories.append(cat)
+        cells[(cat, _value_text(_of(row.config, dim)))] = row
+    return _Grid(dim, series, categories, cells)
+
+
+def _dimension_section(data: _Data, dim: str, title: str, ident: str) -> list[Section]:
+    if dim not in data.dims or data.summary is None or \
+            len({_same(_of(r.config, dim)) for r in data.rows}) < 2:
+        return []
+    sec = Section(ident, title)
+    grid = _grid(data, dim)
+    all_categories = list(grid.categories)
+    if len(grid.categories) > 12:  # keep the chart readable: the 12 best groups
+        score = {c: max(float(grid.cells[(c, s)].stats.median) for s in grid.series
+                        if (c, s) in grid.cells) for c in grid.categories}
+        grid.categories = sorted(grid.categories, key=lambda c: -score[c])[:12]
+        sec.text("Showing the 12 groups with the highest throughput; the table lists all.",
+                 css="muted")
+    overlap = _overlap_grid(data, grid) if dim == "pipeline" else None
+    sec.chart(charts.bar_chart(charts.Bars(
+        title=f"Throughput by {dim.replace('_', ' ')} (median, whiskers: CI)",
+        categories=[_curve_label(c) for c in grid.categories],
+        series=[f"{setting_label(dim)}={s}" for s in grid.series],
+        values=grid.values(lambda r: _num(r.stats.median)),
+        ci_low=grid.values(lambda r: _num(r.stats.ci_low)),
+        ci_high=grid.values(lambda r: _num(r.stats.ci_high)),
+        xlabel=", ".join(d for d in data.dims if d != dim) or "", secondary=overlap,
+        secondary_label="overlap efficiency (%)")), f"{title}: median throughput")
+    grid.categories = all_categories
+    table, sentences = _dimension_table(data, grid, title)
+    if len(sentences) <= 6:
         sec.bullets(sentences)
-        level = _ci_level(rows)
-        sec.chart(charts.throughput_chart(curves, ci_label=f"{level} CI of the median"),
-                  "Throughput vs batch size, one line per worker count / group; bands: "
-                  f"{level} confidence interval of the median; faint points: every run; "
-                  "circle: best; dotted line: knee")
-        sec.add_table(table)
+    sec.add_table(table)
+    return [sec]
 
-    def scaling_section(self) -> None:
-        if "workers" not in self.dims or not self.summary:
-            return
-        best_by_w: dict[float, Mapping[str, Any]] = {}
-        for row in self.rows():
-            w = _num(row["config"].get("workers"))
-            if w is None:
+
+def _overlap(data: _Data, row: SummaryRow) -> float | None:
+    """The median overlap efficiency of a configuration's runs, in percent."""
+    return _median([_num(p.run.metrics.overlap_efficiency) for p in data.runs_of(row.config)],
+                   scale=100)
+
+
+def _overlap_grid(data: _Data, grid: _Grid) -> list[list[float | None]] | None:
+    overlap = grid.values(lambda row: _overlap(data, row))
+    return overlap if any(v is not None for row in overlap for v in row) else None
+
+
+def _dimension_table(data: _Data, grid: _Grid, title: str) -> tuple[Table, list[str]]:
+    """Each category, each value, and the change of each value vs the first."""
+    dim, first = grid.dim, grid.series[0]
+    shown = setting_label(dim)  # how configurations name it
+    headers = ["group", shown, "n", "median (rec/min)", "CI of median",
+               f"change vs {shown}={first}",
+               "p (paired in rounds)" if data.paired() else "p (Mann-Whitney)"]
+    if dim == "pipeline":
+        headers.append("overlap efficiency")
+    table = Table(f"{title} (data behind the chart)", headers, [], frozenset({2, 3}))
+    sentences: list[str] = []
+    for cat in OrderedDict.fromkeys(k[0] for k in grid.cells):
+        ref = grid.cells.get((cat, first))
+        for s in grid.series:
+            row = grid.cells.get((cat, s))
+            if row is None:
                 continue
-            if w not in best_by_w or row["stats"]["median"] > best_by_w[w]["stats"]["median"]:
-                best_by_w[w] = row
-        if len(best_by_w) < 2:
-            return
-        sec = Section("scaling", "Worker scaling")
-        self.sections.append(sec)
-        ws = sorted(best_by_w)
-        medians = [float(best_by_w[w]["stats"]["median"]) for w in ws]
-        base = medians[0] / ws[0] if ws[0] > 0 else 0.0
-        ideal = [base * w for w in ws]
-        eff = [m / i if i > 0 else None for m, i in zip(medians, ideal, strict=True)]
-        efficient = [int(w) for w, e in zip(ws, eff, strict=True) if e is not None and e >= 0.7]
-        sec.bullets([
-            f"Scaling efficiency at {int(ws[-1])} workers: {_pct(eff[-1], 0)} of ideal "
-            f"(linear from {int(ws[0])} worker{'s' if ws[0] != 1 else ''}).",
-            f"Workers at ≥ 70% of ideal: {', '.join(map(str, efficient)) or 'none'}."
-            " Each point is the best configuration at that worker count."])
-        sec.chart(charts.worker_scaling_chart(
-            [int(w) for w in ws], medians,
-            [_num(best_by_w[w]["stats"].get("ci_low")) for w in ws],
-            [_num(best_by_w[w]["stats"].get("ci_high")) for w in ws], ideal),
-            "Throughput by worker count against ideal linear scaling")
-        table = Table("Worker scaling (data behind the chart)",
-                      ["workers", "configuration", "median (rec/min)", "CI of median",
-                       "ideal (rec/min)", "efficiency"], [], frozenset({0, 2, 4, 5}))
-        for w, i, e in zip(ws, ideal, eff, strict=True):
-            row = best_by_w[w]
-            table.rows.append([str(int(w)), str(row["label"]), _fmt(row["stats"]["median"]),
-                               _ci_text(row["stats"]), _fmt(i), _pct(e, 0)])
+            change, p_text = "—", "—"
+            if ref is not None and row is not ref:
+                change, p_text, sentence = _versus_cells(data, ref, row, f"{cat}: {shown}={s}",
+                                                         f"{shown}={first}")
+                sentences.extend(sentence)
+            line = [cat, s, str(row.stats.n), _fmt(row.stats.median), _ci_text(row.stats),
+                    change, p_text]
+            if dim == "pipeline":
+                eff = _overlap(data, row)
+                line.append("—" if eff is None else f"{eff:.0f}%")
+            table.rows.append(line)
+    return table, sentences
+
+
+def _versus_cells(data: _Data, ref: SummaryRow, row: SummaryRow, what: str, against: str
+                  ) -> tuple[str, str, list[str]]:
+    """The change and p cells of ``row`` against ``ref``, and the sentence saying it."""
+    cmp = data.versus(ref.config, row.config)
+    if cmp is None:
+        return "—", "—", []
+    change = format_change(cmp.change)
+    p = cmp.p_value if isinstance(cmp, PairedComparison) else cmp.mannwhitney_p
+    p_text = f"{format_p(p)}{' (significant)' if cmp.significant else ''}"
+    sig = ("significant" if cmp.significant else "equivalent" if
+           isinstance(cmp, PairedComparison) and cmp.equivalent else "not significant")
+    return change, p_text, [f"{what} {change} vs {against} ({format_p(p)}, {sig})."]
+
+
+# ---- comparison
+
+def _compare_sections(data: _Data) -> list[Section]:
+    return [_compare_section(doc.compare) for doc in data.docs
+            if isinstance(doc, CompareDocument)]
+
+
+def _compare_section(data: CompareSummary) -> Section:
+    sec = Section("compare", "Comparison of two result files")
+    sec.bullets([f"A (reference): {data.a}", f"B (candidate): {data.b}", data.sentence])
+    rows = data.rows
+    if rows:
+        def pct(v: Any) -> float | None:
+            n = _num(v)
+            return None if n is None else 100 * n
+
+        sec.chart(charts.change_chart(
+            [r.label or "all" for r in rows], [pct(r.change) for r in rows],
+            [pct(r.change_ci_low) for r in rows], [pct(r.change_ci_high) for r in rows],
+            [r.marker for r in rows], threshold_pct=pct(data.threshold)),
+            "Change of median throughput per configuration, B vs A")
+        table = Table("Comparison (data behind the chart)",
+                      ["", "configuration", "A median", "B median", "change",
+                       "95% CI of change", "p", "n A/B", "meaning"], [],
+                      frozenset({2, 3, 4}))
+        for r in rows:
+            lo, hi = r.change_ci_low, r.change_ci_high
+            ci = (f"{format_change(lo)} … {format_change(hi)}"
+                  if lo is not None and hi is not None else "—")
+            table.rows.append([r.marker, r.label or "all", _fmt(r.median_a),
+                               _fmt(r.median_b), format_change(_num(r.change)), ci,
+                               format_p(_num(r.deciding_p)), f"{r.n_a}/{r.n_b}", r.meaning])
         sec.add_table(table)
+    sec.bullets([f"only in A: {x}" for x in data.only_in_a] +
+                [f"only in B: {x}" for x in data.only_in_b])
+    return sec
 
-    def dimension_section(self, dim: str, title: str, ident: str) -> None:
-        if dim not in self.dims or not self.summary:
-            return
-        rows = self.rows()
-        values = sorted({json.dumps(r["config"].get(dim)) for r in rows})
-        if len(values) < 2:
-            return
-        sec = Section(ident, title)
-        self.sections.append(sec)
-        shown = setting_label(dim)  # how configurations name it
-        others = [d for d in self.dims if d != dim]
-        series = sorted({_value_text(r["config"].get(dim)) for r in rows},
-                        key=lambda v: (_VALUE_ORDER.index(v) if v in _VALUE_ORDER
-                                       else len(_VALUE_ORDER), v))
-        categories: list[str] = []
-        cells: dict[tuple[str, str], Mapping[str, Any]] = {}
-        for row in sorted(rows, key=lambda r: [_sort_key(r["config"].get(d)) for d in others]):
-            cat = format_config({d: row["config"].get(d) for d in others}) or "all"
-            if cat not in categories:
-                categories.append(cat)
-            cells[(cat, _value_text(row["config"].get(dim)))] = row
-        if len(categories) > 12:  # keep the chart readable: the 12 best groups
-            score = {c: max(float(cells[(c, s)]["stats"]["median"]) for s in series
-                            if (c, s) in cells) for c in categories}
-            categories = sorted(categories, key=lambda c: -score[c])[:12]
-            sec.text("Showing the 12 groups with the highest throughput; the table lists all.",
-                     css="muted")
 
-        def grid(field_: str) -> list[list[float | None]]:
-            return [[_num(cells[(c, s)]["stats"].get(field_)) if (c, s) in cells else None
-                     for c in categories] for s in series]
+# ---- bottleneck attribution
 
-        overlap: list[list[float | None]] | None = None
-        if dim == "pipeline":
-            overlap = [[_median([_num(p.run.get("metrics", {}).get("overlap_efficiency"))
-                                 for p in self.runs_of(cells[(c, s)]["config"])], scale=100)
-                        if (c, s) in cells else None for c in categories] for s in series]
-            if not any(v is not None for row in overlap for v in row):
-                overlap = None
-        sec.chart(charts.bar_chart(charts.Bars(
-            title=f"Throughput by {dim.replace('_', ' ')} (median, whiskers: CI)",
-            categories=[_curve_label(c) for c in categories],
-            series=[f"{shown}={s}" for s in series],
-            values=grid("median"), ci_low=grid("ci_low"), ci_high=grid("ci_high"),
-            xlabel=", ".join(others) or "", secondary=overlap,
-            secondary_label="overlap efficiency (%)")), f"{title}: median throughput")
-        # the table: each category, each value, and the change of each value vs the first
-        headers = ["group", shown, "n", "median (rec/min)", "CI of median",
-                   f"change vs {shown}={series[0]}",
-                   "p (paired in rounds)" if self.paired() else "p (Mann-Whitney)"]
-        if dim == "pipeline":
-            headers.append("overlap efficiency")
-        table = Table(f"{title} (data behind the chart)", headers, [], frozenset({2, 3}))
-        sentences = []
-        for cat in OrderedDict.fromkeys(k[0] for k in cells):
-            ref = cells.get((cat, series[0]))
-            for s in series:
-                found = cells.get((cat, s))
-                if found is None:
-                    continue
-                row = found
-                change, p_text = "—", "—"
-                if ref is not None and row is not ref:
-                    cmp = self.versus(ref["config"], row["config"])
-                    if cmp is not None:
-                        change = format_change(cmp.change)
-                        p = cmp.p_value if isinstance(cmp, PairedComparison) \
-                            else cmp.mannwhitney_p
-                        p_text = f"{format_p(p)}{' (significant)' if cmp.significant else ''}"
-                        sig = ("significant" if cmp.significant else "equivalent" if
-                               getattr(cmp, "equivalent", False) else "not significant")
-                        sentences.append(f"{cat}: {shown}={s} {change} vs {shown}={series[0]} "
-                                         f"({format_p(p)}, {sig}).")
-                line = [cat, s, str(row["stats"].get("n")), _fmt(row["stats"]["median"]),
-                        _ci_text(row["stats"]), change, p_text]
-                if dim == "pipeline":
-                    eff = _median([_num(p.run.get("metrics", {}).get("overlap_efficiency"))
-                                   for p in self.runs_of(row["config"])], scale=100)
-                    line.append("—" if eff is None else f"{eff:.0f}%")
-                table.rows.append(line)
-        if len(sentences) <= 6:
-            sec.bullets(sentences)
+def _bottleneck_section(data: _Data) -> list[Section]:
+    verdicts: list[tuple[str, Bottleneck]] = []
+    for p in data.representative_runs():
+        found = p.run.attributed()
+        if found is not None and found.holds("evidence"):
+            verdicts.append((f"run {p.order + 1} ({format_config(p.config) or 'run'})",
+                             found))
+            break
+    for doc in data.docs:
+        verdicts.extend((v.scope or doc.kind, v) for v in doc.bottleneck_verdicts()
+                        if v.evidence)
+    if not verdicts:
+        return []
+    sec = Section("bottleneck", "Bottleneck attribution")
+    for scope, v in verdicts[:3]:
+        _add_verdict(sec, scope, v)
+    return [sec]
+
+
+def _add_verdict(sec: Section, scope: str, v: Bottleneck) -> None:
+    conf = _num(v.confidence)
+    sec.text(f"{scope}: {v.label} — {v.description}"
+             + (f" (confidence {v.level or ''}, {conf:.2f})" if conf is not None else "")
+             + (f"; runner-up {v.runner_up}" if v.runner_up else ""))
+    table = Table(f"Evidence for {v.label} ({scope})",
+                  ["fact", "value", "unit", "rule", "weight", "reason"], [],
+                  frozenset({1, 4}))
+    for e in [*v.evidence, *v.runner_up_evidence]:
+        table.rows.append([e.fact, _fmt(e.value, 2), e.unit,
+                           f"{e.op} {_value_text(e.threshold)}", _value_text(e.weight),
+                           e.reason])
+    if table.rows:
         sec.add_table(table)
+    if v.blockers:
+        sec.add_table(Table(
+            f"Sessions holding locks the run waited for ({scope})",
+            ["session", "application", "user", "object", "held", "samples",
+             "transaction start", "statement"],
+            [[f"{b.id_label} {b.session if b.session is not None else ''}", b.application,
+              b.user, b.object, b.held_mode, _value_text(b.samples), b.transaction_start,
+              b.query] for b in v.blockers[:5]],
+            frozenset({5})))
+    if v.scores:
+        sec.add_table(Table("Score of every label (net evidence)", ["label", "score"],
+                            [[k, _fmt(s, 1)] for k, s in sorted(
+                                v.scores.items(), key=lambda kv: -(_num(kv[1]) or 0))],
+                            frozenset({1})))
 
-    def compare_section(self) -> None:
-        for doc in self.docs:
-            data = doc.get("compare")
-            if doc.get("kind") != "compare" or not isinstance(data, Mapping):
-                continue
-            sec = Section("compare", "Comparison of two result files")
-            self.sections.append(sec)
-            sec.bullets([f"A (reference): {data.get('a')}", f"B (candidate): {data.get('b')}",
-                         str(data.get("sentence", ""))])
-            rows = [r for r in data.get("rows") or [] if isinstance(r, Mapping)]
-            if rows:
-                def pct(v: Any) -> float | None:
-                    n = _num(v)
-                    return None if n is None else 100 * n
 
-                sec.chart(charts.change_chart(
-                    [str(r.get("label") or "all") for r in rows],
-                    [pct(r.get("change")) for r in rows],
-                    [pct(r.get("change_ci_low")) for r in rows],
-                    [pct(r.get("change_ci_high")) for r in rows],
-                    [str(r.get("marker", "~")) for r in rows],
-                    threshold_pct=pct(data.get("threshold"))),
-                    "Change of median throughput per configuration, B vs A")
-                table = Table("Comparison (data behind the chart)",
-                              ["", "configuration", "A median", "B median", "change",
-                               "95% CI of change", "p", "n A/B", "meaning"], [],
-                              frozenset({2, 3, 4}))
-                for r in rows:
-                    lo, hi = r.get("change_ci_low"), r.get("change_ci_high")
-                    ci = (f"{format_change(lo)} … {format_change(hi)}"
-                          if lo is not None and hi is not None else "—")
-                    table.rows.append([str(r.get("marker", "")), str(r.get("label") or "all"),
-                                       _fmt(r.get("median_a")), _fmt(r.get("median_b")),
-                                       format_change(_num(r.get("change"))), ci,
-                                       format_p(_num(r.get("p_value",
-                                                           r.get("mannwhitney_p")))),
-                                       f"{r.get('n_a')}/{r.get('n_b')}",
-                                       str(r.get("meaning", ""))])
-                sec.add_table(table)
-            only = [f"only in A: {x}" for x in data.get("only_in_a") or []] + \
-                [f"only in B: {x}" for x in data.get("only_in_b") or []]
-            sec.bullets(only)
+# ---- the pooling decision tree
 
-    def bottleneck_section(self) -> None:
-        verdicts: list[tuple[str, Mapping[str, Any]]] = []
-        best = self.best_row()
-        candidates = self.runs_of(best["config"]) if best else []
-        for p in candidates or self.points:
-            found = bottleneck_of(p.run)
-            if found is not None and found.get("evidence") is not None:
-                verdicts.append((f"run {p.order + 1} ({format_config(p.config) or 'run'})",
-                                 found))
-                break
-        for doc in self.docs:
-            for v in doc.get("verdicts") or []:
-                if isinstance(v, Mapping) and v.get("evidence") and "label" in v:
-                    verdicts.append((str(v.get("scope") or doc.get("kind")), v))
-        if not verdicts:
-            return
-        sec = Section("bottleneck", "Bottleneck attribution")
-        self.sections.append(sec)
-        for scope, v in verdicts[:3]:
-            conf = _num(v.get("confidence"))
-            sec.text(f"{scope}: {v.get('label')} — {v.get('description', '')}"
-                     + (f" (confidence {v.get('level', '')}, {conf:.2f})" if conf is not None
-                        else "") + (f"; runner-up {v['runner_up']}" if v.get("runner_up")
-                                    else ""))
-            table = Table(f"Evidence for {v.get('label')} ({scope})",
-                          ["fact", "value", "unit", "rule", "weight", "reason"], [],
-                          frozenset({1, 4}))
-            for e in list(v.get("evidence") or []) + list(v.get("runner_up_evidence") or []):
-                if isinstance(e, Mapping):
-                    table.rows.append([str(e.get("fact")), _fmt(e.get("value"), 2),
-                                       str(e.get("unit", "")),
-                                       f"{e.get('op', '')} {_value_text(e.get('threshold'))}",
-                                       _value_text(e.get("weight")), str(e.get("reason", ""))])
-            if table.rows:
-                sec.add_table(table)
-            blockers = [b for b in v.get("blockers") or [] if isinstance(b, Mapping)]
-            if blockers:
-                sec.add_table(Table(
-                    f"Sessions holding locks the run waited for ({scope})",
-                    ["session", "application", "user", "object", "held", "samples",
-                     "transaction start", "statement"],
-                    [[f"{b.get('id_label', 'session')} {b.get('session', '')}",
-                      str(b.get("application", "")), str(b.get("user", "")),
-                      str(b.get("object", "")), str(b.get("held_mode", "")),
-                      _value_text(b.get("samples")), str(b.get("transaction_start", "")),
-                      str(b.get("query", ""))] for b in blockers[:5]],
-                    frozenset({5})))
-            scores = v.get("scores")
-            if isinstance(scores, Mapping) and scores:
-                sec.add_table(Table("Score of every label (net evidence)", ["label", "score"],
-                                    [[str(k), _fmt(s, 1)] for k, s in sorted(
-                                        scores.items(), key=lambda kv: -(_num(kv[1]) or 0))],
-                                    frozenset({1})))
+def _tree_sections(data: _Data) -> list[Section]:
+    return [_tree_section(tree) for tree in data.trees]
 
-    def tree_section(self) -> None:
-        for doc, view, raw in self.trees:
-            sec = Section("decision-tree", "Pooling diagnosis and decision tree")
-            self.sections.append(sec)
-            rec = _recommendation(raw, view)
-            if rec:
-                verdict = f"{_capital(str(raw['verdict']))}. " if raw.get("verdict") else ""
-                sec.text(f"{verdict}Recommendation: {rec}", css="recommendation")
-            if raw.get("rationale"):
-                sec.text(f"Why: {raw['rationale']}")
-            if raw.get("missing"):
-                sec.text("Missing facts: " + ", ".join(str(m) for m in raw["missing"]),
-                         css="warn-head")
-            for i, test in enumerate(_find_tests(doc), 1):
-                number = test.get("number", i)
-                name = str(test.get("title") or test.get("name") or f"test {number}")
-                status = f" [{test['status']}]" if test.get("status") else ""
-                verdict_text = test.get("verdict") or test.get("summary")
-                if isinstance(verdict_text, Mapping):
-                    verdict_text = verdict_text.get("sentence") or json.dumps(verdict_text)
-                sec.text(f"Test {number}: {name}{status}"
-                         + (f" — {verdict_text}" if verdict_text else ""), css="test")
-                sec.bullets([str(m) for m in test.get("messages") or []])
-                rows: list[tuple[str, str]] = []
-                for key in ("numbers", "facts"):
-                    part = test.get(key)
-                    if isinstance(part, Mapping):
-                        rows.extend(r for r in _flatten(part) if r not in rows)
-                if rows:
-                    sec.add_table(Table(f"Test {number} ({name}): measured numbers and the "
-                                        "facts the tree reads", ["quantity", "value"],
-                                        [[k, v] for k, v in rows[:60]], frozenset({1})))
-            sec.svg(tree_svg(view), "The pooling decision tree, drawn whole; the path the "
-                                    "evaluation took is thick, bold and marked ✓, with the "
-                                    "facts it read at each node")
-            table = Table("Path taken through the tree (data behind the drawing)",
-                          ["step", "node", "question / leaf", "facts read", "answer"], [],
-                          frozenset({0}))
-            for i, ident in enumerate(view.path, 1):
-                node = view.nodes.get(ident)
-                text = (node.recommendation or node.question) if node else ident
-                if node is not None and node is view.outcome and rec:
-                    text = rec  # the rendered recommendation, placeholders filled in
-                facts = ", ".join(f"{k} = {_fact_text(v)}"
-                                  for k, v in view.facts.get(ident, {}).items())
-                table.rows.append([str(i), ident, text, facts or "—",
-                                   view.answers.get(ident, "leaf" if node and node.is_leaf
-                                                    else "—")])
-            sec.add_table(table)
-            all_nodes = Table("Every node of the tree", ["node", "question", "thresholds",
-                                                         "branches / recommendation"], [])
-            for node in view.nodes.values():
-                node_limits = ", ".join(f"{k}: {_value_text(v)}" for k, v in
-                                        node.thresholds.items())
-                branches = (node.recommendation or "") if node.is_leaf else "; ".join(
-                    f"{e.when} → {e.to}" for e in node.children)
-                all_nodes.rows.append([node.id, node.question if not node.is_leaf else "(leaf)",
-                                       node_limits or "—", branches])
-            if all(r[2] == "—" for r in all_nodes.rows):  # no per-node thresholds: drop it
-                all_nodes.headers.pop(2)
-                for r in all_nodes.rows:
-                    r.pop(2)
-            sec.add_table(all_nodes)
-            thresholds = raw.get("thresholds")
-            if isinstance(thresholds, Mapping) and thresholds:
-                t_rows = []
-                for name, t in thresholds.items():
-                    if isinstance(t, Mapping):
-                        t_rows.append([str(name), f"{_value_text(t.get('value'))} "
-                                       f"{t.get('unit', '')}".strip(), str(t.get("why", ""))])
-                    else:
-                        t_rows.append([str(name), _value_text(t), ""])
-                sec.add_table(Table("Thresholds in force", ["threshold", "value", "why"],
-                                    t_rows))
 
-    def timeline_section(self) -> None:
-        sampled = [p for p in self.points if _series(p.run) is not None]
-        if not sampled:
-            return
-        sec = Section("timelines", "Resource timelines")
-        self.sections.append(sec)
-        best = max(sampled, key=lambda p: p.throughput)
-        worst = min(sampled, key=lambda p: p.throughput)
-        picks = [("best", best)] + ([("worst", worst)] if worst is not best else [])
-        sec.text("Host and server measurements sampled during the fastest and the slowest "
-                 "run; values are per-interval averages. Grey vertical lines are batch "
-                 "commits, the dashed line the end of the run.", css="muted")
-        for which, p in picks:
-            series = _series(p.run)
-            assert series is not None
-            label = _label(p.config, self.dims) or "run"
-            self.drawn.add(id(series))
-            panels, stats_rows = _timeline_panels(series)
-            if not panels:
-                if stats_rows:
-                    sec.add_table(Table(
-                        f"{which.capitalize()} run ({label}): too few samples for a timeline "
-                        "(the run was shorter than two sampling intervals)",
-                        ["series", "unit", "samples", "mean", "p95", "max"], stats_rows,
+def _tree_section(tree: Tree) -> Section:
+    sec = Section("decision-tree", "Pooling diagnosis and decision tree")
+    rec, raw = tree.recommendation, tree.raw
+    if rec:
+        verdict = f"{_capital(tree.verdict)}. " if tree.verdict else ""
+        sec.text(f"{verdict}Recommendation: {rec}", css="recommendation")
+    if raw.get("rationale"):
+        sec.text(f"Why: {raw['rationale']}")
+    if raw.get("missing"):
+        sec.text("Missing facts: " + ", ".join(str(m) for m in raw["missing"]),
+                 css="warn-head")
+    for i, test in enumerate(_find_tests(tree.doc), 1):
+        _add_test(sec, i, test)
+    sec.svg(tree_svg(tree.view), "The pooling decision tree, drawn whole; the path the "
+                                 "evaluation took is thick, bold and marked ✓, with the "
+                                 "facts it read at each node")
+    sec.add_table(_path_table(tree))
+    sec.add_table(_nodes_table(tree.view))
+    thresholds = raw.get("thresholds")
+    if isinstance(thresholds, Mapping) and thresholds:
+        sec.add_table(Table("Thresholds in force", ["threshold", "value", "why"],
+                            [_threshold_row(str(k), t) for k, t in thresholds.items()]))
+    return sec
+
+
+def _add_test(sec: Section, i: int, test: Mapping[str, Any]) -> None:
+    """One pooling test: its verdict, messages, and the numbers and facts it measured."""
+    number = test.get("number", i)
+    name = str(test.get("title") or test.get("name") or f"test {number}")
+    status = f" [{test['status']}]" if test.get("status") else ""
+    verdict_text = test.get("verdict") or test.get("summary")
+    if isinstance(verdict_text, Mapping):
+        verdict_text = verdict_text.get("sentence") or json.dumps(verdict_text)
+    sec.text(f"Test {number}: {name}{status}"
+             + (f" — {verdict_text}" if verdict_text else ""), css="test")
+    sec.bullets([str(m) for m in test.get("messages") or []])
+    rows: list[tuple[str, str]] = []
+    for key in ("numbers", "facts"):
+        part = test.get(key)
+        if isinstance(part, Mapping):
+            rows.extend(r for r in _flatten(part) if r not in rows)
+    if rows:
+        sec.add_table(Table(f"Test {number} ({name}): measured numbers and the "
+                            "facts the tree reads", ["quantity", "value"],
+                            [[k, v] for k, v in rows[:60]], frozenset({1})))
+
+
+def _path_table(tree: Tree) -> Table:
+    view, rec = tree.view, tree.recommendation
+    table = Table("Path taken through the tree (data behind the drawing)",
+                  ["step", "node", "question / leaf", "facts read", "answer"], [],
+                  frozenset({0}))
+    for i, ident in enumerate(view.path, 1):
+        node = view.nodes.get(ident)
+        text = (node.recommendation or node.question) if node else ident
+        if node is not None and node is view.outcome and rec:
+            text = rec  # the rendered recommendation, placeholders filled in
+        facts = ", ".join(f"{k} = {_fact_text(v)}"
+                          for k, v in view.facts.get(ident, {}).items())
+        table.rows.append([str(i), ident, text, facts or "—",
+                           view.answers.get(ident, "leaf" if node and node.is_leaf
+                                            else "—")])
+    return table
+
+
+def _nodes_table(view: TreeView) -> Table:
+    table = Table("Every node of the tree", ["node", "question", "thresholds",
+                                             "branches / recommendation"], [])
+    for node in view.nodes.values():
+        limits = ", ".join(f"{k}: {_value_text(v)}" for k, v in node.thresholds.items())
+        branches = (node.recommendation or "") if node.is_leaf else "; ".join(
+            f"{e.when} → {e.to}" for e in node.children)
+        table.rows.append([node.id, node.question if not node.is_leaf else "(leaf)",
+                           limits or "—", branches])
+    if all(r[2] == "—" for r in table.rows):  # no per-node thresholds: drop the column
+        table.headers.pop(2)
+        for r in table.rows:
+            r.pop(2)
+    return table
+
+
+def _threshold_row(name: str, t: Any) -> list[str]:
+    if isinstance(t, Mapping):
+        return [name, f"{_value_text(t.get('value'))} {t.get('unit', '')}".strip(),
+                str(t.get("why", ""))]
+    return [name, _value_text(t), ""]
+
+
+# ---- resource timelines
+
+def _timeline_section(data: _Data) -> list[Section]:
+    sampled = [p for p in data.points if p.run.samples is not None and p.run.samples.drawable]
+    if not sampled:
+        return []
+    sec = Section("timelines", "Resource timelines")
+    best = max(sampled, key=lambda p: p.throughput)
+    worst = min(sampled, key=lambda p: p.throughput)
+    picks = [("best", best)] + ([("worst", worst)] if worst is not best else [])
+    sec.text("Host and server measurements sampled during the fastest and the slowest "
+             "run; values are per-interval averages. Grey vertical lines are batch "
+             "commits, the dashed line the end of the run.", css="muted")
+    for which, p in picks:
+        series = p.run.samples
+        assert series is not None
+        data.drawn.add(id(series))
+        _add_timeline(sec, which, p, series, _label(p.config, data.dims) or "run")
+    return [sec]
+
+
+def _add_timeline(sec: Section, which: str, p: RunPoint, series: Samples, label: str) -> None:
+    panels, stats_rows = _timeline_panels(series)
+    headers = ["series", "unit", "samples", "mean", "p95", "max"]
+    if not panels:
+        if stats_rows:
+            sec.add_table(Table(
+                f"{which.capitalize()} run ({label}): too few samples for a timeline "
+                "(the run was shorter than two sampling intervals)", headers, stats_rows,
+                frozenset({2, 3, 4, 5})))
+        return
+    ends = _batch_ends(p.run)
+    sec.chart(charts.timeline_chart(
+        f"{which.capitalize()} run: {label} — {_fmt(p.throughput)} rec/min",
+        panels, ends, _num(p.run.metrics.elapsed_s)),
+        f"Resource timeline of the {which} run ({label})")
+    sec.add_table(Table(f"{which.capitalize()} run ({label}): each series summarised "
+                        "(full series in the embedded raw data)", headers, stats_rows,
                         frozenset({2, 3, 4, 5})))
-                continue
-            ends = _batch_ends(p.run)
-            elapsed = _num((p.run.get("metrics") or {}).get("elapsed_s"))
-            sec.chart(charts.timeline_chart(
-                f"{which.capitalize()} run: {label} — {_fmt(p.throughput)} rec/min",
-                panels, ends, elapsed), f"Resource timeline of the {which} run ({label})")
-            sec.add_table(Table(f"{which.capitalize()} run ({label}): each series summarised "
-                                "(full series in the embedded raw data)",
-                                ["series", "unit", "samples", "mean", "p95", "max"],
-                                stats_rows, frozenset({2, 3, 4, 5})))
-            overhead = series.get("overhead")
-            if isinstance(overhead, Mapping) and _num(overhead.get("cpu_pct_of_core")) is not None:
-                sec.text(f"Sampler cost during this run: {overhead['cpu_pct_of_core']:.2f}% of "
-                         f"one core over {overhead.get('rounds')} rounds.", css="muted")
+    overhead = series.overhead
+    if overhead is not None and _num(overhead.cpu_pct_of_core) is not None:
+        sec.text(f"Sampler cost during this run: {overhead.cpu_pct_of_core:.2f}% of "
+                 f"one core over {overhead.rounds} rounds.", css="muted")
 
-    def run_order_section(self) -> None:
-        if len(self.points) < 3:
-            return
-        sec = Section("run-order", "Run order and drift")
-        self.sections.append(sec)
-        groups: dict[str, list[tuple[int, float]]] = OrderedDict(
-            (str(r.get("label") or ""), []) for r in self.rows())  # legend in grid order
-        for p in self.points:
-            groups.setdefault(_label(p.config, self.dims),
-                              []).append((p.order + 1, p.throughput))
-        groups = OrderedDict((k, v) for k, v in groups.items() if v)
-        shift = _level_shift(self.summary)
-        marks: list[tuple[float, str]] = []
-        if shift is not None:
-            first = next((p.order + 1 for p in self.points
-                          if p.run.get("round") == shift.get("round")), None)
-            if first is not None:
-                marks.append((first - 0.5, f"host level shift (round {shift['round'] + 1})"))
-            sec.bullets([_capital(_shift_sentence(shift))])
-        sec.chart(charts.run_order_chart(groups, marks=marks),
-                  "Throughput of every measured run in the order it ran"
-                  + ("; dashed line: the host's level shift" if marks else ""))
-        table = Table("Drift per configuration (Kendall tau of throughput vs run order, "
-                      "Theil-Sen slope)", ["configuration", "n", "tau", "p", "change over the "
-                                           "series", "drift?"], [], frozenset({1, 2, 3, 4}))
-        for row in self.rows():
-            d = row.get("drift") or {}
-            if shift is not None:  # the host's doing, not this configuration's
-                verdict = f"the host's level shift at round {shift['round'] + 1}"
-            else:
-                verdict = "yes" if d.get("significant") else "no"
-            table.rows.append([str(row.get("label") or "all"), str(d.get("n", "")),
-                               _fmt(d.get("tau"), 2), format_p(_num(d.get("p_value"))),
-                               "—" if d.get("total_pct") is None else f"{d['total_pct']:+.1f}%",
-                               verdict])
-        if table.rows:
-            sec.add_table(table)
-        runs = Table("Every measured run in run order", ["#", "configuration",
-                                                         "throughput (rec/min)", "elapsed (s)",
-                                                         "started"], [], frozenset({0, 2, 3}))
-        for p in self.points:
-            runs.rows.append([str(p.order + 1), _label(p.config, self.dims) or "run",
-                              _fmt(p.throughput),
-                              _fmt((p.run.get("metrics") or {}).get("elapsed_s"), 3),
-                              str(p.run.get("started", ""))])
-        sec.add_table(runs)
 
-    def runs_table_section(self) -> None:
-        """Per-stage time of a representative run: the best configuration's median run."""
-        if not self.points:
-            return
-        best = self.best_row()
-        pool = self.runs_of(best["config"]) if best else []
-        pool = pool or self.points
-        rep = sorted(pool, key=lambda p: p.throughput)[len(pool) // 2]
-        m = rep.run.get("metrics") or {}
-        stages = {k: _num(v) for k, v in (m.get("stages") or {}).items()}
-        stages = {k: v for k, v in stages.items() if v}
-        if not stages and not m.get("tables"):
-            return
-        sec = Section("stages", "Stages and tables of a representative run")
-        self.sections.append(sec)
-        label = format_config(rep.config) or "the run"
-        busy = sum(v for v in stages.values() if v) or 1.0
-        if stages:
-            fig = charts.bar_chart(charts.Bars(
-                title=f"Time per stage, median run of {label} (summed over workers)",
-                categories=list(stages), series=["seconds"],
-                values=[[stages[k] for k in stages]], ylabel="time (s)", xlabel="stage"))
-            sec.chart(fig, f"Seconds per stage in the median run of {label}")
-            sec.add_table(Table("Stage times (data behind the chart)",
-                                ["stage", "seconds", "share of busy time"],
-                                [[k, f"{v:.4f}", _pct((v or 0) / busy, 0)]
-                                 for k, v in stages.items()], frozenset({1, 2})))
-        extra = [("records read", _fmt(m.get("records_read"))),
-                 ("inserted", _fmt(m.get("inserted"))),
-                 ("quarantined", _fmt(m.get("quarantined"))),
-                 ("elapsed (s)", _fmt(m.get("elapsed_s"), 3)),
-                 ("throughput (rec/min)", _fmt(m.get("throughput_rec_per_min")))]
-        if _num(m.get("overlap_efficiency")) is not None:
-            extra.append(("pipeline", str(m.get("pipeline", ""))))
-            extra.append(("overlap efficiency", _pct(m.get("overlap_efficiency"), 0)))
-        records, converted = _num(m.get("records_read")), _num(m.get("converted_by_inserter"))
-        if m.get("pipeline") == "process" and records and converted is not None:
-            extra.append(("records converted by the inserter", _pct(converted / records, 0)))
-        if _num(m.get("read_map_cpu_s")) is not None:
-            extra.append(("read+map CPU (s), the host-speed probe",
-                          _fmt(m.get("read_map_cpu_s"), 3)))
-        for table_name, count in (m.get("tables") or {}).items():
-            extra.append((f"rows in {table_name}", _fmt(count)))
-        sec.add_table(Table(f"Counts of the median run of {label}", ["quantity", "value"],
-                            [[k, v] for k, v in extra], frozenset({1})))
+# ---- run order and drift
 
-    def environment_section(self) -> None:
-        envs = [(d.get("_source", f"file {i + 1}"), d.get("environment") or {}, d)
-                for i, d in enumerate(self.docs) if d.get("environment")]
-        if not envs:
-            return
-        sec = Section("environment", "Environment")
-        self.sections.append(sec)
-        # one column per distinct environment (files from the same machine share one)
-        distinct: list[tuple[str, Mapping[str, Any], Mapping[str, Any]]] = []
-        seen: set[str] = set()
-        for src, env, doc in envs:
-            fingerprint = json.dumps({k: env.get(k) for k in ("host", "cpu", "os", "python",
-                                                                "target")}, sort_keys=True,
-                                     default=str)
-            if fingerprint not in seen:
-                seen.add(fingerprint)
-                distinct.append((str(src), env, doc))
-        rows: list[list[str]] = []
+def _run_order_section(data: _Data) -> list[Section]:
+    if len(data.points) < 3:
+        return []
+    sec = Section("run-order", "Run order and drift")
+    groups: dict[str, list[tuple[int, float]]] = OrderedDict(
+        (r.label, []) for r in data.rows)  # legend in grid order
+    for p in data.points:
+        groups.setdefault(_label(p.config, data.dims), []).append((p.order + 1, p.throughput))
+    groups = OrderedDict((k, v) for k, v in groups.items() if v)
+    shift = data.summary.level_shift() if data.summary is not None else None
+    marks: list[tuple[float, str]] = []
+    if shift is not None and shift.round is not None:
+        first = next((p.order + 1 for p in data.points if p.run.round == shift.round), None)
+        if first is not None:
+            marks.append((first - 0.5, f"host level shift (round {shift.round + 1})"))
+        sec.bullets([_capital(_shift_sentence(shift))])
+    sec.chart(charts.run_order_chart(groups, marks=marks),
+              "Throughput of every measured run in the order it ran"
+              + ("; dashed line: the host's level shift" if marks else ""))
+    table = _drift_table(data, None if shift is None else shift.round)
+    if table.rows:
+        sec.add_table(table)
+    runs = Table("Every measured run in run order", ["#", "configuration",
+                                                     "throughput (rec/min)", "elapsed (s)",
+                                                     "started"], [], frozenset({0, 2, 3}))
+    for p in data.points:
+        runs.rows.append([str(p.order + 1), _label(p.config, data.dims) or "run",
+                          _fmt(p.throughput), _fmt(p.run.metrics.elapsed_s, 3),
+                          p.run.started or ""])
+    sec.add_table(runs)
+    return [sec]
 
-        def row(label: str, getter: Any) -> None:
-            values = [getter(env, doc) for _, env, doc in distinct]
-            if any(v not in (None, "", "—") for v in values):
-                rows.append([label] + ["—" if v in (None, "") else str(v) for v in values])
 
-        def target(env: Mapping[str, Any]) -> Mapping[str, Any]:
-            t = env.get("target")
-            return t if isinstance(t, Mapping) else {}
+def _drift_table(data: _Data, shift_round: int | None) -> Table:
+    table = Table("Drift per configuration (Kendall tau of throughput vs run order, "
+                  "Theil-Sen slope)", ["configuration", "n", "tau", "p", "change over the "
+                                       "series", "drift?"], [], frozenset({1, 2, 3, 4}))
+    for row in data.rows:
+        d = row.drift
+        if shift_round is not None:  # the host's doing, not this configuration's
+            verdict = f"the host's level shift at round {shift_round + 1}"
+        else:
+            verdict = "yes" if d is not None and d.significant else "no"
+        table.rows.append([row.label or "all", "" if d is None or d.n is None else str(d.n),
+                           _fmt(d.tau if d else None, 2),
+                           format_p(_num(d.p_value if d else None)),
+                           "—" if d is None or d.total_pct is None else f"{d.total_pct:+.1f}%",
+                           verdict])
+    return table
 
-        def dataset(env: Mapping[str, Any]) -> Mapping[str, Any]:
-            t = env.get("dataset")
-            return t if isinstance(t, Mapping) else {}
 
-        row("host", lambda e, d: e.get("host"))
-        row("CPU", lambda e, d: e.get("cpu"))
-        row("CPU count (logical / physical)",
-            lambda e, d: f"{e.get('cpu_count', '?')} / {e.get('cpu_count_physical', '?')}")
-        row("RAM", lambda e, d: f"{(_num(e.get('ram_bytes')) or 0) / 2**30:.1f} GiB"
-            if _num(e.get("ram_bytes")) else None)
-        row("OS", lambda e, d: e.get("os"))
-        row("Python", lambda e, d: " ".join(str(x) for x in (e.get("python_implementation"),
-                                                              e.get("python")) if x))
-        row("DBMS", lambda e, d: " ".join(str(x) for x in (target(e).get("dbms_name"),
-                                                            target(e).get("dbms_version")) if x))
-        row("dialect", lambda e, d: target(e).get("dialect"))
-        row("driver", lambda e, d: " ".join(str(x) for x in (target(e).get("driver_name"),
-                                                              target(e).get("driver_version"))
-                                            if x))
-        row("target (redacted)", lambda e, d: target(e).get("display"))
-        extra: dict[str, Any] = {}
-        for _, env, _doc in distinct:
-            ex = target(env).get("extra")
-            if isinstance(ex, Mapping):
-                extra.update(ex)
-        for k in extra:
-            row(f"target {k}", lambda e, d, k=k: _compact((target(e).get("extra") or {}).get(k)))
-        row("dataset", lambda e, d: ", ".join(f"{k}={_value_text(v)}" for k, v in
-                                              dataset(e).items() if v is not None) or None)
-        row("tool", lambda e, d: " ".join(str(x) for x in (
-            (d.get("tool") or {}).get("name"), (d.get("tool") or {}).get("version")) if x))
-        row("result created", lambda e, d: d.get("created"))
-        packages: list[str] = []
-        for _, env, _doc in distinct:
-            for name in env.get("packages") or {}:
-                if name not in packages:
-                    packages.append(name)
-        for name in packages:
-            row(f"package {name}", lambda e, d, n=name: (e.get("packages") or {}).get(n)
-                or "not installed")
-        headers = ["", *(f"{Path(src).name or src}" for src, _, _ in distinct)]
-        if len(distinct) == 1:
-            headers = ["", "value"]
-        sec.add_table(Table("Environment metadata stored with the results", headers, rows))
-        configs = []
-        for doc in self.docs:
-            cfg = doc.get("config")
-            if isinstance(cfg, Mapping) and cfg:
-                flat = _flatten({k: v for k, v in cfg.items() if k not in ("order",)})
-                configs.append((doc.get("_source", ""), flat))
-        for src, flat in configs[:4]:
-            sec.add_table(Table(f"Invocation settings ({Path(str(src)).name or src})",
-                                ["setting", "value"], [[k, v] for k, v in flat[:60]]))
+# ---- stages and counts of a representative run
+
+def _stages_section(data: _Data) -> list[Section]:
+    """Per-stage time of a representative run: the best configuration's median run."""
+    if not data.points:
+        return []
+    pool = data.representative_runs()
+    rep = sorted(pool, key=lambda p: p.throughput)[len(pool) // 2]
+    m = rep.run.metrics
+    stages = {k: v for k, v in ((k, _num(v)) for k, v in m.stages.items()) if v}
+    if not stages and not m.tables:
+        return []
+    sec = Section("stages", "Stages and tables of a representative run")
+    label = format_config(rep.config) or "the run"
+    busy = sum(v for v in stages.values() if v) or 1.0
+    if stages:
+        fig = charts.bar_chart(charts.Bars(
+            title=f"Time per stage, median run of {label} (summed over workers)",
+            categories=list(stages), series=["seconds"],
+            values=[[stages[k] for k in stages]], ylabel="time (s)", xlabel="stage"))
+        sec.chart(fig, f"Seconds per stage in the median run of {label}")
+        sec.add_table(Table("Stage times (data behind the chart)",
+                            ["stage", "seconds", "share of busy time"],
+                            [[k, f"{v:.4f}", _pct((v or 0) / busy, 0)]
+                             for k, v in stages.items()], frozenset({1, 2})))
+    sec.add_table(Table(f"Counts of the median run of {label}", ["quantity", "value"],
+                        [[k, v] for k, v in _counts(rep.run)], frozenset({1})))
+    return [sec]
+
+
+def _counts(run: Run) -> list[tuple[str, str]]:
+    m = run.metrics
+    counts = [("records read", _fmt(m.records_read)),
+              ("inserted", _fmt(m.inserted)),
+              ("quarantined", _fmt(m.quarantined)),
+              ("elapsed (s)", _fmt(m.elapsed_s, 3)),
+              ("throughput (rec/min)", _fmt(m.throughput_rec_per_min))]
+    if _num(m.overlap_efficiency) is not None:
+        counts.append(("pipeline", m.pipeline or ""))
+        counts.append(("overlap efficiency", _pct(m.overlap_efficiency, 0)))
+    records, converted = _num(m.records_read), _num(m.converted_by_inserter)
+    if m.pipeline == "process" and records and converted is not None:
+        counts.append(("records converted by the inserter", _pct(converted / records, 0)))
+    if _num(m.read_map_cpu_s) is not None:
+        counts.append(("read+map CPU (s), the host-speed probe", _fmt(m.read_map_cpu_s, 3)))
+    counts.extend((f"rows in {name}", _fmt(count)) for name, count in m.tables.items())
+    return counts
+
+
+# ---- environment
+
+#: The environment facts that tell two machines apart (one column per distinct set).
+_MACHINE_KEYS = ("host", "cpu", "os", "python", "target")
+
+
+def _environment_section(data: _Data) -> list[Section]:
+    envs = [(d.source or f"file {i + 1}", d) for i, d in enumerate(data.docs)
+            if d.environment.to_dict()]
+    if not envs:
+        return []
+    sec = Section("environment", "Environment")
+    # one column per distinct environment (files from the same machine share one)
+    distinct: list[tuple[str, ResultDocument]] = []
+    seen: set[str] = set()
+    for src, doc in envs:
+        raw = doc.environment.to_dict()
+        fingerprint = json.dumps({k: raw.get(k) for k in _MACHINE_KEYS},
+                                 sort_keys=True, default=str)
+        if fingerprint not in seen:
+            seen.add(fingerprint)
+            distinct.append((str(src), doc))
+    headers = ["", *(f"{Path(src).name or src}" for src, _ in distinct)]
+    if len(distinct) == 1:
+        headers = ["", "value"]
+    docs = [doc for _, doc in distinct]
+    sec.add_table(Table("Environment metadata stored with the results", headers,
+                        _environment_rows(docs)))
+    configs = [(d.source or "", _flatten({k: v for k, v in d.invocation().items()
+                                          if k != "order"}))
+               for d in data.docs if d.invocation()]
+    for src, flat in configs[:4]:
+        sec.add_table(Table(f"Invocation settings ({Path(str(src)).name or src})",
+                            ["setting", "value"], [[k, v] for k, v in flat[:60]]))
+    return [sec]
+
+
+def _joined(*parts: Any) -> str:
+    return " ".join(str(x) for x in parts if x)
+
+
+def _environment_rows(docs: Sequence[ResultDocument]) -> list[list[str]]:
+    """One row per fact any of the environments records, one column per environment."""
+    rows: list[list[str]] = []
+
+    def row(label: str, getter: Callable[[Environment, ResultDocument], Any]) -> None:
+        values = [getter(d.environment, d) for d in docs]
+        if any(v not in (None, "", "—") for v in values):
+            rows.append([label] + ["—" if v in (None, "") else str(v) for v in values])
+
+    def target(env: Environment) -> TargetFacts:
+        return env.target if env.target is not None else TargetFacts()
+
+    row("host", lambda e, d: e.host)
+    row("CPU", lambda e, d: e.cpu)
+    row("CPU count (logical / physical)",
+        lambda e, d: f"{_present(e, 'cpu_count')} / {_present(e, 'cpu_count_physical')}")
+    row("RAM", lambda e, d: f"{(_num(e.ram_bytes) or 0) / 2**30:.1f} GiB"
+        if _num(e.ram_bytes) else None)
+    row("OS", lambda e, d: e.os)
+    row("Python", lambda e, d: _joined(e.python_implementation, e.python))
+    row("DBMS", lambda e, d: _joined(target(e).dbms_name, target(e).dbms_version))
+    row("dialect", lambda e, d: target(e).dialect)
+    row("driver", lambda e, d: _joined(target(e).driver_name, target(e).driver_version))
+    row("target (redacted)", lambda e, d: target(e).display)
+    extra = [k for d in docs for k in target(d.environment).extra]
+    for k in OrderedDict.fromkeys(extra):
+        row(f"target {k}", _target_extra(k))
+    row("dataset", lambda e, d: ", ".join(
+        f"{k}={_value_text(v)}" for k, v in e.dataset.to_dict().items() if v is not None)
+        if e.dataset is not None else None)
+    row("tool", lambda e, d: _joined(d.tool.name, d.tool.version))
+    row("result created", lambda e, d: d.created)
+    packages = OrderedDict.fromkeys(name for d in docs for name in d.environment.packages)
+    for name in packages:
+        row(f"package {name}", _package(name))
+    return rows
+
+
+def _target_extra(key: str) -> Callable[[Environment, ResultDocument], str]:
+    def value(env: Environment, doc: ResultDocument) -> str:
+        extra = env.target.extra if env.target is not None else {}
+        return _compact(extra.get(key))
+
+    return value
+
+
+def _package(name: str) -> Callable[[Environment, ResultDocument], str]:
+    def version(env: Environment, doc: ResultDocument) -> str:
+        return env.packages.get(name) or "not installed"
+
+    return version
+
+
+def _present(env: Environment, key: str) -> Any:
+    """A count the environment recorded, or ``?`` when it lacks the key."""
+    value = getattr(env, key)
+    return "?" if value is None and key not in (env.read_keys or ()) else value
 
 
 # --------------------------------------------------------------------------- small helpers
 
 
-def _level_shift(summary: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
-    """The summary's significant level shift of the host, if it found one."""
-    noise = (summary or {}).get("noise")
-    shift = noise.get("level_shift") if isinstance(noise, Mapping) else None
-    if isinstance(shift, Mapping) and shift.get("significant") and \
-            isinstance(shift.get("round"), int):
-        return shift
-    return None
-
-
-def _shift_sentence(shift: Mapping[str, Any]) -> str:
-    change = _num(shift.get("change"))
-    text = (f"the host changed speed at round {shift['round'] + 1}: runs after it are "
+def _shift_sentence(shift: Any) -> str:
+    change = _num(shift.change)
+    text = (f"the host changed speed at round {shift.round + 1}: runs after it are "
             f"{format_change(change)} {'faster' if (change or 0) > 0 else 'slower'} "
-            f"({format_p(_num(shift.get('p_value')))}, rounds permuted)")
-    before, after = _num(shift.get("paired_before")), _num(shift.get("paired_after"))
+            f"({format_p(_num(shift.p_value))}, rounds permuted)")
+    before, after = _num(shift.paired_before), _num(shift.paired_after)
     if before is not None and after is not None:
-        text += (f"; the paired change of {shift.get('paired_label')} is "
+        text += (f"; the paired change of {shift.paired_label} is "
                  f"{format_change(before)} before it and {format_change(after)} after")
-        if shift.get("paired_consistent") is True:
+        if shift.paired_consistent is True:
             text += ", so comparisons within rounds are unaffected"
-        elif shift.get("paired_consistent") is False:
+        elif shift.paired_consistent is False:
             text += (": the difference itself changed with the host's state "
-                     f"({format_p(_num(shift.get('paired_p')))})")
+                     f"({format_p(_num(shift.paired_p))})")
     return text + "."
 
 
@@ -1177,7 +1328,7 @@ def _fact_text(value: Any) -> str:
 
 def _label(config: Mapping[str, Any], dims: Iterable[str]) -> str:
     """``format_config`` of the given dimensions that have a value."""
-    return format_config({d: config[d] for d in dims if config.get(d) is not None})
+    return format_config({d: config[d] for d in dims if _of(config, d) is not None})
 
 
 def _capital(text: str) -> str:
@@ -1194,8 +1345,8 @@ def _describe_single(points: Sequence[RunPoint]) -> str:
     return format_config(points[0].config) or "the configuration"
 
 
-def _ci_level(rows: Sequence[Mapping[str, Any]]) -> str:
-    levels = {round(100 * c) for r in rows for c in [_num(r["stats"].get("ci_confidence"))]
+def _ci_level(rows: Sequence[SummaryRow]) -> str:
+    levels = {round(100 * c) for r in rows for c in [_num(r.stats.ci_confidence)]
               if c is not None}
     if not levels:
         return ""
@@ -1239,146 +1390,121 @@ def _flatten(obj: Any, prefix: str = "") -> list[tuple[str, str]]:
     return [(prefix, "—" if obj is None else _value_text(obj))]
 
 
-def _find_tree(doc: Mapping[str, Any]) -> tuple[TreeView, Mapping[str, Any]] | None:
-    """The first ``{"nodes": [...], "path": [...]}`` anywhere in the document but its runs
-    (``bench diagnose pooling`` stores it at ``diagnose.decision``)."""
-    stack: list[Any] = [{k: v for k, v in doc.items() if k not in ("runs", "_source")}]
-    while stack:
-        item = stack.pop(0)
-        if isinstance(item, Mapping):
-            if isinstance(item.get("nodes"), list) and "path" in item:
-                view = normalise_tree(item)
-                if view is not None:
-                    return view, item
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
-    return None
-
-
-def _find_tests(doc: Mapping[str, Any]) -> list[Mapping[str, Any]]:
-    for holder in (doc.get("diagnose"), doc, doc.get("diagnosis"), doc.get("pooling")):
-        if isinstance(holder, Mapping) and isinstance(holder.get("tests"), list):
-            return [t for t in holder["tests"] if isinstance(t, Mapping)]
-    return []
-
-
-def _recommendation(raw: Mapping[str, Any], view: TreeView) -> str | None:
-    if isinstance(raw.get("recommendation"), str) and raw["recommendation"]:
-        return str(raw["recommendation"])
-    outcome = view.outcome
-    if outcome is not None and outcome.recommendation:
-        return outcome.recommendation
-    return None
-
-
-def _series(run: Mapping[str, Any]) -> Mapping[str, Any] | None:
-    samples = run.get("samples")
-    if isinstance(samples, Mapping) and isinstance(samples.get("t"), list) and \
-            isinstance(samples.get("metrics"), Mapping) and len(samples["t"]) >= 2:
-        return samples
-    return None
-
-
-def _batch_ends(run: Mapping[str, Any], limit: int = 300) -> list[float]:
-    batches = (run.get("metrics") or {}).get("batches")
-    if not isinstance(batches, Mapping):
-        return []
-    columns = list(batches.get("columns") or [])
-    if "ended" not in columns:
-        return []
-    k = columns.index("ended")
-    ends = [float(r[k]) for r in batches.get("rows") or [] if len(r) > k and _num(r[k])]
+def _batch_ends(run: Run, limit: int = 300) -> list[float]:
+    ended = run.metrics.batches.column("ended") if run.metrics.batches is not None else None
+    ends = [float(v) for v in ended or [] if _num(v)]
     if len(ends) > limit:  # too many to draw one by one: an even subsample
         step = len(ends) / limit
         ends = [ends[int(i * step)] for i in range(limit)]
     return ends
 
 
-def _timeline_panels(series: Mapping[str, Any]
-                     ) -> tuple[list[charts.Panel], list[list[str]]]:
-    t = [float(x) for x in series["t"]]
-    metrics: Mapping[str, Sequence[float | None]] = series["metrics"]
-    units: Mapping[str, str] = series.get("units") or {}
-    info = series.get("info") or {}
-    cores = _num((info.get("host") or {}).get("cores")) if isinstance(info, Mapping) else None
-    if not cores:
-        cores = float(len([n for n in metrics if n.startswith("host.cpu.core")]) or 1)
-    used: list[tuple[str, str, Sequence[float | None]]] = []
+@dataclass
+class _Traces:
+    """The series of one run, read into chart traces; ``used`` keeps every one read, for
+    the table that summarises them."""
 
-    def get(name: str, scale: float = 1.0) -> list[float | None] | None:
-        column = metrics.get(name)
+    series: Samples
+    cores: float
+    used: list[tuple[str, str, Sequence[float | None]]] = field(default_factory=list)
+
+    def values(self, name: str, scale: float = 1.0) -> list[float | None] | None:
+        column = self.series.column(name)
         if not column or all(v is None for v in column):
             return None
         return [None if v is None else float(v) * scale for v in column]
 
-    def trace(label: str, name: str, unit: str, scale: float = 1.0) -> charts.Trace | None:
-        values = get(name, scale)
+    def trace(self, label: str, name: str, unit: str, scale: float = 1.0
+              ) -> charts.Trace | None:
+        values = self.values(name, scale)
         if values is None:
             return None
-        used.append((label, unit, values))
+        self.used.append((label, unit, values))
         if sum(v is not None for v in values) < 2:
             return None  # one sample is a dot, not a timeline: the table shows it
-        return charts.Trace(label, t, values)
+        return charts.Trace(label, [float(x) for x in self.series.t], values)
 
-    panels: list[charts.Panel] = []
-    disk = "host.db_disk" if get("host.db_disk.busy_pct") or get(
-        "host.db_disk.write_bytes_per_s") else _busiest_disk(metrics)
-    if disk:
-        name = "database disk" if disk == "host.db_disk" else disk.removeprefix("host.disk.")
-        left = [x for x in (trace(f"{name} write MB/s", f"{disk}.write_bytes_per_s", "MB/s",
-                                  1e-6),
-                            trace(f"{name} read MB/s", f"{disk}.read_bytes_per_s", "MB/s",
-                                  1e-6)) if x]
-        right = [x for x in (trace(f"{name} busy %", f"{disk}.busy_pct", "%"),) if x]
-        if left or right:
-            panels.append(charts.Panel("disk (MB/s)", left, "busy (%)", right))
-    cpu = [x for x in (
-        trace("host CPU %", "host.cpu.total_pct", "%"),
-        trace("I/O wait %", "host.cpu.iowait_pct", "%"),
-        trace("workers % of host", "host.workers.cpu_pct", "%", 1 / cores),
-        trace("local DB server % of host", "host.dbserver.cpu_pct", "%", 1 / cores),
-        trace("DB server CPU % (counters)", "server.cpu_pct", "%")) if x]
-    if cpu:
-        panels.append(charts.Panel("CPU (%)", cpu, ylim=(0, 105)))
-    waits = []
-    for name in sorted(n for n in metrics if n.startswith("server.wait.")
-                       and n.endswith(".sessions")):
-        category = name.removeprefix("server.wait.").removesuffix(".sessions")
-        tr = trace(f"{category.replace('_', ' ')}", name, "sessions")
-        if tr is not None:
-            tr = charts.Trace(tr.label, tr.t, [0.0 if v is None else v for v in tr.values])
-            waits.append(tr)
-    if waits:
-        panels.append(charts.Panel("server waits (sessions)", waits, stacked=True))
-    latency = [x for x in (
-        trace("data-file read ms", "server.data.read_latency_ms", "ms"),
-        trace("log-file write ms", "server.log.write_latency_ms", "ms"),
-        trace(f"{'disk' if disk else ''} read await ms", f"{disk}.read_await_ms", "ms")
-        if disk else None,
-        trace(f"{'disk' if disk else ''} write await ms", f"{disk}.write_await_ms", "ms")
-        if disk else None) if x]
-    if latency:
-        guides = []
-        if get("server.data.read_latency_ms"):
-            guides.append((20.0, "data reads ≤ 20 ms (Microsoft)"))
-        if get("server.log.write_latency_ms"):
-            guides.append((3.0, "log writes ≤ 3 ms (Microsoft)"))
-        panels.append(charts.Panel("latency (ms)", latency, guides=guides))
+    def traces(self, *wanted: tuple[str, str, str, float] | None) -> list[charts.Trace]:
+        found = (self.trace(*w) for w in wanted if w is not None)
+        return [t for t in found if t is not None]
+
+
+def _cores(series: Samples) -> float:
+    host = series.info.get("host") or {}
+    cores = _num(host.get("cores"))
+    if cores:
+        return cores
+    return float(len([n for n in series.metrics if n.startswith("host.cpu.core")]) or 1)
+
+
+def _timeline_panels(series: Samples) -> tuple[list[charts.Panel], list[list[str]]]:
+    traces = _Traces(series, _cores(series))
+    disk = ("host.db_disk" if traces.values("host.db_disk.busy_pct") or
+            traces.values("host.db_disk.write_bytes_per_s") else _busiest_disk(series))
+    panels = [p for p in (_disk_panel(traces, disk), _cpu_panel(traces),
+                          _waits_panel(traces), _latency_panel(traces, disk)) if p is not None]
     rows = []
-    for label, unit, values in used:
+    for label, unit, values in traces.used:
         got = sorted(v for v in values if v is not None)
         if not got:
             continue
         p95 = got[min(len(got) - 1, math.ceil(0.95 * len(got)) - 1)]
-        rows.append([label, unit or units.get(label, ""), str(len(got)),
+        rows.append([label, unit or series.units.get(label, ""), str(len(got)),
                      f"{sum(got) / len(got):,.2f}", f"{p95:,.2f}", f"{got[-1]:,.2f}"])
     return panels, rows
 
 
-def _busiest_disk(metrics: Mapping[str, Sequence[float | None]]) -> str | None:
+def _disk_panel(traces: _Traces, disk: str | None) -> charts.Panel | None:
+    if not disk:
+        return None
+    name = "database disk" if disk == "host.db_disk" else disk.removeprefix("host.disk.")
+    left = traces.traces((f"{name} write MB/s", f"{disk}.write_bytes_per_s", "MB/s", 1e-6),
+                         (f"{name} read MB/s", f"{disk}.read_bytes_per_s", "MB/s", 1e-6))
+    right = traces.traces((f"{name} busy %", f"{disk}.busy_pct", "%", 1.0))
+    return charts.Panel("disk (MB/s)", left, "busy (%)", right) if left or right else None
+
+
+def _cpu_panel(traces: _Traces) -> charts.Panel | None:
+    cpu = traces.traces(("host CPU %", "host.cpu.total_pct", "%", 1.0),
+                        ("I/O wait %", "host.cpu.iowait_pct", "%", 1.0),
+                        ("workers % of host", "host.workers.cpu_pct", "%", 1 / traces.cores),
+                        ("local DB server % of host", "host.dbserver.cpu_pct", "%",
+                         1 / traces.cores),
+                        ("DB server CPU % (counters)", "server.cpu_pct", "%", 1.0))
+    return charts.Panel("CPU (%)", cpu, ylim=(0, 105)) if cpu else None
+
+
+def _waits_panel(traces: _Traces) -> charts.Panel | None:
+    waits = []
+    for name in sorted(n for n in traces.series.metrics if n.startswith("server.wait.")
+                       and n.endswith(".sessions")):
+        category = name.removeprefix("server.wait.").removesuffix(".sessions")
+        tr = traces.trace(f"{category.replace('_', ' ')}", name, "sessions")
+        if tr is not None:
+            waits.append(charts.Trace(tr.label, tr.t,
+                                      [0.0 if v is None else v for v in tr.values]))
+    return charts.Panel("server waits (sessions)", waits, stacked=True) if waits else None
+
+
+def _latency_panel(traces: _Traces, disk: str | None) -> charts.Panel | None:
+    latency = traces.traces(
+        ("data-file read ms", "server.data.read_latency_ms", "ms", 1.0),
+        ("log-file write ms", "server.log.write_latency_ms", "ms", 1.0),
+        ("disk read await ms", f"{disk}.read_await_ms", "ms", 1.0) if disk else None,
+        ("disk write await ms", f"{disk}.write_await_ms", "ms", 1.0) if disk else None)
+    if not latency:
+        return None
+    guides = []
+    if traces.values("server.data.read_latency_ms"):
+        guides.append((20.0, "data reads ≤ 20 ms (Microsoft)"))
+    if traces.values("server.log.write_latency_ms"):
+        guides.append((3.0, "log writes ≤ 3 ms (Microsoft)"))
+    return charts.Panel("latency (ms)", latency, guides=guides)
+
+
+def _busiest_disk(series: Samples) -> str | None:
     best: tuple[float, str] | None = None
-    for name, column in metrics.items():
+    for name, column in series.metrics.items():
         if name.startswith("host.disk.") and name.endswith(".busy_pct"):
             got = [v for v in column if v is not None]
             if got:
@@ -1422,40 +1548,38 @@ def _environment() -> jinja2.Environment:
 #: sampled sweep still makes a report that mails and opens quickly.
 RAW_BUDGET = 900_000
 
+_OMITTED = {"omitted": "sampler series left out of the report to keep it small; it is in "
+                       "the result file"}
 
-def _within_budget(docs: list[dict[str, Any]], keep: set[int]) -> tuple[str, int]:
-    raw = _raw_json(docs)
+
+def _within_budget(docs: Sequence[ResultDocument], keep: set[int]) -> tuple[str, int]:
+    full = [d.to_dict() for d in docs]
+    raw = _raw_json(full)
     if len(raw) <= RAW_BUDGET:
         return raw, 0
     dropped = 0
-    slim = []
-    for doc in docs:
-        runs = []
-        for run in doc.get("runs") or []:
-            samples = run.get("samples") if isinstance(run, Mapping) else None
-            if isinstance(samples, Mapping) and id(samples) not in keep:
-                run = {**run, "samples": {"omitted": "sampler series left out of the report "
-                                          "to keep it small; it is in the result file"}}
+    for doc, out in zip(docs, full, strict=True):
+        for run, stored in zip(doc.runs, out["runs"], strict=True):
+            if run.samples is not None and id(run.samples) not in keep:
+                stored["samples"] = dict(_OMITTED)
                 dropped += 1
-            runs.append(run)
-        slim.append({**doc, "runs": runs})
-    return _raw_json(slim), dropped
+    return _raw_json(full), dropped
 
 
-def build_report(docs: Sequence[Mapping[str, Any]], *, title: str | None = None) -> Report:
+def build_report(docs: Sequence[ResultDocument | Mapping[str, Any]], *,
+                 title: str | None = None) -> Report:
     """The report model for already loaded documents (redacted again, defensively)."""
-    clean: list[dict[str, Any]] = [_redact_deep(dict(d)) for d in docs]
-    builder = _Builder(clean)
-    sections = builder.build()
-    raw, dropped = _within_budget([{k: v for k, v in d.items() if k != "_source"}
-                                   for d in clean], builder.drawn)
-    kinds = sorted({str(d.get("kind")) for d in clean})
+    clean = [_redacted(d) for d in docs]
+    data = _Data(clean)
+    sections = _sections(data)
+    raw, dropped = _within_budget(clean, data.drawn)
+    kinds = sorted({d.kind for d in clean})
     if title is None:
         title = f"migration-bench report: {', '.join(kinds)}"
     return Report(
-        title=redact(title),
+        title=redact_text(title),
         generated=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        sources=[str(d.get("_source", "")) for d in clean],
+        sources=[d.source or "" for d in clean],
         kinds=kinds,
         sections=sections,
         raw_json=raw,
@@ -1476,7 +1600,7 @@ def write_report(result_paths: Sequence[str | Path] | str | Path, out_path: str 
     """Read result files (run folders or result.json files), write one HTML report.
 
     The function ``bench run/sweep/diagnose --report`` call; returns the written path.
-    Raises :class:`bench.results.ResultFileError` for an unreadable result file.
+    Raises :class:`reports.results.ResultFileError` for an unreadable result file.
     """
     paths = [result_paths] if isinstance(result_paths, str | Path) else list(result_paths)
     if not paths:

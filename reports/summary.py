@@ -50,6 +50,7 @@ from reports.paired import (
     level_shift_of,
     paired_family,
 )
+from reports.results import ConfigValue
 from reports.stats import (
     ALPHA,
     NOISE_BAND,
@@ -87,7 +88,6 @@ __all__ = [
     "summarize_sweep",
 ]
 
-ConfigValue = int | float | str | bool
 #: A configuration as stored: (dimension, value) pairs in dimension order — hashable and
 #: ordered, unlike a dict; ``dict(config)`` gives the mapping back.
 ConfigKey = tuple[tuple[str, ConfigValue], ...]
@@ -1163,22 +1163,3 @@ def _duration(seconds: float) -> str:
     if not minutes:
         return f"{rest}s"
     return f"{minutes}m{rest:02d}s" if rest else f"{minutes}m"
-
-
-def bottleneck_of(run: Mapping[str, Any]) -> dict[str, Any] | None:
-    """The bottleneck verdict of a run, when the samplers produced one (any of the shapes
-    a result document may carry it in); None otherwise."""
-    for key in ("bottleneck", "verdict"):
-        value = run.get(key)
-        if isinstance(value, dict) and "label" in value:
-            return value
-    for verdict in run.get("verdicts") or []:
-        if not isinstance(verdict, dict):
-            continue
-        inner = verdict.get("verdict")
-        if verdict.get("kind") == "bottleneck" and isinstance(inner, dict) and "label" in inner:
-            return inner
-        if "label" in verdict and ("confidence" in verdict or
-                                   verdict.get("kind") == "bottleneck"):
-            return verdict
-    return None

@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 from bench.baseline import summarize_baseline
 from bench.cli import app
+from reports.results import Run
 from reports.stats import describe
 
 cli = CliRunner(env={"COLUMNS": "120", "NO_COLOR": "1"})
@@ -21,9 +22,9 @@ def _flat(output: str) -> str:
     return " ".join(re.sub(r"[│╭╮╰╯─]", " ", output).split())
 
 
-def _runs(values: list[float]) -> list[dict[str, object]]:
-    return [{"metrics": {"throughput_rec_per_min": v, "records_read": 600,
-                         "elapsed_s": 600 * 60 / v}} for v in values]
+def _runs(values: list[float]) -> list[Run]:
+    return [Run.from_dict({"metrics": {"throughput_rec_per_min": v, "records_read": 600,
+                                       "elapsed_s": 600 * 60 / v}}) for v in values]
 
 
 def test_summary_statistics_match_the_stats_module() -> None:
@@ -56,7 +57,7 @@ def test_host_speed_is_separated_from_the_configurations_own_noise() -> None:
     speed = [1.0, 0.8, 1.2, 0.9, 1.15, 0.85, 1.05, 0.95]  # the VM's, run by run
     runs = _runs([240_000.0 * s for s in speed])
     for run, s in zip(runs, speed, strict=True):
-        run["metrics"]["read_map_cpu_s"] = 1.5 / s  # type: ignore[index]
+        run.metrics.read_map_cpu_s = 1.5 / s
     summary = summarize_baseline(None, {"batch_size": 1000}, runs)
     assert summary.machine is not None
     assert summary.machine.adjusted_cv == pytest.approx(0.0, abs=1e-9)

@@ -24,6 +24,7 @@ from bench.calibrate import (
     target_display,
 )
 from bench.cli import app
+from reports.results import Run
 
 cli = CliRunner(env={"COLUMNS": "120", "NO_COLOR": "1"})
 
@@ -102,13 +103,14 @@ def test_calibrate_usage_errors_exit_2(tmp_path: Path, args: list[str], words: s
     assert words in _flat(result.output)
 
 
-def _runs(pairs: list[tuple[float, float]], seconds: float = 0.5) -> list[dict[str, Any]]:
-    runs: list[dict[str, Any]] = []
+def _runs(pairs: list[tuple[float, float]], seconds: float = 0.5) -> list[Run]:
+    runs: list[Run] = []
     for r, (a, b) in enumerate(pairs):
         for c, value in ((0, a), (1, b)):
-            runs.append({"round": r, "config_index": c, "order_index": len(runs),
-                         "sequence": len(runs), "warmup": False, "slot_s": seconds,
-                         "metrics": {"throughput_rec_per_min": value}})
+            runs.append(Run.from_dict({"round": r, "config_index": c, "order_index": len(runs),
+                                       "sequence": len(runs), "warmup": False,
+                                       "slot_s": seconds,
+                                       "metrics": {"throughput_rec_per_min": value}}))
     return runs
 
 

@@ -13,8 +13,8 @@ import pytest
 from typer.testing import CliRunner
 
 from bench.cli import app
-from bench.results import SCHEMA_VERSION
 from migrator.errors import MigratorError
+from reports.results import SCHEMA_VERSION
 
 runner = CliRunner(env={"COLUMNS": "100", "NO_COLOR": "1"})
 

@@ -11,6 +11,7 @@ from migrator.connstr import (
     is_secret_key,
     parse_connection_string,
     redact_connection_string,
+    redact_text,
     with_params,
 )
 
@@ -55,8 +56,23 @@ def test_unparseable_strings_are_still_redacted() -> None:
 
 def test_secret_key_names() -> None:
     assert all(is_secret_key(k) for k in ["PWD", "password", "Pass", "MyAppPassword",
-                                          "SSLPassword", "access_token"])
+                                          "SSLPassword", "access_token", "api-key", "API_KEY",
+                                          "Access-Key", "AccessKey"])
     assert not any(is_secret_key(k) for k in ["UID", "Server", "Database", "Driver"])
+
+
+@pytest.mark.parametrize("text, shown", [
+    ("connect failed (Driver={X};UID=sa;PWD=hunter2;Trusted=no)",
+     "connect failed (Driver={X};UID=sa;PWD=***;Trusted=no)"),
+    ("Password={a;b}}c};x=1", "Password=***;x=1"),
+    ("api-key=abc, api_key = d; access_key=e", "api-key=***, api_key = ***; access_key=***"),
+    ("MyAppPassword=x 'token=y' secret=z", "MyAppPassword=*** 'token=***' secret=***"),
+    ("postgresql://bob:s3cret@db:5432/x or mysql://u:p@h/d",
+     "postgresql://bob:***@db:5432/x or mysql://u:***@h/d"),
+    ("batch_size=1000, pooling=on, UID=sa", "batch_size=1000, pooling=on, UID=sa"),
+])
+def test_secrets_inside_free_text_are_masked(text: str, shown: str) -> None:
+    assert redact_text(text) == shown
 
 
 def test_with_params_replaces_case_insensitively_and_appends() -> None:

@@ -18,8 +18,9 @@ from matplotlib.figure import Figure
 from typer.testing import CliRunner
 
 from bench.cli import app
+from migrator.connstr import redact_text
 from reports import charts
-from reports.report import build_report, load_documents, redact, render_html, write_report
+from reports.report import build_report, load_documents, render_html, write_report
 from reports.svg import figure_to_svg, normalise_tree, tree_svg
 
 DATA = Path(__file__).parent / "data" / "results"
@@ -226,11 +227,11 @@ def test_run_counts_show_the_pipeline_split_and_the_host_probe() -> None:
 
 
 def test_redact() -> None:
-    assert redact("Driver={X};Server=s;UID=u;PWD=hunter2;Trusted=no") == \
+    assert redact_text("Driver={X};Server=s;UID=u;PWD=hunter2;Trusted=no") == \
         "Driver={X};Server=s;UID=u;PWD=***;Trusted=no"
-    assert redact("Password={a;b}}c};x=1") == "Password=***;x=1"
-    assert redact("postgresql://bob:s3cret@db:5432/x") == "postgresql://bob:***@db:5432/x"
-    assert redact("nothing secret") == "nothing secret"
+    assert redact_text("Password={a;b}}c};x=1") == "Password=***;x=1"
+    assert redact_text("postgresql://bob:s3cret@db:5432/x") == "postgresql://bob:***@db:5432/x"
+    assert redact_text("nothing secret") == "nothing secret"
 
 
 # --------------------------------------------------------------------------- charts & svg
@@ -312,9 +313,9 @@ HOSTILE_STRINGS = ["</script><script>alert(1)</script>", "</SCRIPT >", "<!--", "
 
 
 def test_embedded_raw_data_is_valid_json_for_any_content() -> None:
-    from bench.results import load_result
+    from reports.results import read_raw
 
-    doc = load_result(DATA / "v2_run.json")
+    doc = read_raw(DATA / "v2_run.json")
     folder = "/data/" + "".join(HOSTILE_STRINGS).replace("\u0000", "")
     doc["config"]["inputs"] = [f"{folder}/orders.xml", *HOSTILE_STRINGS]
     doc["environment"]["host"] = HOSTILE_STRINGS[0]

@@ -34,7 +34,6 @@ import bench.runner
 import datasets
 from bench.cli import app
 from bench.compare import compare_results
-from bench.results import ResultFileError, load_result, write_json_atomic
 from migrator import (
     InputError,
     default_mapping,
@@ -46,6 +45,7 @@ from migrator import (
 )
 from migrator.errors import TargetError
 from migrator.targets.sqlite import SQLiteConnection
+from reports.results import Environment, ResultFileError, Run, load, read_raw, write_json_atomic
 
 cli = CliRunner(env={"COLUMNS": "200", "NO_COLOR": "1"})
 FIXTURES = Path(__file__).parent / "data" / "results"
@@ -115,7 +115,7 @@ def test_files_without_records_beside_others_are_named_and_the_run_succeeds(
     summary = json.loads(result.stdout)
     assert summary["status"] == "complete" and summary["records_read"] == 300
     assert summary["files_without_records"] == [empty]
-    stored = load_result(tmp_path / "r")
+    stored = read_raw(tmp_path / "r")
     assert stored["runs"][0]["files_without_records"] == [empty]
     human = cli.invoke(app, ["run", "-i", str(mixed), "--out", str(tmp_path / "r2"),
                              "--no-sample"])
@@ -260,7 +260,7 @@ def test_a_complete_run_says_so(data: Path, tmp_path: Path) -> None:
                               "--no-sample", "--json"])
     assert result.exit_code == 0, result.output
     assert result.stderr == ""
-    doc = load_result(tmp_path / "r")
+    doc = read_raw(tmp_path / "r")
     assert (doc["status"], doc["error"]) == ("complete", None)
     assert (doc["runs"][0]["status"], doc["runs"][0]["error"]) == ("complete", None)
     assert (tmp_path / "r" / "pyperf.json").exists()
@@ -300,7 +300,7 @@ def test_a_failed_run_keeps_its_partial_measurements_and_says_failed(
     assert result.exit_code == 1
     assert "Traceback" not in result.output
     assert result.stderr.strip() == f"error: {cause}"  # on stderr with --json too
-    doc = load_result(tmp_path / "r")
+    doc = read_raw(tmp_path / "r")
     (run,) = doc["runs"]
     assert doc["status"] == run["status"] == "failed" and doc["error"] == run["error"] == cause
     # What it measured before the error: exactly what the target committed.
@@ -332,7 +332,7 @@ def test_a_run_that_ends_with_errors_is_failed_and_says_so_on_stderr(tmp_path: P
     summary = json.loads(result.stdout)
     assert summary["status"] == "failed" and "malformed XML" in summary["error"]
     assert result.stderr.strip() == f"error: {summary['error']}"
-    assert load_result(tmp_path / "r")["status"] == "failed"
+    assert read_raw(tmp_path / "r")["status"] == "failed"
     assert not (tmp_path / "r" / "pyperf.json").exists()
 
 
@@ -347,7 +347,7 @@ def test_ctrl_c_writes_an_interrupted_result_with_what_was_measured(
     assert result.stderr.strip() == ("error: interrupted: the batch in progress was rolled "
                                      "back; continue with --resume")
     assert f"result: {result_file} (status interrupted" in result.stdout
-    doc = load_result(result_file)
+    doc = read_raw(result_file)
     assert doc["status"] == doc["runs"][0]["status"] == "interrupted"
     assert doc["runs"][0]["error"].startswith("interrupted")
     assert doc["runs"][0]["metrics"]["records_read"] == _committed(spec) == 100
@@ -375,7 +375,7 @@ def test_sigint_with_workers_keeps_what_each_worker_committed_and_resume_finishe
             proc.communicate()
     assert proc.returncode == 130, stderr
     assert "Traceback" not in stderr and "continue with --resume" in stderr
-    doc = load_result(tmp_path / "r1")
+    doc = read_raw(tmp_path / "r1")
     run = doc["runs"][0]
     assert doc["status"] == run["status"] == "interrupted"
     assert doc["error"] == "interrupted (Ctrl-C or SIGINT); continue with --resume"
@@ -401,7 +401,7 @@ def test_a_killed_worker_fails_the_run_with_a_failed_result(tmp_path: Path) -> N
     assert re.match(r"error: worker 1 \(pid \d+\) failed on .*SIGKILL", line), line
     summary = json.loads(proc.stdout)
     assert summary["status"] == "failed" and f"error: {summary['error']}" == line
-    doc = load_result(tmp_path / "r")
+    doc = read_raw(tmp_path / "r")
     assert doc["runs"][0]["status"] == "failed"
     # The killed worker could not report its share; the target's checkpoints have it.
     assert doc["runs"][0]["metrics"]["records_read"] <= _committed(spec)
@@ -410,7 +410,7 @@ def test_a_killed_worker_fails_the_run_with_a_failed_result(tmp_path: Path) -> N
 
 # ---- failed runs are never measurements -------------------------------------------------------
 def _sweep_with_a_failed_run(tmp_path: Path) -> tuple[Path, Path]:
-    doc = load_result(FIXTURES / "v2_sweep.json")
+    doc = read_raw(FIXTURES / "v2_sweep.json")
     good = tmp_path / "good.json"
     write_json_atomic(good, doc)
     measured = [r for r in doc["runs"] if not r.get("warmup")]
@@ -444,8 +444,8 @@ def test_the_report_leaves_failed_runs_out_and_says_so(tmp_path: Path) -> None:
     from reports.report import build_report, collect_runs
 
     good, bad = _sweep_with_a_failed_run(tmp_path)
-    assert len(collect_runs([load_result(bad)])) == len(collect_runs([load_result(good)]))
-    report = build_report([load_result(FIXTURES / "v2_failed_run.json")])
+    assert len(collect_runs([load(bad)])) == len(collect_runs([load(good)]))
+    report = build_report([read_raw(FIXTURES / "v2_failed_run.json")])
     text = json.dumps([[*b.items, b.text] for s in report.sections for b in s.blocks])
     assert "These result files hold no measured run." in text
     assert "run 1 of run failed:" in text and "not a measurement" in text
@@ -464,7 +464,7 @@ def test_a_sweep_stores_a_failed_run_as_failed_and_never_counts_it(data: Path,
            "measurement: insert method 'fast' is not available for sqlite" in line
     contents = read_store(out / "runs.jsonl")
     (failed,) = contents.runs
-    assert failed["status"] == "failed" and failed["metrics"]["records_read"] == 0
+    assert failed.status == "failed" and failed.metrics.records_read == 0
     assert contents.measured_runs() == [] and contents.done_slots() == set()
     assert not (out / "result.json").exists()
 
@@ -473,19 +473,21 @@ def test_a_sweep_summary_skips_stored_failed_runs_with_a_warning(tmp_path: Path)
     from bench.store import StoreContents
     from bench.sweep import SweepPlan, finish_sweep
 
-    doc = load_result(FIXTURES / "v2_sweep.json")
+    doc = read_raw(FIXTURES / "v2_sweep.json")
     plan = SweepPlan.from_dict(doc["config"])
     runs = [dict(r) for r in doc["runs"]]
     extra = {**runs[-1], "status": "failed", "error": "boom", "sequence": len(runs),
              "metrics": {**runs[-1]["metrics"], "throughput_rec_per_min": 1.0}}
     contents = StoreContents(path=tmp_path / "runs.jsonl", plan=doc["config"],
-                             environment=doc["environment"], runs=[*runs, extra])
+                             environment=Environment.from_dict(doc["environment"]),
+                             runs=[Run.from_dict(r) for r in [*runs, extra]])
     out, _, _ = finish_sweep(plan, contents, tmp_path)
-    assert out["measured_runs"] == len([r for r in runs if not r.get("warmup")])
-    assert [row["stats"]["n"] for row in out["summary"]["rows"]] == \
+    assert out.measured_runs == len([r for r in runs if not r.get("warmup")])
+    assert out.summary is not None
+    assert [row.stats.n for row in out.summary.rows] == \
         [row["stats"]["n"] for row in doc["summary"]["rows"]]
     assert any("1 run(s) did not complete and are not measurements" in w and "boom" in w
-               for w in out["summary"]["warnings"])
+               for w in out.summary.warnings)
 
 
 # ---- --resume of a run that finished --------------------------------------------------------
@@ -508,7 +510,7 @@ def test_resume_of_a_finished_run_says_so_and_writes_nothing(data: Path, tmp_pat
     assert first.exit_code == 0, first.output
     stamp = finished_at(open_target(target))
     assert stamp is not None
-    created = load_result(tmp_path / "r1")["created"]
+    created = read_raw(tmp_path / "r1")["created"]
     assert abs(_epoch(stamp) - _epoch(created)) < 120  # (recorded by this run)
     again = cli.invoke(app, ["run", "-i", str(data), "-t", target, "-b", "100", "--no-sample",
                              "--resume", "--out", str(tmp_path / "r2")])

@@ -7,23 +7,24 @@ from pathlib import Path
 
 import pytest
 
-from bench.results import ResultFileError
 from bench.store import STORE_NAME, RunStore, read_store, runs_in_order
+from reports.results import Environment, ResultFileError, Run
 
 PLAN = {"kind": "sweep", "dimensions": {"batch_size": [50, 100]}, "repeat": 2}
 
 
 def _run(order_index: int | None, round_: int | None, config_index: int,
-         warmup: bool = False) -> dict[str, object]:
-    return {"order_index": order_index, "round": round_, "config_index": config_index,
-            "warmup": warmup, "metrics": {"throughput_rec_per_min": 1000.0 + config_index}}
+         warmup: bool = False) -> Run:
+    return Run.from_dict({"order_index": order_index, "round": round_,
+                          "config_index": config_index, "warmup": warmup,
+                          "metrics": {"throughput_rec_per_min": 1000.0 + config_index}})
 
 
 def _store_with_runs(tmp_path: Path, n: int) -> RunStore:
     store = RunStore(tmp_path / "s")
     store.open(resume=False)
     store.write_plan(PLAN)
-    store.write_environment({"host": "h"})
+    store.write_environment(Environment(host="h"))
     store.append_run(_run(None, None, 1, warmup=True))
     for k in range(n):
         store.append_run(_run(k, k // 2, k % 2))
@@ -33,7 +34,8 @@ def _store_with_runs(tmp_path: Path, n: int) -> RunStore:
 def test_append_and_read_back(tmp_path: Path) -> None:
     store = _store_with_runs(tmp_path, 3)
     got = read_store(store.path)
-    assert got.plan == PLAN and got.environment == {"host": "h"}
+    assert got.plan == PLAN and got.environment == Environment(host="h")
+    assert got.runs == store.contents.runs  # what was written is what is read
     assert len(got.runs) == 4 and len(got.measured_runs()) == 3
     assert got.done_slots() == {(0, 0), (0, 1), (1, 0)}
     assert got.truncated is None
@@ -45,7 +47,7 @@ def test_append_and_read_back(tmp_path: Path) -> None:
 
 def test_runs_in_order_puts_warmups_first_then_schedule_order(tmp_path: Path) -> None:
     runs = [_run(2, 1, 0), _run(None, None, 1, warmup=True), _run(0, 0, 1), _run(1, 0, 0)]
-    assert [r["order_index"] for r in runs_in_order(runs)] == [None, 0, 1, 2]
+    assert [r.order_index for r in runs_in_order(runs)] == [None, 0, 1, 2]
 
 
 def test_a_second_sweep_into_the_same_folder_is_refused(tmp_path: Path) -> None:
@@ -123,8 +125,19 @@ def test_a_later_plan_record_supersedes_the_first(tmp_path: Path) -> None:
 
 def test_non_finite_numbers_are_stored_as_null(tmp_path: Path) -> None:
     store = _store_with_runs(tmp_path, 0)
-    store.append_run({**_run(0, 0, 0), "metrics": {"throughput_rec_per_min": float("nan")}})
-    assert read_store(store.path).runs[-1]["metrics"]["throughput_rec_per_min"] is None
+    run = _run(0, 0, 0)
+    run.metrics.throughput_rec_per_min = float("nan")
+    store.append_run(run)
+    assert read_store(store.path).runs[-1].throughput is None
+
+
+def test_a_run_of_the_wrong_shape_names_the_line(tmp_path: Path) -> None:
+    store = _store_with_runs(tmp_path, 1)
+    with open(store.path, "a") as f:
+        f.write(json.dumps({"type": "run", "run": {"metrics": {"errors": "boom"}}}) + "\n")
+    with pytest.raises(ResultFileError, match=rf"{STORE_NAME}: line 5: run\.metrics\.errors: "
+                                              "expected a list"):
+        read_store(store.path)
 
 
 def test_a_sweep_over_pooling_stored_by_an_older_version_resumes_as_connection(
@@ -141,7 +154,9 @@ def test_a_sweep_over_pooling_stored_by_an_older_version_resumes_as_connection(
     store = RunStore(tmp_path / "s")
     store.open(resume=False)
     store.write_plan(old)
-    store.append_run({**_run(0, 0, 1), "config": {"batch_size": 50, "pooling": "off"}})
+    with open(store.path, "a") as f:  # (a run as that version wrote it)
+        f.write(json.dumps({"type": "run", "run": {**_run(0, 0, 1).to_dict(), "config": {
+            "batch_size": 50, "pooling": "off"}}}) + "\n")
     got = read_store(store.path)
     assert got.plan is not None
     plan = SweepPlan.from_dict(got.plan)
@@ -149,4 +164,4 @@ def test_a_sweep_over_pooling_stored_by_an_older_version_resumes_as_connection(
     assert plan.configurations == [{"batch_size": 50, "connection": "pooled"},
                                    {"batch_size": 50, "connection": "per-batch"}]
     assert plan.baseline == "connection=per-batch"
-    assert got.runs[0]["config"] == {"batch_size": 50, "connection": "per-batch"}
+    assert got.runs[0].config.to_dict() == {"batch_size": 50, "connection": "per-batch"}

@@ -12,7 +12,6 @@ from bench.ranges import RangeError
 from bench.sweep import (
     RunContext,
     SweepPlan,
-    bottleneck_of,
     build_request,
     ensure_dataset,
     expand_grid,
@@ -23,6 +22,7 @@ from bench.sweep import (
     warmup_configs,
 )
 from migrator.connection import ConnectionStrategy
+from reports.results import Run, counted_runs
 
 
 def test_parse_dimensions_types_and_orders_them() -> None:
@@ -141,15 +141,21 @@ def test_build_request_sets_each_dimension(tmp_path: Path) -> None:
 
 def test_bottleneck_is_found_in_any_shape_and_summarised_by_majority() -> None:
     verdict = {"label": "log-io", "description": "log/commit I/O", "confidence": 0.7}
-    assert bottleneck_of({"bottleneck": verdict}) == verdict
-    assert bottleneck_of({"verdicts": [{"kind": "bottleneck", "verdict": verdict}]}) == verdict
-    assert bottleneck_of({"verdicts": [{"kind": "other"}, verdict]}) == verdict
-    assert bottleneck_of({"verdicts": [], "samples": None}) is None
-    runs = [{"bottleneck": verdict}, {"bottleneck": verdict},
-            {"bottleneck": {**verdict, "label": "client-cpu"}}, {}]
-    assert majority_bottleneck(runs) == {"label": "log-io", "description": "log/commit I/O",
-                                         "runs": 2, "of": 4}
-    assert majority_bottleneck([{}, {}]) is None
+
+    def attributed(run: dict[str, object]) -> dict[str, object] | None:
+        found = Run.from_dict(run).attributed()
+        return None if found is None else found.to_dict()
+
+    assert attributed({"bottleneck": verdict}) == verdict
+    assert attributed({"verdicts": [{"kind": "bottleneck", "verdict": verdict}]}) == verdict
+    assert attributed({"verdicts": [{"kind": "other"}, verdict]}) == verdict
+    assert attributed({"verdicts": [], "samples": None}) is None
+    runs = [Run.from_dict(r) for r in ({"bottleneck": verdict}, {"bottleneck": verdict},
+                                       {"bottleneck": {**verdict, "label": "client-cpu"}}, {})]
+    found = majority_bottleneck(runs)
+    assert found is not None and found.to_dict() == {
+        "label": "log-io", "description": "log/commit I/O", "runs": 2, "of": 4}
+    assert majority_bottleneck([Run(), Run()]) is None
 
 
 # ---- the default dataset cache -------------------------------------------------------------
@@ -182,9 +188,9 @@ def test_cache_root_follows_the_environment(monkeypatch: pytest.MonkeyPatch,
 
 
 def test_a_busy_machine_is_named_in_a_warning() -> None:
-    def runs(*loads: float, workers: int = 1) -> list[dict[str, object]]:
-        return [{"host": {"loadavg_1m": x, "cpus": 2, "cpu_s": 1.0},
-                 "config": {"workers": workers}} for x in loads]
+    def runs(*loads: float, workers: int = 1) -> list[Run]:
+        return [Run.from_dict({"host": {"loadavg_1m": x, "cpus": 2, "cpu_s": 1.0},
+                               "config": {"workers": workers}}) for x in loads]
 
     assert sweep.busy_host_warning(runs(0.9, 1.1, 1.5)) is None
     warning = sweep.busy_host_warning(runs(3.0, 4.6, 5.1))
@@ -193,13 +199,14 @@ def test_a_busy_machine_is_named_in_a_warning() -> None:
     assert "about 3.6 of it not this sweep's" in warning
     # four workers on two CPUs oversubscribe the machine by themselves: not "busy"
     assert sweep.busy_host_warning(runs(4.2, 4.5, 4.4, workers=4)) is None
-    assert sweep.busy_host_warning([{}, {"host": None}]) is None
+    assert sweep.busy_host_warning([Run(), Run.from_dict({"host": None})]) is None
 
 
 def test_cpu_time_of_other_processes_is_the_preferred_evidence() -> None:
-    def runs(*machine: float) -> list[dict[str, object]]:
-        return [{"wall_s": 1.0, "host": {"loadavg_1m": 0.5, "cpus": 2, "cpu_s": 0.98,
-                                         "machine_cpu_s": m}} for m in machine]
+    def runs(*machine: float) -> list[Run]:
+        return [Run.from_dict({"wall_s": 1.0, "host": {"loadavg_1m": 0.5, "cpus": 2,
+                                                       "cpu_s": 0.98, "machine_cpu_s": m}})
+                for m in machine]
 
     assert sweep.busy_host_warning(runs(1.0, 1.1, 1.2)) is None  # 1–11% of 2 CPUs: quiet
     warning = sweep.busy_host_warning(runs(1.7, 1.8, 1.9))
@@ -247,25 +254,26 @@ def test_noise_gate_flags_runs_the_host_took_over() -> None:
 
 
 def test_server_cpu_comes_from_the_runs_own_samples() -> None:
-    run = {"samples": {"t": [0.0, 0.5, 1.0],
-                       "metrics": {"host.dbserver.cpu_pct": [None, 40.0, 60.0]}}}
-    assert noise_gate.server_cpu_seconds(run, 2.0) == pytest.approx(1.0)
-    assert noise_gate.server_cpu_seconds({}, 2.0) == 0.0
+    run = Run.from_dict({"samples": {"t": [0.0, 0.5, 1.0],
+                                     "metrics": {"host.dbserver.cpu_pct": [None, 40.0, 60.0]}}})
+    assert noise_gate.server_cpu_seconds(run.samples, 2.0) == pytest.approx(1.0)
+    assert noise_gate.server_cpu_seconds(None, 2.0) == 0.0
 
 
 def _run(round_: int, config: int, order: int, value: float, *, seconds: float = 1.0,
-         rerun: bool = False, sequence: int | None = None) -> dict[str, object]:
-    return {"round": round_, "config_index": config, "order_index": order, "warmup": False,
-            "sequence": order if sequence is None else sequence, "slot_s": seconds,
-            "rerun": rerun, "metrics": {"throughput_rec_per_min": value}}
+         rerun: bool = False, sequence: int | None = None, **more: object) -> Run:
+    return Run.from_dict({"round": round_, "config_index": config, "order_index": order,
+                          "warmup": False, "sequence": order if sequence is None else sequence,
+                          "slot_s": seconds, "rerun": rerun,
+                          "metrics": {"throughput_rec_per_min": value}, **more})
 
 
 def test_a_rerun_replaces_the_disturbed_run_of_its_round() -> None:
     runs = [_run(0, 0, 0, 100.0), _run(0, 1, 1, 50.0), _run(0, 0, 2, 104.0, rerun=True),
-            {"warmup": True, "round": None, "config_index": 0, "order_index": None}]
-    kept = sweep.measured_runs(runs)  # type: ignore[arg-type]
-    assert [(r["config_index"], r["metrics"]["throughput_rec_per_min"]) for r in kept] == \
-        [(1, 50.0), (0, 104.0)]
+            Run.from_dict({"warmup": True, "round": None, "config_index": 0,
+                           "order_index": None})]
+    kept = counted_runs(runs)
+    assert [(r.config_index, r.throughput) for r in kept] == [(1, 50.0), (0, 104.0)]
 
 
 def test_a_resumed_race_replays_the_same_decisions() -> None:
@@ -275,8 +283,8 @@ def test_a_resumed_race_replays_the_same_decisions() -> None:
                      warmup=1, seed=3, inputs=["d"], budget_s=1000.0)
     speed = {0: 60.0, 1: 99.0, 2: 100.0}
     live, stored, order = sweep.replay_race(plan, [])[0], [], 0
-    stored.append({"warmup": True, "round": None, "config_index": 0, "slot_s": 1.0,
-                   "sequence": 0, "order_index": None})
+    stored.append(Run.from_dict({"warmup": True, "round": None, "config_index": 0,
+                                 "slot_s": 1.0, "sequence": 0, "order_index": None}))
     live.spend(1.0)
     for round_ in range(16):
         todo = live.next_round()
@@ -321,8 +329,8 @@ def test_a_failed_run_is_no_measurement_in_a_replayed_race() -> None:
                      warmup=0, seed=3, inputs=["d"], budget_s=100.0)
     first, second = sweep.round_order([0, 1], plan.seed, 0)
     done = _run(0, first, 0, 100.0, seconds=2.0)
-    failed = {**_run(0, second, 1, 1.0, seconds=3.0), "status": "failed", "error": "boom"}
+    failed = _run(0, second, 1, 1.0, seconds=3.0, status="failed", error="boom")
     race, pending = sweep.replay_race(plan, [done, failed])
     assert pending == [second] and race.rounds_done == 0
     assert race.spent_s == 5.0
-    assert sweep.measured_runs([done, failed]) == [done]  # type: ignore[list-item]
+    assert counted_runs([done, failed]) == [done]

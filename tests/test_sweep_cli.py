@@ -19,8 +19,8 @@ from typer.testing import CliRunner
 
 from bench import runner as bench_runner
 from bench.cli import app
-from bench.results import SCHEMA_VERSION
 from bench.store import STORE_NAME, read_store
+from reports.results import SCHEMA_VERSION
 
 cli = CliRunner(env={"COLUMNS": "120", "NO_COLOR": "1"})
 
@@ -178,7 +178,7 @@ def test_interrupted_sweep_resumes_with_only_the_missing_runs(
     assert len(calls) == 1 + 3  # one warm-up for the new process, then the 3 missing runs
     doc = json.loads((out / "result.json").read_text())
     assert _slots(doc) == [(r, c) for r in range(2) for c in range(3)]  # none lost or repeated
-    kept = {(r["round"], r["config_index"]): r["started"] for r in before.measured_runs()}
+    kept = {(r.round, r.config_index): r.started for r in before.measured_runs()}
     for run in doc["runs"]:
         if not run["warmup"] and (run["round"], run["config_index"]) in kept:
             assert run["started"] == kept[(run["round"], run["config_index"])]
@@ -327,7 +327,7 @@ def test_interrupted_budgeted_sweep_resumes_its_race(
     measured = [r for r in doc["runs"] if not r["warmup"]]
     slots = [(r["round"], r["config_index"]) for r in measured if not r.get("rerun")]
     assert len(slots) == len(set(slots))  # nothing run twice
-    kept = {(r["round"], r["config_index"]) for r in before.measured_runs()}
+    kept = {(r.round, r.config_index) for r in before.measured_runs()}
     assert kept <= set(slots)
     # The first round was finished in its own shuffled order.
     first = [r["config_index"] for r in measured if r["round"] == 0 and not r.get("rerun")]

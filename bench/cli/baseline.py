@@ -129,7 +129,7 @@ def baseline(
              "±5%")
     if summary.bottleneck:
         b = summary.bottleneck
-        echo(f"bottleneck  {b['label']} — {b['description']} ({b['runs']} of {b['of']} runs)")
+        echo(f"bottleneck  {b.label} — {b.description} ({b.runs} of {b.of} runs)")
     for warning in summary.warnings:
         echo(f"warning: {warning}")
     echo(f"result: {result_file}")

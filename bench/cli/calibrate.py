@@ -36,6 +36,7 @@ from bench.cli.options import (
 from bench.cli.plans import check_inputs_before_runs, dataset_inputs, open_store, run_with_progress
 from bench.sweep import DEFAULT_WARMUP, SweepError
 from migrator.settings import RunSettings
+from reports.results import CalibrationSummary
 from reports.stats import NOISE_BAND
 
 app = typer.Typer()
@@ -93,16 +94,17 @@ def calibrate(
                       settings.retry_window)
     with user_errors(SweepError):
         doc, cal, result_file = finish_calibration(plan, store.contents, store.run_dir)
+    assert doc.summary is not None
     stored = store_calibration(cal, plan.target)
     if as_json:
         typer.echo(json.dumps({"kind": "calibrate", "result_file": str(result_file),
                                "stored": str(stored), **cal.to_dict(),
-                               "verdict": doc["summary"]["verdict"]}, indent=1))
+                               "verdict": doc.summary.verdict}, indent=1))
         return
-    _print(cal, doc["summary"], result_file, stored)
+    _print(cal, doc.summary, result_file, stored)
 
 
-def _print(cal: Any, summary: dict[str, Any], result_file: Path, stored: Path) -> None:
+def _print(cal: Any, summary: CalibrationSummary, result_file: Path, stored: Path) -> None:
     echo = typer.echo
     echo(f"A/A calibration: batch_size={cal.batch_size} under labels A and B, {cal.pairs} "
          f"pairs in {cal.duration_s:.0f} s on {cal.target}")
@@ -115,7 +117,7 @@ def _print(cal: Any, summary: dict[str, Any], result_file: Path, stored: Path) -
     if cal.minutes_for_5pct is not None:
         echo(f"a 5% difference needs about {cal.minutes_for_5pct:.1f} minutes of paired rounds "
              "of two configurations")
-    for warning in summary.get("warnings") or []:
+    for warning in summary.warnings:
         echo(f"warning: {warning}")
     echo(f"stored for `bench sweep` on this host and target: {stored}")
     echo(f"result: {result_file}")

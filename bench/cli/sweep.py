@@ -148,6 +148,7 @@ def sweep(
                       settings.retry_window)
     with user_errors():
         doc, result_file, pyperf_file = finish_sweep(plan, store.contents, store.run_dir)
+    summary = doc.summary.to_dict() if doc.summary is not None else {}
     if as_json:
         echo_json({"kind": "sweep", "run_dir": str(store.run_dir),
                     "result_file": str(result_file),
@@ -156,9 +157,9 @@ def sweep(
                     "repeat": None if plan.budgeted else plan.repeat,
                     "budget_s": plan.budget_s, "noise_band": plan.noise_band,
                     "warmup": plan.warmup, "seed": plan.seed, "forecast": outlook,
-                    "measured_runs": doc["measured_runs"], "summary": doc["summary"]})
+                    "measured_runs": doc.measured_runs, "summary": summary})
         return
-    _print_sweep(plan, doc["summary"], result_file, pyperf_file)
+    _print_sweep(plan, summary, result_file, pyperf_file)
 
 
 def _forecast(plan: SweepPlan) -> str | None:
