@@ -154,7 +154,8 @@ class Record:
     read_keys: tuple[str, ...] | None = field(default=None, repr=False, compare=False,
                                               metadata=_INTERNAL)
 
-    #: Keys written first, in this order (the rest follow in field order).
+    #: Keys a writer's record writes first, in this order (a record read from a document
+    #: keeps the document's order).
     KEY_ORDER: ClassVar[tuple[str, ...]] = ()
 
     @classmethod
@@ -246,7 +247,7 @@ def _converter(tp: Any) -> _Converter:
         return _none
     origin, args = typing.get_origin(tp), typing.get_args(tp)
     if origin in (types.UnionType, typing.Union):
-        return _union([_converter(a) for a in args], tp)
+        return _union([_converter(a) for a in args])
     if origin is list:
         return _list(_converter(args[0]))
     if origin is dict:
@@ -276,7 +277,7 @@ def _scalar(tp: type) -> _Converter:
     return convert
 
 
-def _union(arms: list[_Converter], tp: Any) -> _Converter:
+def _union(arms: list[_Converter]) -> _Converter:
     def convert(value: Any, where: str) -> Any:
         problems: list[ResultFormatError] = []
         for arm in arms:

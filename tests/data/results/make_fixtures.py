@@ -1,6 +1,7 @@
 """Regenerate the report fixtures: ``python tests/data/results/make_fixtures.py``.
 
-Two sources, both through the product's own writers (``bench.results.build_result``):
+Two sources, both through the product's own writers (``bench.results.build_result``, the
+documents of :mod:`reports.results`):
 
 * **real** — ``run.json`` (one `bench run`, 3 000 records, with a real host sampler
   attached), ``sweep.json`` (a real `bench sweep --batch-sizes 50..2000` on the embedded
@@ -31,18 +32,22 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 
 from bench import environment  # noqa: E402
-from bench.results import build_result, load_result  # noqa: E402
+from bench.results import build_result as new_result  # noqa: E402
 from diagnostics.attribution import DESCRIPTIONS, StageTimings, attribute  # noqa: E402
 from diagnostics.sampler import SampleSeries  # noqa: E402
+from reports.results import finite, read_raw as load_result  # noqa: E402
 from reports.summary import summarize_sweep  # noqa: E402
+
+
+def build_result(kind: str, **parts: Any) -> dict[str, Any]:
+    """A new document of ``kind``, as the JSON a writer saves."""
+    return new_result(kind, **parts).to_dict()
 
 
 def write_json_atomic(path: Path, doc: dict[str, Any]) -> None:
     """Compact JSON (the fixtures are data, not for reading): a third of the indented size."""
-    from bench.results import _finite
-
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(_finite(doc), ensure_ascii=False, separators=(",", ":"),
+    tmp.write_text(json.dumps(finite(doc), ensure_ascii=False, separators=(",", ":"),
                               allow_nan=False) + "\n", encoding="utf-8")
     tmp.replace(path)
 
