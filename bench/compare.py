@@ -43,6 +43,7 @@ from typing import Any
 
 from reports.results import (
     RESULT_NAME,
+    DatasetFacts,
     PlannedDocument,
     ResultDocument,
     ResultFileError,
@@ -212,9 +213,9 @@ def _throughput(run: Run, kind: str, shown: Path) -> float:
 
 def _dataset_facts(doc: ResultDocument) -> dict[str, Any]:
     """Records, files, bytes, invalid rate and mapping fingerprint the file says it ran."""
-    dataset = doc.environment.dataset
-    facts: dict[str, Any] = {key: getattr(dataset, key, None) for key, _ in DATASET_FACTS
-                             if key != "mapping"}
+    dataset = doc.environment.dataset or DatasetFacts()
+    facts: dict[str, Any] = {"records": dataset.records, "files": dataset.files,
+                             "bytes": dataset.bytes, "invalid_rate": dataset.invalid_rate}
     mapping = doc.environment.mapping
     if mapping is None and isinstance(doc, RunDocument) and \
             not isinstance(doc.config.mapping, str):

@@ -680,10 +680,9 @@ def skipped_warning(contents: StoreContents) -> str | None:
     if not unfinished:
         return None
     first = unfinished[0]
-    config = {k: v for k, v in first.config.to_dict().items() if v is not None}
     return (f"{len(unfinished)} run(s) did not complete and are not measurements (left out "
             f"of every statistic; their slots were run again): first "
-            f"{format_config(config) or 'run'} {first.skipped_reason()}")
+            f"{format_config(first.config.to_dict()) or 'run'} {first.skipped_reason()}")
 
 
 def pyperf_name(config: Mapping[str, ConfigValue]) -> str:
