@@ -20,7 +20,7 @@ import typer.main
 from typer.testing import CliRunner
 
 from bench.cli import app
-from bench.results import SCHEMA_VERSION
+from reports.results import SCHEMA_VERSION
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 runner = CliRunner(env={"COLUMNS": "250", "NO_COLOR": "1"})
