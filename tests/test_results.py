@@ -241,3 +241,24 @@ def test_counted_runs_leave_out_warmups_failures_and_replaced_runs() -> None:
     kept = counted_runs(runs)
     assert [(r.round, r.config_index, r.order_index) for r in kept] == \
         [(0, 1, 2), (0, 0, 3), (1, 1, 4)]
+
+
+def test_what_bench_run_writes_is_fully_declared(tmp_path: Path) -> None:
+    """Every key `bench run` writes into a run, its settings and its metrics is a field of
+    the model (a setting added to the runner without its field would land in ``unknown``),
+    and every sweep dimension is one of the run's settings."""
+    import datasets
+    from bench.runner import RunRequest, execute_run
+    from migrator.settings import SWEPT
+
+    datasets.generate(tmp_path / "data", 60, seed=3)
+    outcome = execute_run(RunRequest(inputs=[str(tmp_path / "data")], batch_size=25,
+                                     out=tmp_path / "r"))
+    doc = load(outcome.result_file)
+    assert isinstance(doc, RunDocument) and doc == outcome.document
+    (run,) = doc.runs
+    assert (run.unknown, run.config.unknown, run.metrics.unknown, doc.config.unknown) == \
+        ({}, {}, {}, {})
+    assert run.samples is not None and run.samples.unknown == {}
+    assert {s.name for s in SWEPT} <= {f for f in run.config.to_dict()}
+    assert run.metrics.records_read == 60 and run.config.batch_size == 25
