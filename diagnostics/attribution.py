@@ -26,6 +26,7 @@ Label = Literal[
     "log-io",
     "connection-overhead",
     "lock-contention",
+    "host-busy",
     "unknown",
 ]
 LABELS: tuple[Label, ...] = (
@@ -35,6 +36,7 @@ LABELS: tuple[Label, ...] = (
     "log-io",
     "connection-overhead",
     "lock-contention",
+    "host-busy",
 )
 DESCRIPTIONS: Mapping[str, str] = {
     "client-cpu": "client CPU (XML parsing and mapping)",
@@ -43,6 +45,7 @@ DESCRIPTIONS: Mapping[str, str] = {
     "log-io": "log/commit I/O",
     "connection-overhead": "connection overhead",
     "lock-contention": "lock contention",
+    "host-busy": "host busy (other processes' CPU or steal time)",
     "unknown": "no clear bottleneck",
 }
 
@@ -136,7 +139,15 @@ RULES: tuple[Rule, ...] = (
         2,
         "worker processes saturate their cores",
     ),
-    Rule("client-cpu", "host.cpu_pct", ">=", 85, 1, "host CPU saturated"),
+    # (the run's own processes: a host saturated by others is host-busy, not client-cpu)
+    Rule(
+        "client-cpu",
+        "client.host_share_pct",
+        ">=",
+        85,
+        1,
+        "the run's own processes use most of the host's CPU",
+    ),
     Rule(
         "client-cpu", "waits.client_share_pct", ">=", 30, 1, "server sessions wait for the client"
     ),
@@ -237,6 +248,25 @@ RULES: tuple[Rule, ...] = (
         "on average half a session or more blocked",
     ),
     Rule("lock-contention", "server.lock_waits_per_s", ">=", 10, 1, "frequent lock waits"),
+    # host busy: other processes (or other guests, as steal time) take CPU the run could use
+    Rule(
+        "host-busy",
+        "host.others_take_pct",
+        ">=",
+        30,
+        3,
+        "other processes took much of the CPU the run could use",
+    ),
+    Rule(
+        "host-busy",
+        "host.others_take_pct",
+        ">=",
+        15,
+        1,
+        "other processes took a noticeable share of the CPU the run could use",
+    ),
+    Rule("host-busy", "host.steal_pct", ">=", 10, 2, "the hypervisor ran other guests (steal)"),
+    Rule("host-busy", "host.others_take_pct", "<", 5, -2, "other processes left the run its CPU"),
 )
 
 
@@ -280,14 +310,35 @@ def derive_facts(timings: StageTimings, series: SampleSeries | None = None) -> d
     cores = _cores(series)
     put("host.cpu_pct", mean("host.cpu.total_pct"), "%", "host CPU")
     put("host.iowait_pct", mean("host.cpu.iowait_pct"), "%", "host CPU")
+    put("host.steal_pct", mean("host.cpu.steal_pct"), "%", "host CPU")
     client_cpu = mean("host.workers.cpu_pct")
-    source = "worker processes"
+    source = "the run's process tree"
     if client_cpu is None:
         client_cpu, source = mean("host.client.cpu_pct"), "client process tree"
+    usable = max(1, min(timings.workers, cores))  # cores the run's workers can keep busy
     if client_cpu is not None:
-        capacity = 100.0 * max(1, min(timings.workers, cores))
         put("client.cpu_pct", client_cpu, "% of a core", source)
-        put("client.cpu_of_capacity_pct", 100 * client_cpu / capacity, "%", source)
+        put("client.cpu_cores", client_cpu / 100, f"of {usable} usable cores", source)
+        put("client.cpu_of_capacity_pct", client_cpu / usable, f"% of {usable} usable cores",
+            source)
+        put("client.host_share_pct", client_cpu / cores, f"% of the host's {cores} cores",
+            source)
+    waited = mean("host.run.cpu_wait_pct")
+    if waited is not None:
+        put("client.cpu_wait_pct", waited / usable, f"% of {usable} usable cores",
+            "run-queue delay of the run's threads")
+    others = mean("host.others.cpu_pct")
+    if others is not None:
+        put("host.others_cpu_pct", others, f"% of the host's {cores} cores",
+            "host CPU less the run's and the database server's processes")
+        # Others only slow the run down when they take cores it could use (what they use
+        # beyond the cores the run leaves idle) and the run's threads were kept waiting for
+        # a CPU meanwhile: the smaller of the two, in % of the cores the run can use.
+        taken = 100 * max(0.0, others / 100 * cores + usable - cores) / usable
+        if waited is not None:
+            taken = min(taken, waited / usable)
+        put("host.others_take_pct", taken, f"% of {usable} usable cores",
+            "CPU other processes took while the run's threads waited for one")
 
     db_cpu = mean("server.cpu_pct")
     local = mean("host.dbserver.cpu_pct")
@@ -369,6 +420,11 @@ class Verdict:
 
     @property
     def description(self) -> str:
+        others = self.facts.get("host.others_cpu_pct")
+        if self.label == "host-busy" and others is not None:
+            steal = self.facts.get("host.steal_pct")
+            extra = f", steal {steal.value:.0f}%" if steal is not None and steal.value >= 1 else ""
+            return f"host busy (other processes {others.value:.0f}%{extra})"
         return DESCRIPTIONS[self.label]
 
     @property
@@ -430,6 +486,7 @@ _TIEBREAK_FACT = {
     "log-io": "waits.log_io_share_pct",
     "connection-overhead": "stage.connect_share_pct",
     "lock-contention": "waits.lock_share_pct",
+    "host-busy": "host.others_take_pct",
 }
 
 

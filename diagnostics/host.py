@@ -7,7 +7,13 @@ counters (``/proc/diskstats``, ``/proc/stat``, ``/proc/<pid>/stat``):
 * disk busy % — Δio_ticks / Δt, ``iostat``'s ``%util`` (Linux only);
 * read/write await ms — Δ(time spent reading) / Δreads (``r_await``);
 * CPU % per core — Δ(non-idle, non-iowait jiffies) / Δ(all jiffies), as ``top``/``mpstat``;
-* process CPU % — Δ(user+system) / Δt of a process *tree*, in % of one core as ``top``.
+* process CPU % — Δ(user+system) / Δt of a process *tree*, in % of one core as ``top``;
+* other processes' CPU % — the host's busy CPU less the run's process trees (this process,
+  the worker pids) and the local database server's, in % of the host's whole CPU (the
+  number ``host busy`` verdicts quote); steal % — time the hypervisor gave to other guests;
+* the run's CPU wait % — Δ(run-queue delay) / Δt summed over the threads of the run's
+  processes (``/proc/<pid>/task/<tid>/schedstat``, Linux): time they were ready to run but
+  waited for a CPU, in % of one core. Other processes' CPU only matters when this is high.
 
 Tests check the disk and CPU figures against an independent parse of ``/proc/diskstats``
 and ``/proc/stat`` taken over the same window.
@@ -91,6 +97,12 @@ class HostReading(NamedTuple):
     server: ProcessCpu | None
     server_read_bytes_per_s: float | None
     server_write_bytes_per_s: float | None
+    run: ProcessCpu | None = None
+    """This process's tree and the worker pids' trees, each process once."""
+    others_pct: float | None = None
+    """CPU of every other process, in % of the host's whole CPU (as ``total_pct``)."""
+    run_wait_pct: float | None = None
+    """Run-queue delay of the run's threads, in % of one core (Linux)."""
 
 
 class DeviceInfo(NamedTuple):
@@ -262,6 +274,20 @@ def tree_io_bytes(pids: Iterable[int]) -> dict[int, tuple[int, int]]:
     return out
 
 
+def others_cpu_pct(
+    cpu: CpuReading | None, run: ProcessCpu | None, server: ProcessCpu | None
+) -> float | None:
+    """CPU of the processes that are neither the run's nor the database server's, in % of
+    the host's whole CPU: the host's busy time less theirs (kernel work for other
+    processes included). ``None`` until both the host and the run have an interval."""
+    if cpu is None or run is None or not cpu.per_core_pct:
+        return None
+    cores = len(cpu.per_core_pct)
+    ours = run.cpu_pct + (server.cpu_pct if server is not None else 0.0)
+    # The two readings are taken a few milliseconds apart: never below zero.
+    return max(0.0, cpu.total_pct - ours / cores)
+
+
 def find_server_process(
     names: Iterable[str] = SERVER_PROCESS_NAMES, port: int | None = None
 ) -> psutil.Process | None:
@@ -298,6 +324,68 @@ def find_server_process(
     return roots[0] if len(roots) == 1 else None
 
 
+def outermost(table: ProcessTable, pids: Iterable[int]) -> list[int]:
+    """The pids none of whose ancestors is among ``pids``: each process tree once.
+
+    A caller may list a process and its children (``bench run`` lists itself and its
+    workers); summing the tree of each would count every worker twice.
+    """
+    wanted = set(pids)
+    nested: set[int] = set()
+    for pid in wanted:
+        nested.update(table.tree(pid)[1:])
+    return sorted(wanted - nested)
+
+
+def run_delay_s(pids: Iterable[int]) -> dict[int, float]:
+    """Per process, the seconds its threads spent runnable but waiting for a CPU (the
+    second field of each ``/proc/<pid>/task/<tid>/schedstat``); Linux only, else empty."""
+    out: dict[int, float] = {}
+    if not _PROC_STAT:
+        return out
+    for pid in pids:
+        try:
+            tasks = os.listdir(f"/proc/{pid}/task")
+        except OSError:  # exited meanwhile
+            continue
+        total = 0
+        for tid in tasks:
+            try:
+                with open(f"/proc/{pid}/task/{tid}/schedstat", "rb") as fh:
+                    total += int(fh.read().split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+        out[pid] = total / 1e9
+    return out
+
+
+class _RunDelay:
+    """Run-queue delay of a changing set of processes, as a rate (% of one core). A thread
+    that exits takes its count with it, so the sum is taken per process and a process's
+    drop is not counted as negative time."""
+
+    def __init__(self) -> None:
+        self._last: dict[int, float] = {}
+        self._last_wall: float | None = None
+        self._prev_now: float | None = None
+
+    def rate(self, table: ProcessTable, pids: Iterable[int], now: float) -> float | None:
+        wall = time.time()
+        current = run_delay_s(pids)
+        increase = 0.0
+        for pid, waited in current.items():
+            if pid in self._last:
+                increase += max(waited - self._last[pid], 0.0)
+            elif self._last_wall is not None and table.created.get(pid, 0.0) >= self._last_wall:
+                increase += waited
+        previous_now = self._prev_now
+        first = self._last_wall is None
+        self._last, self._last_wall, self._prev_now = current, wall, now
+        if first or previous_now is None or now <= previous_now or not current:
+            return None
+        return 100.0 * increase / (now - previous_now)
+
+
 class _PidSetCpu:
     """CPU of a changing set of process trees (our workers), as a rate."""
 
@@ -312,7 +400,7 @@ class _PidSetCpu:
         wall = time.time()
         current: dict[int, float] = {}
         increase = 0.0
-        for pid in set(pids):
+        for pid in outermost(table, pids):
             used = table.tree_cpu_s(pid, exclude)
             if used is None:
                 continue
@@ -354,6 +442,8 @@ class HostSampler:
     def __post_init__(self) -> None:
         self._rates = CounterRates()
         self._workers = _PidSetCpu()
+        self._run = _PidSetCpu()
+        self._run_delay = _RunDelay()
         self._server_proc: psutil.Process | None = None
         self._server_io: dict[int, tuple[int, int]] = {}
         self._located = False
@@ -399,9 +489,14 @@ class HostSampler:
         if self._server_proc is not None:
             server = self._tree_rate("server", table.tree_cpu_s(self._server_proc.pid), now)
             read_bps, write_bps = self._server_io_rates(server_tree, now)
+        roots = [self._own_pid, *(self.pids() if self.pids is not None else ())]
+        run = self._run.rate(table, roots, now, exclude=server_pids)
+        members = {p for root in outermost(table, roots) for p in table.tree(root)}
+        waited = self._run_delay.rate(table, members - server_pids, now)
         interval = self._interval(now)
         return HostReading(
-            interval, cpu, memory, disks, workers, client, server, read_bps, write_bps
+            interval, cpu, memory, disks, workers, client, server, read_bps, write_bps, run,
+            others_cpu_pct(cpu, run, server), waited,
         )
 
     def _interval(self, now: float) -> float | None:
@@ -577,6 +672,12 @@ class HostSampler:
             out["host.workers.processes"] = float(reading.workers.processes)
         if reading.client is not None:
             out["host.client.cpu_pct"] = reading.client.cpu_pct
+        if reading.run is not None:
+            out["host.run.cpu_pct"] = reading.run.cpu_pct
+        if reading.others_pct is not None:
+            out["host.others.cpu_pct"] = reading.others_pct
+        if reading.run_wait_pct is not None:
+            out["host.run.cpu_wait_pct"] = reading.run_wait_pct
         if reading.server is not None:
             out["host.dbserver.cpu_pct"] = reading.server.cpu_pct
         if reading.server_read_bytes_per_s is not None:

@@ -365,18 +365,34 @@ def sampled_run(tmp_path: Path, **workload: int | str) -> Verdict:
     return attribute(timings, session.series)
 
 
+def expect_label(verdict: Verdict, label: str) -> None:
+    """``label``, unless other processes measurably took the run's CPU meanwhile (a shared
+    test machine): then the verdict must say host-busy, with ``label`` as runner-up."""
+    taken = verdict.facts.get("host.others_take_pct")
+    assert taken is not None  # the host sampler measured the others' share
+    if verdict.label == "host-busy":
+        assert taken.value >= 30 and verdict.runner_up == label, verdict.summary()
+        assert verdict.description.startswith("host busy (other processes ")
+    else:
+        assert verdict.label == label, verdict.summary()
+        if taken.value < 15:
+            assert verdict.scores["host-busy"] <= 0, verdict.summary()
+
+
 @pytest.mark.slow
 def test_fsync_heavy_run_is_log_io(tmp_path: Path) -> None:
     verdict = sampled_run(tmp_path, rows=300, batch=1, map_work=1, synchronous="FULL")
-    assert verdict.label == "log-io", verdict.summary()
-    assert "stage.commit_share_pct" in evidence_facts(verdict)
+    expect_label(verdict, "log-io")
+    assert "stage.commit_share_pct" in evidence_facts(verdict) | {
+        e.fact for e in verdict.runner_up_evidence}
 
 
 @pytest.mark.slow
 def test_cpu_heavy_mapping_into_a_fast_target_is_client_cpu(tmp_path: Path) -> None:
     verdict = sampled_run(tmp_path, rows=6_000, batch=1_000, map_work=200, synchronous="OFF")
-    assert verdict.label == "client-cpu", verdict.summary()
-    assert "stage.client_share_pct" in evidence_facts(verdict)
+    expect_label(verdict, "client-cpu")
+    assert "stage.client_share_pct" in evidence_facts(verdict) | {
+        e.fact for e in verdict.runner_up_evidence}
 
 
 def test_unknown_lists_each_piece_of_evidence_once() -> None:
