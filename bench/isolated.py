@@ -11,6 +11,7 @@ request, which may hold a password, travels through stdin.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import subprocess
 import sys
@@ -18,8 +19,10 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from bench.sweep import RunContext
-from diagnostics.pooling import RunMeasurement
+from bench.runner import RunRequest
+from bench.sweep import DIMENSIONS, RunContext
+from diagnostics.pooling import MeasureUnsupported, RunMeasurement
+from diagnostics.strategies import BY_NAME, supported
 from migrator.connection import ConnectionStrategy
 from migrator.errors import MigratorError
 from migrator.procs import describe_exit
@@ -50,7 +53,10 @@ class RunnerMeasure:
         if workers is not None:
             config["workers"] = workers
         if connection is not None:
-            config["connection"] = connection.value
+            if connection not in self.strategies():
+                raise MeasureUnsupported(f"the runner cannot set connection strategy "
+                                         f"{connection!r}")
+            config.update(BY_NAME[connection.value].run_config)
         # The run's sessions carry this id, so the sampler here counts exactly them.
         run_id = new_run_id()
         job = {"config": config, "inputs": list(self.context.inputs),
@@ -119,8 +125,15 @@ class RunnerMeasure:
                               stages, batch_ms(run), workers or 1, connection, bottleneck,
                               run)
 
-    def unsupported(self, *, workers: bool, pooling: bool) -> str | None:
-        """The runner sets both the worker count and the connection strategy."""
+    def strategies(self) -> tuple[str, ...]:
+        """The connection strategies whose setting is a sweep dimension the installed runner
+        has (the run child runs its configuration through the sweep harness)."""
+        fields = {f.name for f in dataclasses.fields(RunRequest)}
+        return tuple(s.name for s in supported({d.name for d in DIMENSIONS
+                                                if d.field in fields}))
+
+    def unsupported(self, *, workers: bool) -> str | None:
+        """The runner sets the worker count."""
         return None
 
     @staticmethod

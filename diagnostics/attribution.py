@@ -316,16 +316,17 @@ def derive_facts(timings: StageTimings, series: SampleSeries | None = None) -> d
     if client_cpu is None:
         client_cpu, source = mean("host.client.cpu_pct"), "client process tree"
     usable = max(1, min(timings.workers, cores))  # cores the run's workers can keep busy
+    of_usable = f"of {usable} usable core" + ("s" if usable > 1 else "")
     if client_cpu is not None:
         put("client.cpu_pct", client_cpu, "% of a core", source)
-        put("client.cpu_cores", client_cpu / 100, f"of {usable} usable cores", source)
-        put("client.cpu_of_capacity_pct", client_cpu / usable, f"% of {usable} usable cores",
+        put("client.cpu_cores", client_cpu / 100, of_usable, source)
+        put("client.cpu_of_capacity_pct", client_cpu / usable, f"% {of_usable}",
             source)
         put("client.host_share_pct", client_cpu / cores, f"% of the host's {cores} cores",
             source)
     waited = mean("host.run.cpu_wait_pct")
     if waited is not None:
-        put("client.cpu_wait_pct", waited / usable, f"% of {usable} usable cores",
+        put("client.cpu_wait_pct", waited / usable, f"% {of_usable}",
             "run-queue delay of the run's threads")
     others = mean("host.others.cpu_pct")
     if others is not None:
@@ -337,7 +338,7 @@ def derive_facts(timings: StageTimings, series: SampleSeries | None = None) -> d
         taken = 100 * max(0.0, others / 100 * cores + usable - cores) / usable
         if waited is not None:
             taken = min(taken, waited / usable)
-        put("host.others_take_pct", taken, f"% of {usable} usable cores",
+        put("host.others_take_pct", taken, f"% {of_usable}",
             "CPU other processes took while the run's threads waited for one")
 
     db_cpu = mean("server.cpu_pct")

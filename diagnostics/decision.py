@@ -11,6 +11,11 @@ Thresholds are named (:data:`THRESHOLDS`), each with the sentence that justifies
 be overridden (``bench diagnose pooling --threshold NAME=VALUE`` or ``bench.toml``
 ``[diagnose.thresholds]``).
 
+A leaf recommends only what was measured: after the configuration questions, every leaf
+starts from the configuration the contention test picked among those it ran
+(``contention.rec_text``: its flags, median and paired change against the default), and
+names what to measure next with the tool's own commands.
+
 A fact that was not measured (a test that could not run) never decides a branch silently:
 when a node cannot be answered, the walk ends at the ``incomplete`` leaf, which names the
 missing facts.
@@ -23,7 +28,8 @@ JSON for the report (:func:`decision_to_dict`)::
      "leaf": id, "verdict", "recommendation", "rationale",
      "thresholds": {name: {"value", "unit", "why"}}, "missing": [...]}
 
-``path[-1]`` is the leaf (``answer`` is its verdict, ``to`` is null).
+``path[-1]`` is the leaf (``answer`` is its verdict, ``to`` is null);
+:func:`decision_from_dict` reads it back.
 """
 
 from __future__ import annotations
@@ -48,9 +54,10 @@ class Threshold:
 THRESHOLDS: dict[str, Threshold] = {
     "POOLING_GAIN_PCT": Threshold(
         5.0, "%",
-        "A significant gain below 5% is within what another day's noise on a shared server "
-        "moves; it does not pay for the moving parts pooling adds (session reset, stale "
-        "pooled connections after a failover)."),
+        "A significant gain below 5% from a connection strategy other than per-batch is "
+        "within what another day's noise on a shared server moves; it does not pay for the "
+        "moving parts pooling or long-lived sessions add (session reset, stale connections "
+        "after a failover)."),
     "CONNECT_SHARE_NOTICEABLE_PCT": Threshold(
         5.0, "%",
         "If connecting costs under 5% of one batch, even free connections would speed the "
@@ -64,8 +71,7 @@ THRESHOLDS: dict[str, Threshold] = {
 }
 
 SEED_LEAF = "io_bound"
-"""The leaf the SQL Server Express case must reach: pooling 29% slower, 4 workers far from
-ideal scaling, the disk saturated and server CPU under 10% (``SEED`` in tests/test_decision.py)."""
+"""The leaf an SQL Server Express whose disk saturates while pooling costs 29% must reach."""
 
 
 def resolve_thresholds(overrides: Mapping[str, float] | None = None) -> dict[str, float]:
@@ -135,6 +141,11 @@ class Node:
 
 _IO = ("data-io", "log-io")
 
+# Every leaf that follows a measurement recommends ``contention.rec_text``: the configuration
+# the contention test picked among those it ran (diagnostics.pooling.ContentionGrid), with
+# its numbers; the leaf adds why, and what to measure next with the tool's own commands.
+_USE = "Use {contention.rec_text}."
+
 TREE: tuple[Node, ...] = (
     Node("config", "Does pooling behave the way it is configured and believed to?",
          ("config.intended", "config.effective", "config.sessions_as_configured",
@@ -143,113 +154,124 @@ TREE: tuple[Node, ...] = (
                                 Cond("config.effective", "==", False))),
           Branch("trap_config", (Cond("config.intended", "==", "off"),
                                  Cond("config.effective", "==", True))),
-          Branch("pooling_gain"))),
-    Node("pooling_gain", "Does pooling raise throughput significantly at the highest worker "
-         "count?",
-         ("contention.pooling_change_pct", "contention.pooling_significant",
-          "contention.max_workers"),
-         (Branch("enable_pooling", (Cond("contention.pooling_significant", "==", True),
-                                    Cond("contention.pooling_change_pct", ">=",
-                                         threshold="POOLING_GAIN_PCT"))),
+          Branch("strategy_gain"))),
+    Node("strategy_gain", "Is a connection strategy other than per-batch significantly "
+         "faster?",
+         ("contention.strategy", "contention.strategy_alt", "contention.strategy_change_pct",
+          "contention.strategy_significant"),
+         (Branch("change_strategy", (Cond("contention.strategy", "!=", "per-batch"),
+                                     Cond("contention.strategy_significant", "==", True),
+                                     Cond("contention.strategy_change_pct", ">=",
+                                          threshold="POOLING_GAIN_PCT"))),
           Branch("connect_cost"))),
     Node("connect_cost", "Is opening a connection a noticeable share of one batch?",
          ("cost.connect_share_pct", "cost.connect_ms", "cost.checkout_ms", "cost.batch_ms"),
          (Branch("amortize_connections", (Cond("cost.connect_share_pct", ">=",
                                                threshold="CONNECT_SHARE_NOTICEABLE_PCT"),)),
           Branch("scaling"))),
-    Node("scaling", "Do more workers still add throughput?",
-         ("contention.efficiency_pct", "contention.max_workers", "contention.scales_to"),
-         (Branch("keep_off_default", (Cond("contention.efficiency_pct", ">=",
-                                           threshold="SCALING_EFFICIENCY_MIN_PCT"),)),
+    Node("scaling", "Do more workers add throughput, significantly and near ideal?",
+         ("contention.scaling_significant", "contention.efficiency_pct",
+          "contention.max_workers", "contention.scales_to"),
+         (Branch("workers_scale", (Cond("contention.scaling_significant", "==", True),
+                                   Cond("contention.efficiency_pct", ">=",
+                                        threshold="SCALING_EFFICIENCY_MIN_PCT"))),
           Branch("saturation"))),
-    Node("saturation", "Which resource saturates once workers stop scaling?",
+    Node("saturation", "Workers stop scaling: which resource limits the run?",
          ("bottleneck.label", "bottleneck.disk_busy_pct", "bottleneck.db_cpu_pct",
-          "bottleneck.client_cpu_pct"),
+          "bottleneck.client_cpu_pct", "bottleneck.others_cpu_pct"),
          (Branch("io_bound", (Cond("bottleneck.label", "in", _IO),)),
           Branch("server_cpu_bound", (Cond("bottleneck.label", "==", "db-cpu"),)),
           Branch("client_cpu_bound", (Cond("bottleneck.label", "==", "client-cpu"),)),
           Branch("lock_bound", (Cond("bottleneck.label", "==", "lock-contention"),)),
+          Branch("host_busy", (Cond("bottleneck.label", "==", "host-busy"),)),
+          Branch("connection_bound", (Cond("bottleneck.label", "==",
+                                           "connection-overhead"),)),
           Branch("no_clear_bottleneck"))),
     # ---- leaves --------------------------------------------------------------------------
     Node("fix_config", "Pooling is intended but not effective", leaf=Leaf(
         "pooling not effective though intended",
-        "Fix the configuration: ODBC ignores the connection string's pool keywords "
-        "({config.ignored_keywords}) and pyodbc.pooling alone does nothing under unixODBC. "
-        "Enable pooling where the driver manager reads it — odbcinst.ini [ODBC] "
-        "Pooling=Yes plus CPTimeout in the driver's section (the ini is shown above), or "
-        "run with --pooling on — then diagnose again.",
+        _USE + " The pool settings you have do not take effect: ODBC ignores the connection "
+        "string's pool keywords ({config.ignored_keywords}) and pyodbc.pooling alone does "
+        "nothing under unixODBC; the apply lines say where each setting goes.",
         "The server saw {config.sessions_as_configured} distinct sessions for "
         "{config.connections} connections opened and closed as configured: every one was "
-        "a new login.")),
+        "a new login. Measured: {contention.strategy_text}.")),
     Node("trap_config", "Pooling is effective although believed off", leaf=Leaf(
         "pooling effective although believed off",
-        "Turn pooling off where it is decided: odbcinst.ini {config.ini} pools ([ODBC] "
-        "Pooling=Yes with a driver CPTimeout) and pyodbc.pooling=False does not stop "
-        "unixODBC. Set Pooling=No (or drop CPTimeout), or run with --pooling off.",
+        _USE + " Pooling is decided by odbcinst.ini {config.ini} ([ODBC] Pooling=Yes with a "
+        "driver CPTimeout), not by pyodbc.pooling=False: the apply lines set it "
+        "explicitly.",
         "The server saw {config.sessions_as_configured} distinct session(s) for "
-        "{config.connections} connections with pooling believed off: sessions are reused.")),
-    Node("enable_pooling", "Pooling helps", leaf=Leaf(
-        "pooling helps significantly",
-        "Enable pooling (--pooling on, or the odbcinst.ini keys) for this server.",
-        "Pooling changed throughput by {contention.pooling_change_pct:+.0f}% at "
-        "{contention.max_workers} workers (significant, Mann-Whitney U); a pooled checkout "
-        "costs {cost.checkout_ms:.2f} ms against {cost.connect_ms:.2f} ms for a new "
-        "connection.")),
-    Node("amortize_connections", "Connections are costly but pooling does not help",
+        "{config.connections} connections with pooling believed off: sessions are reused. "
+        "Measured: {contention.strategy_text}.")),
+    Node("change_strategy", "A connection strategy helps", leaf=Leaf(
+        "{contention.strategy} connections help significantly",
+        _USE,
+        "Measured: {contention.strategy_text}. A new connection costs "
+        "{cost.connect_ms:.2f} ms, {cost.connect_share_pct:.1f}% of a {cost.batch_ms:.0f} ms "
+        "batch; a pooled checkout {cost.checkout_ms:.3f} ms.")),
+    Node("amortize_connections", "Connections are costly but no strategy measured helps",
          leaf=Leaf(
-             "connection cost noticeable, pooling no help",
-             "Open fewer connections rather than pool them: keep one connection per worker "
-             "for the whole run (the default), or raise --batch-size so each connection "
-             "carries more records; make sure pooling really takes effect (configuration "
-             "test) before counting on it.",
+             "connection cost noticeable, no measured strategy helps",
+             _USE + " Next to measure: larger batches carry each connection over more "
+             "records (bench sweep --batch-sizes {contention.batch_sizes} "
+             "{contention.sweep}).",
              "Connecting costs {cost.connect_ms:.1f} ms, {cost.connect_share_pct:.1f}% of a "
-             "{cost.batch_ms:.0f} ms batch, yet pooling changed throughput by "
-             "{contention.pooling_change_pct:+.0f}% (not a significant gain).")),
-    Node("keep_off_default", "Connection cost is negligible and workers scale", leaf=Leaf(
-        "connection cost negligible vs batch time",
-        "Pooling cannot help here: keep it off by default and enable it per environment "
-        "where logins are slow (remote, TLS, Active Directory). Workers still scale: more "
-        "of them is the lever.",
-        "A new connection costs {cost.connect_ms:.1f} ms, {cost.connect_share_pct:.1f}% of "
-        "a {cost.batch_ms:.0f} ms batch; {contention.max_workers} workers reach "
-        "{contention.efficiency_pct:.0f}% of ideal scaling.")),
+             "{cost.batch_ms:.0f} ms batch, yet {contention.strategy_text}.")),
+    Node("workers_scale", "Connection cost is negligible and workers scale", leaf=Leaf(
+        "workers scale; connection cost negligible",
+        _USE + " {contention.more_text}.",
+        "{contention.scaling_text}, significantly faster than the default up to "
+        "{contention.scales_to} workers; a new "
+        "connection costs {cost.connect_share_pct:.1f}% of a batch, so no strategy can "
+        "help much ({contention.strategy_text}).")),
     Node(SEED_LEAF, "Workers do not scale; storage I/O saturates", leaf=Leaf(
-        "I/O-bound: pooling and workers cannot help",
-        "Disable pooling; overlap I/O with mapping (--pipeline thread or process); tune "
-        "the batch size (bench sweep --batch-sizes 50..2000); don't add workers — past "
-        "{contention.scales_to} they queue on the disk.",
-        "Pooling changed throughput by {contention.pooling_change_pct:+.0f}%, connecting "
-        "is {cost.connect_share_pct:.1f}% of a batch, {contention.max_workers} workers reach "
-        "{contention.efficiency_pct:.0f}% of ideal, and the bottleneck is "
-        "{bottleneck.label} (disk busy {bottleneck.disk_busy_pct:.0f}%, server CPU "
-        "{bottleneck.db_cpu_pct:.0f}%).")),
+        "I/O-bound: more workers and pooling cannot help",
+        _USE + " {contention.more_text}; {contention.strategy_text}. Next to measure: "
+        "overlap I/O with mapping (pipeline) and tune the batch size: bench sweep "
+        "--pipeline off,thread --batch-sizes {contention.batch_sizes} {contention.sweep}.",
+        "Connecting is {cost.connect_share_pct:.1f}% of a batch and "
+        "{contention.scaling_text}; the sampled run at {bottleneck.workers} workers is "
+        "{bottleneck.label}: {bottleneck.evidence}.")),
     Node("server_cpu_bound", "Workers do not scale; server CPU saturates", leaf=Leaf(
         "server CPU-bound",
-        "Make each row cheaper for the server rather than adding workers or pooling: the "
-        "dialect's fastest insert method (bench sweep --insert-method …), fewer indexes "
-        "and constraints during the load, or more server CPU.",
-        "Server CPU {bottleneck.db_cpu_pct:.0f}% at {contention.max_workers} workers, which "
-        "reach {contention.efficiency_pct:.0f}% of ideal scaling.")),
+        _USE + " {contention.more_text}. Next to measure: a cheaper insert path for the "
+        "server (bench sweep --insert-method executemany,fast,values,copy "
+        "{contention.sweep}), or fewer indexes and constraints during the load.",
+        "The sampled run at {bottleneck.workers} workers is db-cpu: "
+        "{bottleneck.evidence}{bottleneck.server_text}; {contention.scaling_text}.")),
     Node("client_cpu_bound", "Workers do not scale; client CPU saturates", leaf=Leaf(
         "client CPU-bound (parsing and mapping)",
-        "Give mapping more CPU: more workers up to the core count, or --pipeline process so "
-        "mapping runs on its own core while inserts proceed; pooling cannot help.",
-        "Worker CPU at {bottleneck.client_cpu_pct:.0f}% of its cores; "
-        "{contention.max_workers} workers reach {contention.efficiency_pct:.0f}% of ideal.")),
+        _USE + " {contention.more_text}. Next to measure: mapping on its own core while "
+        "inserts proceed (bench sweep --pipeline off,process {contention.sweep}).",
+        "The sampled run at {bottleneck.workers} workers is client-cpu: "
+        "{bottleneck.evidence}{bottleneck.server_text}; {contention.scaling_text}.")),
     Node("lock_bound", "Workers do not scale; sessions wait on locks", leaf=Leaf(
         "lock contention",
-        "Let workers write disjoint key ranges, shorten transactions (smaller "
-        "--batch-size) or use fewer workers; pooling cannot help.",
-        "The bottleneck at {contention.max_workers} workers is lock waits.")),
+        _USE + " Sessions wait on locks{bottleneck.blocker}: end or reschedule what holds "
+        "them; {contention.more_text}.",
+        "The sampled run at {bottleneck.workers} workers is lock-contention: "
+        "{bottleneck.evidence}; {contention.scaling_text}.")),
+    Node("host_busy", "Other processes take the CPU the run needs", leaf=Leaf(
+        "host busy: the measurements understate the migration",
+        _USE + " Measure again when the host is quiet (or from a client of its own): other "
+        "processes used {bottleneck.others_cpu_pct:.0f}% of the host's CPU while the run's "
+        "threads waited for one.",
+        "{bottleneck.description} during the sampled run at {bottleneck.workers} workers: "
+        "{bottleneck.evidence}; {contention.scaling_text}.")),
+    Node("connection_bound", "Workers do not scale; opening connections dominates", leaf=Leaf(
+        "connection overhead",
+        _USE + " {contention.strategy_text}. Next to measure: larger batches (bench sweep "
+        "--batch-sizes {contention.batch_sizes} {contention.sweep}).",
+        "The sampled run at {bottleneck.workers} workers is connection-overhead: "
+        "{bottleneck.evidence}; {contention.scaling_text}.")),
     Node("no_clear_bottleneck", "Workers do not scale; no resource clearly saturates",
          leaf=Leaf(
              "no clear bottleneck",
-             "Measure longer (--records) and check the server sampler (SQL Server needs VIEW "
-             "SERVER STATE), then diagnose again; meanwhile keep pooling off and the worker "
-             "count at {contention.scales_to}.",
-             "{contention.max_workers} workers reach {contention.efficiency_pct:.0f}% of "
-             "ideal but the samplers saw no resource saturate (label "
-             "{bottleneck.label}).")),
+             _USE + " {contention.more_text}. Next to measure: a longer run (--records) so "
+             "the samplers see more (SQL Server needs VIEW SERVER STATE).",
+             "{contention.scaling_text}, but the samplers saw no resource saturate in the "
+             "sampled run at {bottleneck.workers} workers ({bottleneck.evidence}).")),
     Node("incomplete", "A question could not be answered: facts are missing", leaf=Leaf(
         "incomplete diagnosis",
         "Make the missing measurements possible ({missing}) and diagnose again.",
@@ -354,8 +376,9 @@ def evaluate(facts: Mapping[str, FactValue], thresholds: Mapping[str, float] | N
     assert node.leaf is not None
     context: dict[str, FactValue] = {**facts, "missing": ", ".join(missing)}
     leaf = node.leaf
-    path.append(Step(node.id, node.question, {}, leaf.verdict, None))
-    return Decision(tuple(path), node.id, leaf.verdict, render(leaf.recommendation, context),
+    verdict = render(leaf.verdict, context)
+    path.append(Step(node.id, node.question, {}, verdict, None))
+    return Decision(tuple(path), node.id, verdict, render(leaf.recommendation, context),
                     render(leaf.rationale, context), values, tuple(missing), dict(facts))
 
 
@@ -366,7 +389,7 @@ def render(template: str, facts: Mapping[str, FactValue]) -> str:
     """``{cost.connect_ms:.1f}`` → the fact formatted; a missing fact shows as ``?``."""
     def sub(m: re.Match[str]) -> str:
         value = facts.get(m.group(1))
-        if value is None or value == "":
+        if value is None:
             return "?"
         spec = m.group(2) or ""
         try:
@@ -410,8 +433,21 @@ def decision_to_dict(decision: Decision, tree: Sequence[Node] = TREE) -> dict[st
         "recommendation": decision.recommendation,
         "rationale": decision.rationale,
         "missing": list(decision.missing),
+        "facts": dict(decision.facts),
         "thresholds": {name: {"value": decision.thresholds[name], "unit": t.unit,
                               "why": t.why} for name, t in THRESHOLDS.items()
                        if name in decision.thresholds},
     })
     return doc
+
+
+def decision_from_dict(data: Mapping[str, Any]) -> Decision:
+    """The :class:`Decision` a :func:`decision_to_dict` document holds."""
+    thresholds = {name: float(t["value"] if isinstance(t, Mapping) else t)
+                  for name, t in (data.get("thresholds") or {}).items()}
+    return Decision(
+        tuple(Step(str(s["node"]), str(s["question"]), dict(s.get("facts") or {}),
+                   str(s["answer"]), s.get("to")) for s in data.get("path") or []),
+        str(data["leaf"]), str(data["verdict"]), str(data["recommendation"]),
+        str(data["rationale"]), thresholds, tuple(data.get("missing") or ()),
+        dict(data.get("facts") or {}))

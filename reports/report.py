@@ -29,6 +29,7 @@ from typing import Any
 
 import jinja2
 
+from diagnostics import diagnosis as dx
 from migrator.connection import STRATEGIES
 from migrator.connstr import redact_text
 from migrator.settings import SWEPT, label as setting_label
@@ -40,6 +41,7 @@ from reports.results import (
     CompareDocument,
     CompareSummary,
     ConfigValue,
+    DiagnoseDocument,
     Environment,
     LevelShiftRecord,
     ResultDocument,
@@ -268,11 +270,27 @@ def unfinished_runs(docs: Sequence[ResultDocument]) -> list[str]:
     return lines
 
 
+def diagnosis_of(doc: ResultDocument) -> dx.Diagnosis | None:
+    """The diagnosis a ``bench diagnose pooling`` result stores (None: not one, or a file
+    written before diagnoses were stored whole)."""
+    if not isinstance(doc, DiagnoseDocument) or not doc.diagnose:
+        return None
+    try:
+        return dx.Diagnosis.from_dict(doc.diagnose)
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
 def collect_runs(docs: Sequence[ResultDocument]) -> list[RunPoint]:
     """Every measured (complete, non-warm-up) run with a throughput, in execution order;
-    of a disturbed run and its re-run in the same round, only the re-run."""
+    of a disturbed run and its re-run in the same round, only the re-run.
+
+    A diagnosis's runs are left out: they belong to four different tests, whose statistics
+    the diagnosis holds (each from its own runs); pooled together they would be none."""
     points: list[RunPoint] = []
     for d, doc in enumerate(docs):
+        if diagnosis_of(doc) is not None:
+            continue
         for run in counted_runs(doc.runs):
             if _num(run.throughput) is None:
                 continue
@@ -396,7 +414,9 @@ class _Data:
         self.summary = stored if stored is not None else _computed_summary(docs, self.groups)
         if self.summary is not None and stored is None:
             self.dims = list(self.summary.dimensions)
-        self.trees = [Tree(d, *t) for d in docs for t in [_find_tree(d)] if t is not None]
+        self.diagnoses = [(d, x) for d in docs if (x := diagnosis_of(d)) is not None]
+        self.trees = [Tree(d, *t) for d in docs if diagnosis_of(d) is None
+                      for t in [_find_tree(d)] if t is not None]
         self.drawn: set[int] = set()  # id() of the sample series drawn in timelines
 
     # -- lookups
@@ -477,7 +497,8 @@ def _sections(data: _Data) -> list[Section]:
     for s in SWEPT:  # (batch size and workers have the sections above)
         if s.title and s.anchor:
             sections.extend(_dimension_section(data, s.name, s.title, s.anchor))
-    for build in (_compare_sections, _bottleneck_section, _tree_sections, _timeline_section,
+    for build in (_compare_sections, _bottleneck_section, _diagnosis_sections, _tree_sections,
+                  _timeline_section,
                   _run_order_section, _stages_section, _environment_section):
         sections.extend(build(data))
     return [s for s in sections if s.blocks]
@@ -489,7 +510,8 @@ def _summary_sections(data: _Data) -> list[Section]:
     sec = Section("summary", "Summary")
     sentences = [*_ranking_sentences(data), *_counts_sentence(data),
                  *_baseline_sentences(data), *_bottleneck_sentence(data),
-                 *_tree_sentences(data), *_compare_sentences(data)]
+                 *_diagnosis_sentences(data), *_tree_sentences(data),
+                 *_compare_sentences(data)]
     if not sentences:
         sentences.append("These result files hold no measured run.")
     sec.bullets(sentences, css="verdicts")
@@ -498,8 +520,11 @@ def _summary_sections(data: _Data) -> list[Section]:
         sec.text("Instability and measurement warnings:", css="warn-head")
         sec.bullets(warnings, css="warnings")
     kinds = sorted({d.kind for d in data.docs})
+    tested = sum(len(doc.runs) for doc, _ in data.diagnoses)
     sec.text(f"Built from {len(data.docs)} result file(s) of kind {', '.join(kinds)}, "
-             f"{len(data.points)} measured run(s).", css="muted")
+             f"{len(data.points)} measured run(s)"
+             + (f" and {tested} run(s) of pooling diagnoses (each in its test's statistics "
+                "only)" if tested else "") + ".", css="muted")
     return [sec, *_configurations_section(data)]
 
 
@@ -598,6 +623,16 @@ def _bottleneck_sentence(data: _Data) -> list[str]:
               if found.runs is not None and found.of is not None else "")
     conf = f", confidence {found.level}" if found.level else ""
     return [f"Bottleneck: {found.label} — {found.description}{agreed}{conf}."]
+
+
+def _diagnosis_sentences(data: _Data) -> list[str]:
+    """Each diagnosis's recommendation and its tests' verdicts, as the terminal said them."""
+    sentences = []
+    for _doc, found in data.diagnoses:
+        rec = found.recommendation
+        sentences.append(f"Pooling diagnosis ({rec.verdict}): {rec.text}")
+        sentences.extend(dx.test_heading(t) for t in found.tests)
+    return sentences
 
 
 def _tree_sentences(data: _Data) -> list[str]:
@@ -957,6 +992,111 @@ def _add_verdict(sec: Section, scope: str, v: Bottleneck) -> None:
                             [[k, _fmt(s, 1)] for k, s in sorted(
                                 v.scores.items(), key=lambda kv: -(_num(kv[1]) or 0))],
                             frozenset({1})))
+
+
+# ---- a stored diagnosis (`bench diagnose pooling`)
+
+def _diagnosis_sections(data: _Data) -> list[Section]:
+    """Every line from the stored diagnosis: the strings the terminal printed
+    (diagnostics.diagnosis renders both)."""
+    return [_diagnosis_section(data, doc, found) for doc, found in data.diagnoses]
+
+
+def _diagnosis_section(data: _Data, doc: ResultDocument, found: dx.Diagnosis) -> Section:
+    sec = Section("diagnosis", "Pooling diagnosis and decision tree")
+    rec = found.recommendation
+    sec.text(f"{_capital(rec.verdict)}. Recommendation: {rec.text}", css="recommendation")
+    sec.bullets([f"apply: {line}" for line in rec.apply], css="apply")
+    sec.text(f"Why: {rec.rationale}")
+    if found.decision.missing:
+        sec.text("Missing facts: " + ", ".join(found.decision.missing), css="warn-head")
+    sec.bullets([f"evidence: {line}" for line in rec.evidence], css="evidence")
+    for test in found.tests:
+        sec.text(dx.test_heading(test), css="test")
+        sec.bullets(list(test.messages))
+        items = dx.number_items(test)
+        if items:
+            sec.add_table(Table(f"Test {test.number} ({test.title or test.name}): measured "
+                                "numbers", ["quantity", "value"], [[k, v] for k, v in items],
+                                frozenset({1})))
+        if test.name == "contention":
+            _contention_blocks(sec, test.details)
+        if test.name == "bottleneck":
+            _sampled_run_blocks(data, sec, doc, test)
+    found_tree = _find_tree(doc)
+    if found_tree is not None:
+        tree = Tree(doc, *found_tree)
+        sec.svg(tree_svg(tree.view), "The pooling decision tree, drawn whole; the path the "
+                                     "evaluation took is thick, bold and marked ✓, with the "
+                                     "facts it read at each node")
+        sec.add_table(_path_table(tree))
+        sec.add_table(_nodes_table(tree.view))
+        thresholds = tree.raw.get("thresholds")
+        if isinstance(thresholds, Mapping) and thresholds:
+            sec.add_table(Table("Thresholds in force", ["threshold", "value", "why"],
+                                [_threshold_row(str(k), t) for k, t in thresholds.items()]))
+    return sec
+
+
+def _contention_blocks(sec: Section, details: Mapping[str, Any]) -> None:
+    """The contention test's configurations: a chart and the table behind it, each from
+    the test's own runs, with the paired change against the default."""
+    rows = [r for r in details.get("table") or [] if isinstance(r, Mapping)]
+    if not rows:
+        return
+    workers = sorted({int(r["workers"]) for r in rows})
+    strategies = list(dict.fromkeys(str(r["strategy"]) for r in rows))
+    by = {(int(r["workers"]), str(r["strategy"])): r for r in rows}
+
+    def cells(key: str) -> list[list[float | None]]:
+        return [[_num(by[(w, s)].get(key)) if (w, s) in by else None for w in workers]
+                for s in strategies]
+
+    sec.chart(charts.bar_chart(charts.Bars(
+        title="Contention test: median throughput per worker count and connection strategy",
+        categories=[str(w) for w in workers], series=strategies, values=cells("median"),
+        ci_low=cells("ci_low"), ci_high=cells("ci_high"), xlabel="workers")),
+        "Median rec/min of the contention test's runs, with the median's confidence interval")
+    table = Table("Contention test, each configuration (its own runs only; data behind the "
+                  "chart)", ["configuration", "runs", "median rec/min", "median CI",
+                             "scaling efficiency", "vs the default (paired)"], [],
+                  frozenset({1, 2, 4}))
+    for r in rows:
+        vs = r.get("vs_default")
+        low, high = _num(r.get("ci_low")), _num(r.get("ci_high"))
+        table.rows.append([str(r.get("label")), str(r.get("n")),
+                           dx.format_value(r.get("median")),
+                           "—" if low is None or high is None else f"{_fmt(low)}–{_fmt(high)}",
+                           "—" if _num(r.get("efficiency_pct")) is None
+                           else f"{float(r['efficiency_pct']):.0f}%",
+                           str(vs["text"]) if isinstance(vs, Mapping) else "(default)"])
+    sec.add_table(table)
+
+
+def _sampled_run_blocks(data: _Data, sec: Section, doc: ResultDocument,
+                        test: Any) -> None:
+    """The bottleneck test's sampled run: who held the locks it waited for, and its
+    resource timeline."""
+    verdict = test.details.get("verdict")
+    if isinstance(verdict, Mapping):
+        blockers = [b for b in verdict.get("blockers") or [] if isinstance(b, Mapping)]
+        if blockers:
+            sec.add_table(Table(
+                "Sessions holding locks the sampled run waited for",
+                ["session", "application", "user", "object", "held", "samples", "statement"],
+                [[f"{b.get('id_label', 'session')} {b.get('session', '')}",
+                  str(b.get("application", "")), str(b.get("user", "")),
+                  str(b.get("object", "")), str(b.get("held_mode", "")),
+                  _value_text(b.get("samples")), str(b.get("query", ""))]
+                 for b in blockers[:5]], frozenset({5})))
+    run = next((r for r in doc.runs if r.diagnose_test == "bottleneck"), None)
+    if run is None or run.samples is None:
+        return
+    series = run.samples
+    data.drawn.add(id(series))
+    label = f"{test.numbers.get('workers')} workers, {test.numbers.get('connections')}"
+    point = RunPoint(0, {}, float(run.throughput or 0.0), run, data.docs.index(doc))
+    _add_timeline(sec, "sampled", point, series, label)
 
 
 # ---- the pooling decision tree

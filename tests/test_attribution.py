@@ -320,6 +320,71 @@ def test_express_with_saturated_disk_is_still_io() -> None:
     assert verdict.scores["client-cpu"] < 0
 
 
+# --------------------------------------------------------------------------- a busy host
+
+
+def test_host_busy_when_others_take_the_cpu_the_run_waits_for() -> None:
+    """Two workers on two cores, other processes using 48% of the host and the workers'
+    threads waiting for a CPU half the time: the host is busy, not the migration."""
+    verdict = attribute(
+        stages(parse=2, map_=5, insert=2, commit=1),
+        series({"host.workers.cpu_pct": 100.0, "host.cpu.total_pct": 99.0,
+                "host.others.cpu_pct": 48.0, "host.run.cpu_wait_pct": 100.0}),
+    )
+    assert verdict.label == "host-busy", verdict.summary()
+    assert verdict.description == "host busy (other processes 48%)"
+    assert verdict.facts["host.others_take_pct"].value == pytest.approx(48.0)
+    assert verdict.runner_up == "client-cpu"
+    # the run's own CPU is per usable core: 1 core of the 2 the workers can use
+    assert verdict.facts["client.cpu_of_capacity_pct"].value == pytest.approx(50.0)
+    assert verdict.facts["client.cpu_cores"].value == pytest.approx(1.0)
+    assert "host.cpu_pct" not in evidence_facts(verdict) | {
+        e.fact for e in verdict.runner_up_evidence}
+
+
+def test_steal_time_is_a_busy_host_too() -> None:
+    verdict = attribute(stages(map_=3, insert=5, commit=2),
+                        series({"host.cpu.steal_pct": 25.0, "host.others.cpu_pct": 20.0,
+                                "host.run.cpu_wait_pct": 60.0, "host.workers.cpu_pct": 90.0}))
+    assert verdict.label == "host-busy", verdict.summary()
+    assert verdict.description == "host busy (other processes 20%, steal 25%)"
+
+
+def test_others_on_cores_the_run_leaves_idle_are_no_bottleneck() -> None:
+    # one worker on four cores; others use half the host, i.e. two of the three idle cores
+    verdict = attribute(
+        stages(map_=8, insert=1, commit=1, workers=1),
+        series({"host.workers.cpu_pct": 98.0, "host.others.cpu_pct": 50.0,
+                "host.run.cpu_wait_pct": 3.0}, cores=4),
+    )
+    assert verdict.label == "client-cpu", verdict.summary()
+    assert verdict.facts["host.others_take_pct"].value == 0.0
+    assert verdict.scores["host-busy"] < 0
+
+
+def test_others_busy_while_the_run_sleeps_on_io_are_no_bottleneck() -> None:
+    # the run waits on commits, not for a CPU: others' CPU does not slow it down
+    verdict = attribute(
+        stages(map_=1, insert=1, commit=8, workers=1),
+        series({"host.workers.cpu_pct": 8.0, "host.others.cpu_pct": 90.0,
+                "host.run.cpu_wait_pct": 2.0, "host.db_disk.busy_pct": 95.0}),
+    )
+    assert verdict.label == "log-io", verdict.summary()
+    assert verdict.facts["host.others_take_pct"].value == pytest.approx(2.0)
+
+
+def test_a_host_saturated_by_others_is_not_client_cpu() -> None:
+    """The host's CPU at 99%, but the run's own processes use a fifth of a core: no
+    client-cpu evidence from the host's total."""
+    verdict = attribute(
+        stages(map_=2, insert=6, commit=2, workers=1),
+        series({"host.cpu.total_pct": 99.0, "host.workers.cpu_pct": 20.0,
+                "host.others.cpu_pct": 89.0, "host.run.cpu_wait_pct": 1.0}),
+    )
+    assert verdict.label != "client-cpu", verdict.summary()
+    assert verdict.scores["client-cpu"] <= 0
+
+
 # --------------------------------------------------------------------------- real runs
 
 

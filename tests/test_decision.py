@@ -1,8 +1,8 @@
 """The pooling decision tree: data that is well formed, and a pure walk over synthetic facts.
 
-Every leaf is reached by a named fact set below, one of them the SQL Server Express
-case (pooling −29%, 4 workers, disk-bound, server CPU < 10%), and every node is visited by
-some case (checked at the end).
+Every leaf is reached by a named fact set below, and every node is visited by some case
+(checked at the end). The SQL Server Express story (pooling −29%, no scaling past 2
+workers, disk-bound) is walked from measurements in tests/test_pooling.py.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from diagnostics.decision import (
     THRESHOLDS,
     TREE,
     FactValue,
+    decision_from_dict,
     decision_to_dict,
     evaluate,
     render,
@@ -27,8 +28,9 @@ from diagnostics.decision import (
     tree_to_dict,
 )
 
-# A healthy baseline: configuration as believed, pooling no help, cheap connections,
-# workers scaling well.
+# A healthy baseline: configuration as believed, no strategy better than per-batch, cheap
+# connections, workers scaling well. The contention texts are the contention test's (see
+# tests/test_pooling.py for how they are made from measurements).
 BASE: dict[str, FactValue] = {
     "config.intended": "unstated", "config.effective": False, "config.pool_possible": True,
     "config.sessions_as_configured": 20, "config.connections": 20,
@@ -36,30 +38,25 @@ BASE: dict[str, FactValue] = {
     "cost.connect_ms": 5.7, "cost.checkout_ms": 0.03, "cost.batch_ms": 900.0,
     "cost.connect_share_pct": 0.63,
     "contention.max_workers": 4, "contention.efficiency_pct": 85.0,
-    "contention.scales_to": 4, "contention.pooling_change_pct": 1.2,
-    "contention.pooling_significant": False,
+    "contention.scales_to": 4, "contention.scaling_significant": True,
+    "contention.workers": 4, "contention.strategy": "per-batch",
+    "contention.strategy_alt": "pooled", "contention.strategy_change_pct": 1.2,
+    "contention.strategy_significant": False,
+    "contention.rec_text": "4 workers, per-batch connections (--workers 4 --pooling off)",
+    "contention.strategy_text": "pooled connections measured +1.2% (not significant)",
+    "contention.more_text": "4 workers is the most measured",
+    "contention.scaling_text": "4 workers reach 85% of ideal scaling",
+    "contention.sweep": "--workers 4 --pooling off", "contention.batch_sizes": "200..5000",
     "bottleneck.label": "client-cpu", "bottleneck.disk_busy_pct": 20.0,
     "bottleneck.db_cpu_pct": 15.0, "bottleneck.client_cpu_pct": 95.0,
+    "bottleneck.others_cpu_pct": 3.0, "bottleneck.workers": 4,
+    "bottleneck.evidence": "client.cpu_of_capacity_pct = 95% of 4 usable cores",
+    "bottleneck.server_text": "", "bottleneck.blocker": "",
+    "bottleneck.description": "client CPU (XML parsing and mapping)",
 }
 
-# The SQL Server Express case (``SEED_LEAF``): 959.5 rec/min with 4 workers, 677.5 with
-# pooling (−29%, significant), ~10–20 ms per connection against batches of 1000 records at
-# ~16 rec/s, +63% from 2 to 4 workers but far from ideal, SQL Server CPU < 10%, the disk
-# saturated.
-SEED: dict[str, FactValue] = {
-    **BASE,
-    "config.intended": "on", "config.effective": True,
-    "config.sessions_as_configured": 1,
-    "cost.connect_ms": 15.0, "cost.checkout_ms": 12.0, "cost.batch_ms": 62_500.0,
-    "cost.connect_share_pct": 0.024,
-    "contention.max_workers": 4, "contention.efficiency_pct": 41.0,
-    "contention.scales_to": 2, "contention.pooling_change_pct": 100 * (677.5 / 959.5 - 1),
-    "contention.pooling_significant": True,
-    "bottleneck.label": "data-io", "bottleneck.disk_busy_pct": 97.0,
-    "bottleneck.db_cpu_pct": 8.0, "bottleneck.client_cpu_pct": 12.0,
-}
-
-NOT_SCALING = {"contention.efficiency_pct": 45.0, "contention.scales_to": 2}
+NOT_SCALING = {"contention.efficiency_pct": 45.0, "contention.scales_to": 2,
+               "contention.scaling_significant": True}
 
 CASES: dict[str, tuple[dict[str, FactValue], str]] = {
     "intended-but-ineffective": ({**BASE, "config.intended": "on", "config.effective": False,
@@ -67,20 +64,28 @@ CASES: dict[str, tuple[dict[str, FactValue], str]] = {
                                  "fix_config"),
     "unixodbc-trap": ({**BASE, "config.intended": "off", "config.effective": True,
                        "config.sessions_as_configured": 1}, "trap_config"),
-    "pooling-helps": ({**BASE, "contention.pooling_change_pct": 22.0,
-                       "contention.pooling_significant": True}, "enable_pooling"),
+    "persistent-helps": ({**BASE, "contention.strategy": "persistent",
+                          "contention.strategy_alt": "persistent",
+                          "contention.strategy_change_pct": 22.0,
+                          "contention.strategy_significant": True}, "change_strategy"),
     "costly-connections": ({**BASE, "cost.connect_ms": 120.0, "cost.batch_ms": 400.0,
                             "cost.connect_share_pct": 23.0}, "amortize_connections"),
-    "negligible-cost-scaling": (dict(BASE), "keep_off_default"),
-    "seed-sql-server-express": (SEED, SEED_LEAF),
+    "negligible-cost-scaling": (dict(BASE), "workers_scale"),
     "log-io": ({**BASE, **NOT_SCALING, "bottleneck.label": "log-io"}, "io_bound"),
     "server-cpu": ({**BASE, **NOT_SCALING, "bottleneck.label": "db-cpu",
                     "bottleneck.db_cpu_pct": 96.0}, "server_cpu_bound"),
     "client-cpu": ({**BASE, **NOT_SCALING, "bottleneck.label": "client-cpu"},
                    "client_cpu_bound"),
     "locks": ({**BASE, **NOT_SCALING, "bottleneck.label": "lock-contention"}, "lock_bound"),
+    "host-busy": ({**BASE, **NOT_SCALING, "bottleneck.label": "host-busy",
+                   "bottleneck.others_cpu_pct": 48.0}, "host_busy"),
+    "connections-dominate": ({**BASE, **NOT_SCALING,
+                              "bottleneck.label": "connection-overhead"}, "connection_bound"),
     "unknown-bottleneck": ({**BASE, **NOT_SCALING, "bottleneck.label": "unknown"},
                            "no_clear_bottleneck"),
+    "no-significant-scaling": ({**BASE, "contention.scaling_significant": False,
+                                "contention.scales_to": 1, "bottleneck.label": "data-io"},
+                               SEED_LEAF),
     "contention-not-measured": ({k: v for k, v in BASE.items()
                                  if not k.startswith("contention.")}, INCOMPLETE),
 }
@@ -103,22 +108,29 @@ def test_each_case_reaches_its_leaf(name: str) -> None:
     _leaves_reached.add(decision.leaf)
 
 
-def test_the_seed_reaches_the_seed_decision() -> None:
-    decision = evaluate(SEED)
-    assert decision.leaf == SEED_LEAF
-    assert [s.node for s in decision.path] == ["config", "pooling_gain", "connect_cost",
-                                               "scaling", "saturation", SEED_LEAF]
-    rec = decision.recommendation.lower()
-    for words in ("disable pooling", "pipeline", "batch size", "don't add workers"):
-        assert words in rec, rec
-    assert "past 2" in rec  # the worker count where scaling stopped, from the facts
-    assert "-29%" in decision.rationale and "data-io" in decision.rationale
-    # the numbers read at each node are in the path
-    gain = decision.path[1]
-    assert gain.facts["contention.pooling_significant"] is True
-    assert gain.facts["contention.pooling_change_pct"] == pytest.approx(-29.39, abs=0.01)
-    assert "otherwise" in gain.answer
-    assert decision.path[3].facts["contention.efficiency_pct"] == 41.0
+def test_a_strategy_gain_below_the_threshold_does_not_change_the_advice() -> None:
+    small = {**CASES["persistent-helps"][0], "contention.strategy_change_pct": 3.0}
+    decision = evaluate(small)
+    assert decision.leaf == "workers_scale"
+    assert "POOLING_GAIN_PCT (5)" not in decision.path[1].answer  # (the otherwise branch)
+    assert evaluate(small, {"POOLING_GAIN_PCT": 2.0}).leaf == "change_strategy"
+
+
+def test_every_leaf_after_the_measurements_recommends_the_measured_configuration() -> None:
+    for name, (facts, leaf) in CASES.items():
+        decision = evaluate(facts)
+        if leaf == INCOMPLETE:
+            continue
+        assert decision.recommendation.startswith("Use 4 workers, per-batch connections "
+                                                  "(--workers 4 --pooling off)"), name
+        assert "?" not in decision.recommendation + decision.rationale, (name, decision)
+        assert "up to the core count" not in decision.recommendation
+
+
+def test_verdicts_are_rendered_from_the_facts() -> None:
+    decision = evaluate(CASES["persistent-helps"][0])
+    assert decision.verdict == "persistent connections help significantly"
+    assert decision.path[-1].answer == decision.verdict
 
 
 def test_missing_facts_stop_at_incomplete_and_name_them() -> None:
@@ -134,12 +146,12 @@ def test_missing_facts_stop_at_incomplete_and_name_them() -> None:
 def test_a_false_condition_decides_even_when_a_sibling_fact_is_missing() -> None:
     facts = dict(BASE)
     facts.pop("config.effective")  # intended "unstated": neither ineffective branch applies
-    assert evaluate(facts).leaf == "keep_off_default"
+    assert evaluate(facts).leaf == "workers_scale"
 
 
 def test_thresholds_are_overridable() -> None:
     facts = {**BASE, "cost.connect_share_pct": 3.0}
-    assert evaluate(facts).leaf == "keep_off_default"
+    assert evaluate(facts).leaf == "workers_scale"
     tightened = evaluate(facts, {"CONNECT_SHARE_NOTICEABLE_PCT": 2.0})
     assert tightened.leaf == "amortize_connections"
     assert tightened.thresholds["CONNECT_SHARE_NOTICEABLE_PCT"] == 2.0
@@ -183,7 +195,7 @@ def test_tree_json_shape() -> None:
         assert set(node) == {"id", "question", "facts", "children", "leaf"}
         for child in node["children"]:
             assert set(child) == {"when", "to"}
-    decision = decision_to_dict(evaluate(SEED))
+    decision = decision_to_dict(evaluate(CASES["log-io"][0]))
     json.dumps(decision)
     assert {"nodes", "path", "leaf", "verdict", "recommendation", "rationale", "thresholds",
             "missing"} <= set(decision)
@@ -191,6 +203,8 @@ def test_tree_json_shape() -> None:
     assert set(step) == {"node", "question", "facts", "answer", "to"}
     assert decision["thresholds"]["POOLING_GAIN_PCT"]["why"]
     assert decision["path"][-1]["node"] == decision["leaf"] == SEED_LEAF
+    again = decision_from_dict(json.loads(json.dumps(decision)))
+    assert again == evaluate(CASES["log-io"][0])
 
 
 def test_render_formats_facts_and_marks_missing_ones() -> None:

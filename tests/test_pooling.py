@@ -20,7 +20,8 @@ from typer.testing import CliRunner
 from bench.cli import app
 from bench.isolated import RunnerMeasure, SamplerSetup
 from bench.sweep import RunContext, ensure_dataset
-from diagnostics.decision import FactValue
+from diagnostics import diagnosis as dx
+from diagnostics.decision import SEED_LEAF, FactValue, evaluate
 from diagnostics.pooling import (
     EXIT_INEFFECTIVE,
     BottleneckTest,
@@ -36,7 +37,15 @@ from diagnostics.pooling import (
     TestResult as PoolingResult,
     run_probe,
 )
-from migrator.connection import ConnectionStrategy
+from diagnostics.strategies import (
+    BY_NAME,
+    STRATEGIES,
+    Setting,
+    apply_lines,
+    flags,
+    supported,
+)
+from migrator.connection import STRATEGIES as CONNECTION_STRATEGIES, ConnectionStrategy
 from reports import stats
 
 RECORDS = 300
@@ -60,29 +69,33 @@ def _measure(dataset: str, work: Path, target: str | None, dialect: str) -> Runn
 
 # ---- fakes for the pure parts -----------------------------------------------------------------
 
+Key = tuple[int, str | None]
+
+
 class FakeMeasure:
     """Throughput from a table; records what was asked."""
 
-    def __init__(self, table: dict[tuple[int | None, bool | None], list[float]],
-                 pooling_supported: bool = True, bottleneck: dict[str, Any] | None = None
-                 ) -> None:
+    def __init__(self, table: dict[Key, list[float]],
+                 strategies: tuple[str, ...] = ("per-batch", "pooled"),
+                 bottleneck: dict[str, Any] | None = None) -> None:
         self.table = {k: list(v) for k, v in table.items()}
-        self.pooling_supported = pooling_supported
+        self._strategies = strategies
         self.bottleneck = bottleneck
-        self.calls: list[tuple[int | None, bool | None, bool]] = []
+        self.calls: list[tuple[int | None, str | None, bool]] = []
 
-    def unsupported(self, *, workers: bool, pooling: bool) -> str | None:
-        if pooling and not self.pooling_supported:
-            return "RunRequest has no 'pooling' field"
+    def strategies(self) -> tuple[str, ...]:
+        return self._strategies
+
+    def unsupported(self, *, workers: bool) -> str | None:
         return None
 
     def __call__(self, *, workers: int | None, connection: ConnectionStrategy | None,
                  sample: bool) -> RunMeasurement:
-        if connection is not None and not self.pooling_supported:
-            raise MeasureUnsupported("no pooling")
-        pooling = None if connection is None else connection is ConnectionStrategy.POOLED
-        self.calls.append((workers, pooling, sample))
-        values = self.table.get((workers, pooling)) or [1000.0]
+        if connection is not None and connection not in self._strategies:
+            raise MeasureUnsupported(f"no {connection}")
+        name = None if connection is None else connection.value
+        self.calls.append((workers, name, sample))
+        values = self.table.get((workers or 1, name)) or [1000.0]
         v = values.pop(0) if len(values) > 1 else values[0]
         return RunMeasurement(v, 1.0, {}, [250.0, 260.0], workers or 1, connection,
                               self.bottleneck if sample else None, {"fake": True})
@@ -102,72 +115,190 @@ class Given(PoolingTest):
 
 def _ctx(**kw: Any) -> DiagnosisContext:
     base: dict[str, Any] = {"target": "sqlite:/nonexistent/x.db", "workers": (1, 2, 4),
-                            "repeat": 5, "stats": stats}
+                            "repeat": 5, "stats": stats, "client_cores": 8}
     base.update(kw)
     return DiagnosisContext(**base)
 
 
-def test_contention_statistics_seed_shape() -> None:
-    """Pooling costs 29% at 4 workers, significantly: 8 rounds, paired within rounds and
-    Holm-corrected over the three worker counts."""
-    samples: dict[tuple[int, bool | None], Sequence[float]] = {
-        (1, False): [500, 510, 495, 505, 498, 502, 507, 499],
-        (1, True): [480, 470, 490, 475, 485, 478, 482, 476],
-        (2, False): [590, 600, 585, 595, 588, 592, 597, 590],
-        (2, True): [560, 550, 570, 565, 555, 561, 558, 566],
-        (4, False): [959, 950, 965, 955, 962, 958, 953, 961],
-        (4, True): [677, 680, 670, 675, 690, 681, 676, 684],
-    }
-    result = ContentionTest().analyse(stats, [1, 2, 4], samples)
+def _rounds(level: float, n: int = 10, wobble: float = 0.01) -> list[float]:
+    """``n`` rounds around ``level``, with a deterministic round-to-round wobble."""
+    return [level * (1 + wobble * ((7 * r) % 5 - 2)) for r in range(n)]
+
+
+HOST = [1.0, 1.9, 0.7, 1.5, 0.8, 1.7, 0.6, 1.2, 1.1, 0.9]  # the host's speed per round
+
+# The SQL Server Express story, as measurements: 2 workers are faster than 1, 4 are no
+# faster than 2, and pooling costs 29% at every worker count.
+EXPRESS: dict[Key, list[float]] = {
+    (1, "per-batch"): _rounds(500), (1, "pooled"): _rounds(355),
+    (2, "per-batch"): _rounds(800), (2, "pooled"): _rounds(568),
+    (4, "per-batch"): [v * f for v, f in zip(_rounds(805), [1, .99, 1.01, 1, .98, 1.02, 1,
+                                                             1.01, .99, 1], strict=True)],
+    (4, "pooled"): _rounds(572)}
+
+EXPRESS_FACTS: dict[str, FactValue] = {
+    "config.intended": "on", "config.effective": True, "config.sessions_as_configured": 1,
+    "config.connections": 20, "cost.connect_ms": 15.0, "cost.checkout_ms": 12.0,
+    "cost.batch_ms": 62_500.0, "cost.connect_share_pct": 0.024}
+
+
+def _express_bottleneck() -> PoolingResult:
+    verdict = {"label": "data-io", "description": "data-file I/O", "level": "high",
+               "confidence": 0.8,
+               "evidence": [{"fact": "disk.busy_pct", "value": 97.0, "unit": "%", "op": ">=",
+                             "threshold": 80, "reason": "database disk busy", "weight": 1}],
+               "facts": {"disk.busy_pct": {"value": 97.0}, "db.cpu_pct": {"value": 8.0}}}
+    return BottleneckTest().analyse(verdict, 2, "per-batch", 790.0, {"host": {"cores": 8}})
+
+
+def test_the_sql_server_express_story_from_measurements() -> None:
+    """Pooling −29% (significant), no scaling past 2 workers, the disk saturated: disable
+    pooling, overlap I/O with mapping, tune the batch size, don't add workers — and use the
+    measured configuration, with its numbers."""
+    contention = ContentionTest().analyse(stats, [1, 2, 4], EXPRESS, cores=8,
+                                          pooling_in_force=True)
+    f = contention.facts
+    assert (f["contention.workers"], f["contention.strategy"]) == (2, "per-batch")
+    assert f["contention.flags"] == flags(2, "per-batch")
+    assert f["contention.strategy_alt"] == "pooled"
+    assert f["contention.strategy_change_pct"] == pytest.approx(-29, abs=0.5)
+    assert f["contention.strategy_significant"] is False  # (significantly slower)
+    assert f["contention.scales_to"] == 4  # 4 workers beat 1 too, just not 2
+    assert contention.status == "warning" and "workers do not scale" in contention.verdict
+    facts = {**EXPRESS_FACTS, **f, **_express_bottleneck().facts}
+    decision = evaluate(facts)
+    assert decision.leaf == SEED_LEAF, decision.lines()
+    rec = decision.recommendation
+    assert rec.startswith(f"Use 2 workers, per-batch connections ({flags(2, 'per-batch')}): "
+                          "800 rec/min median, +60.0% (")
+    assert "against the default 1 worker, per-batch connections" in rec
+    for words in ("disable pooling", "pipeline", "batch size", "don't add workers",
+                  "4 workers measured +0.", "pooled connections measured -29."):
+        assert words in rec, (words, rec)
+    assert f"bench sweep --pipeline off,thread --batch-sizes 200..5000 " \
+           f"{flags(2, 'per-batch')}" in rec
+    assert "data-io: disk.busy_pct = 97%" in decision.rationale
+
+
+def test_workers_measured_slower_are_never_recommended() -> None:
+    """The SQLite case: 1 worker 546,928, 2 workers 355,553, 4 workers 287,567 rec/min on a
+    2-core client. No "Contention (ok)" at 13% efficiency, 4 workers labelled oversubscribed,
+    and the advice is 1 worker, because more measured slower."""
+    samples: dict[Key, Sequence[float]] = {
+        (1, "per-batch"): [546_928 * h for h in HOST],
+        (2, "per-batch"): [355_553 * h * (1 + 0.01 * (r % 3)) for r, h in enumerate(HOST)],
+        (4, "per-batch"): [287_567 * h * (1 - 0.01 * (r % 2)) for r, h in enumerate(HOST)]}
+    contention = ContentionTest().analyse(stats, [1, 2, 4], samples, cores=2)
+    f = contention.facts
+    assert contention.status == "warning"
+    assert contention.verdict.startswith("4 workers (oversubscribed: 2 logical cores) reach "
+                                         "13% of ideal scaling: workers do not scale; no "
+                                         "worker count significantly faster than 1 worker")
+    assert "up to 1 workers" not in contention.verdict
+    assert f["contention.oversubscribed"] == "4"
+    assert any("4 workers on 2 logical cores: oversubscribed" in m for m in contention.messages)
+    assert (f["contention.workers"], f["contention.strategy"]) == (1, "per-batch")
+    assert str(f["contention.more_text"]).startswith(
+        "more workers measured slower (2 workers: -3")
+    assert "don't add workers" in str(f["contention.more_text"])
+    bottleneck = {"bottleneck.label": "client-cpu", "bottleneck.workers": 4,
+                  "bottleneck.evidence": "stage.client_share_pct = 74% (>= 50: parse+map)",
+                  "bottleneck.server_text": ""}
+    decision = evaluate({**BASE_FACTS, **f, **bottleneck})
+    assert decision.leaf == "client_cpu_bound"
+    assert decision.recommendation.startswith("Use the default, 1 worker, per-batch "
+                                              f"connections ({flags(1, 'per-batch')})")
+    assert "up to the core count" not in decision.recommendation
+    assert "more workers measured slower" in decision.recommendation
+
+
+BASE_FACTS: dict[str, FactValue] = {
+    "config.intended": "unstated", "config.effective": False,
+    "cost.connect_ms": 0.3, "cost.checkout_ms": 0.0, "cost.batch_ms": 80.0,
+    "cost.connect_share_pct": 0.4}
+
+
+def test_the_simplest_of_the_configurations_the_fastest_does_not_beat() -> None:
+    """2 and 4 workers both beat 1; 4 is not significantly faster than 2: use 2. Persistent
+    connections beat per-batch by 12% at every worker count: use them."""
+    samples: dict[Key, Sequence[float]] = {
+        (1, "per-batch"): [500 * h for h in HOST], (1, "pooled"): [501 * h for h in HOST],
+        (1, "persistent"): [560 * h for h in HOST],
+        (2, "per-batch"): [900 * h for h in HOST], (2, "pooled"): [899 * h for h in HOST],
+        (2, "persistent"): [1008 * h for h in HOST],
+        (4, "per-batch"): [902 * h for h in HOST], (4, "pooled"): [903 * h for h in HOST],
+        (4, "persistent"): [1010 * h * (1 + 0.004 * (r % 3 - 1)) for r, h in enumerate(HOST)]}
+    result = ContentionTest().analyse(stats, [1, 2, 4], samples, cores=8)
     f = result.facts
-    assert f["contention.max_workers"] == 4
-    assert f["contention.pooling_significant"] is True
-    assert f["contention.pooling_change_pct"] == pytest.approx(-29.3, abs=0.5)
-    assert f["contention.efficiency_pct"] == pytest.approx(100 * 959 / (4 * 500), abs=1)
-    assert f["contention.scales_to"] == 4  # each step is a significant gain here
-    assert "significant" in result.verdict
+    assert (f["contention.workers"], f["contention.strategy"]) == (2, "persistent")
+    assert f["contention.flags"] == "--workers 2 --connection persistent"
+    assert BY_NAME["persistent"].flag == "--connection persistent"
+    assert f["contention.strategy_alt"] == "persistent"
+    assert f["contention.strategy_change_pct"] == pytest.approx(12, abs=0.3)
+    assert f["contention.strategy_significant"] is True
+    assert "statistically tied with the fastest median, 4 workers, persistent" in str(
+        f["contention.rec_text"])
+    decision = evaluate({**BASE_FACTS, **f, "bottleneck.label": "unknown"})
+    assert decision.leaf == "change_strategy"
+    assert decision.verdict == "persistent connections help significantly"
+    # every comparison shown belongs to one family: one p per pair, wherever it appears
+    seen: dict[tuple[str, str], str] = {}
+    comparisons = result.details["comparisons"]
+    for v in [*comparisons["strategies"], *comparisons["vs_default"], *comparisons["scaling"]]:
+        assert seen.setdefault((v["a"], v["b"]), v["text"]) == v["text"]
 
 
-def test_contention_scaling_stops_where_gains_stop() -> None:
-    samples: dict[tuple[int, bool | None], Sequence[float]] = {
-        (1, None): [500, 505, 498, 502, 499, 503, 501, 497],
-        (2, None): [800, 790, 805, 810, 795, 802, 798, 806],
-        (4, None): [805, 795, 800, 790, 812, 799, 803, 797]}
+def test_contention_scaling_without_strategies() -> None:
+    samples: dict[Key, Sequence[float]] = {
+        (1, None): [500 * h for h in HOST], (2, None): [800 * h for h in HOST],
+        (4, None): [805 * h * (1 + 0.003 * (r % 3 - 1)) for r, h in enumerate(HOST)]}
     result = ContentionTest().analyse(stats, [1, 2, 4], samples)
-    assert result.facts["contention.scales_to"] == 2
-    assert result.facts["contention.pooling_significant"] is None  # not measured: no guess
+    assert result.facts["contention.scales_to"] == 4  # 4 beats the default (1 worker)
+    assert result.facts["contention.workers"] == 2  # but not 2 workers: 2 is enough
+    assert result.facts["contention.strategy_significant"] is False
+    assert result.facts["contention.strategy_alt"] is None  # not measured: no guess
 
 
 def test_contention_pairs_runs_within_rounds() -> None:
     """The host's speed swings by a factor of two between rounds; within each round pooling
     costs 8%. Pooled over rounds that is invisible; paired, it is clear."""
-    host = [1.0, 1.9, 0.7, 1.5, 0.8, 1.7, 0.6, 1.2]
-    samples: dict[tuple[int, bool | None], Sequence[float]] = {
-        (1, False): [500 * h for h in host], (1, True): [460 * h * 1.001 for h in host],
-        (2, False): [900 * h for h in host], (2, True): [828 * h * 0.999 for h in host]}
+    host = HOST[:8]
+    samples: dict[Key, Sequence[float]] = {
+        (1, "per-batch"): [500 * h for h in host], (1, "pooled"): [460 * h * 1.001 for h in host],
+        (2, "per-batch"): [900 * h for h in host], (2, "pooled"): [828 * h * 0.999 for h in host]}
     result = ContentionTest().analyse(stats, [1, 2], samples)
     assert result.details["paired"] is True
-    assert result.facts["contention.pooling_significant"] is True
-    assert result.facts["contention.pooling_change_pct"] == pytest.approx(-8.0, abs=0.2)
+    assert result.facts["contention.strategy_alt"] == "pooled"
+    assert result.facts["contention.strategy_change_pct"] == pytest.approx(-8.0, abs=0.2)
     assert result.facts["contention.scales_to"] == 2
-    assert "p (signed-rank, paired, Holm)" in result.numbers
-    top = result.details["table"][-1]["pooling"]
-    assert top["paired"] and top["p_adjusted"] == pytest.approx(2 * 2 / 2**8)
-    assert not stats.compare(samples[(2, False)], samples[(2, True)]).significant
+    pooled = result.details["comparisons"]["strategies"]
+    assert pooled[-1]["outcome"] == "worse" and pooled[-1]["paired"]
+    # one Holm family of the 4 comparisons: the smallest exact p (2/2**8) times 4
+    assert min(v["p"] for v in pooled) == pytest.approx(4 * 2 / 2**8)
+    assert not stats.compare(samples[(2, "per-batch")], samples[(2, "pooled")]).significant
     # A missing run breaks the rounds: the test falls back to unpaired statistics.
     broken = dict(samples)
-    broken[(2, True)] = list(samples[(2, True)])[:-1]
+    broken[(2, "pooled")] = list(samples[(2, "pooled")])[:-1]
     fallback = ContentionTest().analyse(stats, [1, 2], broken)
-    assert fallback.details["paired"] is False and "p (Mann-Whitney)" in fallback.numbers
+    assert fallback.details["paired"] is False
+    assert "runs each" in fallback.details["comparisons"]["strategies"][0]["text"]
 
 
-def test_contention_runs_interleaved_and_degrades_without_pooling() -> None:
-    fake = FakeMeasure({(1, None): [100.0], (2, None): [190.0]}, pooling_supported=False)
+def test_contention_runs_in_shuffled_rounds_over_the_runners_strategies() -> None:
+    fake = FakeMeasure({(1, "per-batch"): [100.0], (2, "per-batch"): [190.0]},
+                       strategies=("per-batch",))
     ctx = _ctx(workers=(1, 2), repeat=2, measure=fake)
     result = ContentionTest().run(ctx)
-    assert result.status == "warning" and "pooling on/off not compared" in result.messages[0]
-    assert sorted(c[:2] for c in fake.calls) == [(1, None), (1, None), (2, None), (2, None)]
-    assert len(ctx.runs) == 4 and {r["diagnose_test"] for r in ctx.runs} == {"contention"}
+    assert sorted(c[:2] for c in fake.calls) == [(1, "per-batch"), (1, "per-batch"),
+                                                 (2, "per-batch"), (2, "per-batch")]
+    assert [r["diagnose_round"] for r in ctx.runs] == [0, 0, 1, 1]
+    assert {r["diagnose_test"] for r in ctx.runs} == {"contention"}
+    assert result.facts["contention.strategy"] == "per-batch"
+    nothing = FakeMeasure({}, strategies=())
+    ctx = _ctx(workers=(1, 2), repeat=1, measure=nothing)
+    result = ContentionTest().run(ctx)
+    assert result.status == "warning" and "not compared" in result.messages[0]
+    assert {c[1] for c in nothing.calls} == {None}
 
 
 def test_collector_flow_with_a_fake_runner() -> None:
@@ -177,21 +308,25 @@ def test_collector_flow_with_a_fake_runner() -> None:
                              "reason": "disk busy", "weight": 1}],
                "facts": {"disk.busy_pct": {"value": 97.0}, "db.cpu_pct": {"value": 8.0},
                          "client.cpu_of_capacity_pct": {"value": 12.0}}}
-    fake = FakeMeasure({(1, False): [500, 510, 495, 505, 498],
-                        (1, True): [480, 470, 490, 475, 485],
-                        (4, False): [700, 690, 710, 705, 695],
-                        (4, True): [500, 495, 505, 490, 510]}, bottleneck=verdict)
-    ctx = _ctx(workers=(1, 4), measure=fake)
-    config = Given(ConfigurationTest, "ok", {"config.intended": "unstated",
+    fake = FakeMeasure(dict(EXPRESS), bottleneck=verdict)
+    ctx = _ctx(workers=(1, 2, 4), repeat=10, measure=fake)
+    config = Given(ConfigurationTest, "ok", {"config.intended": "on",
                                             "config.effective": True, "dialect": "sqlite"})
     cost = Given(ConnectionCostTest, "ok", {
         "cost.connect_ms": 15.0, "cost.checkout_ms": 12.0, "cost.batch_ms": 2000.0,
         "cost.connect_share_pct": 0.7})
     report = PoolingDiagnosis(ctx, [config, cost, ContentionTest(), BottleneckTest()]).run()
-    assert [r.status for r in report.results] == ["ok", "ok", "ok", "ok"]
+    assert [r.status for r in report.results] == ["ok", "ok", "warning", "ok"]
     assert report.decision.leaf == "io_bound", report.decision.lines()
     assert report.exit_code == 0
-    assert fake.calls[-1] == (4, False, True)  # the sampled run: highest worker count
+    # the sampled run: the highest worker count, with its fastest strategy
+    assert fake.calls[-1] == (4, "per-batch", True)
+    diagnosis = dx.build(report, target=ctx.target)
+    assert diagnosis.recommendation.configuration["flags"] == flags(2, "per-batch")
+    assert diagnosis.recommendation.apply[0] == f"bench run {flags(2, 'per-batch')}"
+    again = dx.Diagnosis.from_dict(json.loads(json.dumps(diagnosis.to_dict())))
+    assert again.lines() == diagnosis.lines()
+    assert again.to_dict() == json.loads(json.dumps(diagnosis.to_dict()))
 
 
 def test_collector_reports_unavailable_tests() -> None:
@@ -199,6 +334,8 @@ def test_collector_reports_unavailable_tests() -> None:
     report = PoolingDiagnosis(ctx, [ContentionTest(), BottleneckTest()]).run()
     assert [r.status for r in report.results] == ["unavailable", "unavailable"]
     assert report.decision.leaf == "incomplete"
+    diagnosis = dx.build(report, target=ctx.target)
+    assert diagnosis.recommendation.configuration == {} and not diagnosis.recommendation.apply
 
 
 # ---- SQLite -----------------------------------------------------------------------------------
@@ -268,8 +405,13 @@ def test_cli_on_sqlite(dataset: str, tmp_path: Path) -> None:
     stored = json.loads((out / "result.json").read_text())
     assert stored["kind"] == "diagnose"
     assert stored["diagnose"]["decision"]["nodes"]
+    # --json prints the stored diagnosis itself, and where it is stored
+    assert doc.pop("result_file") == str(out / "result.json")
+    assert doc == stored["diagnose"]
     assert len(stored["runs"]) >= 2
     assert {v["kind"] for v in stored["verdicts"]} == {"pooling-test", "pooling-decision"}
+    decision = next(v for v in stored["verdicts"] if v["kind"] == "pooling-decision")
+    assert decision["recommendation"] == doc["recommendation"]["text"]
 
 
 def test_cli_usage_errors() -> None:
@@ -355,8 +497,7 @@ def test_postgres_contention_and_bottleneck(postgres: Server, dataset: str,
                                             tmp_path: Path) -> None:
     target = "odbc:" + postgres.odbc("Protocol=7.4-1")
     measure = _measure(dataset, tmp_path / "work", target, "postgresql")
-    if measure.unsupported(workers=True, pooling=False):
-        pytest.skip(str(measure.unsupported(workers=True, pooling=False)))
+    assert measure.unsupported(workers=True) is None
     ctx = _ctx(target=target, workers=(1, 2), repeat=1, measure=measure, batch_size=BATCH)
     report = PoolingDiagnosis(ctx, [ContentionTest(), BottleneckTest()]).run()
     contention, bottleneck = report.results
@@ -398,3 +539,65 @@ def test_sampled_run_in_its_own_process_counts_that_runs_sessions(
     sessions = [v for v in m.run["samples"]["metrics"]["server.sessions"] if v is not None]
     assert max(sessions) >= 1, sessions
     assert m.run["session_name"] == f"migration-bench {m.run['run_id']}"
+
+
+@pytest.mark.odbc
+@pytest.mark.postgres
+def test_cli_on_postgres_measures_every_strategy_and_recommends_one_of_them(
+        postgres: Server, tmp_path: Path) -> None:
+    """`bench diagnose pooling --workers 1,2` on a live PostgreSQL: every connection strategy
+    the runner has is measured at both worker counts, in every round, and the
+    recommendation is one of those measured configurations, with the way to apply it."""
+    runner = CliRunner(env={"COLUMNS": "120", "NO_COLOR": "1"})
+    out = tmp_path / "run"
+    res = runner.invoke(app, ["diagnose", "pooling", "--target", "odbc:" + postgres.odbc(),
+                              "--workers", "1,2", "--records", "1000", "--batch-size", "250",
+                              "--repeat", "2", "--connections", "4", "--sample-interval",
+                              "0.1", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    doc = json.loads((out / "result.json").read_text())["diagnose"]
+    strategies = doc["settings"]["strategies"]
+    assert strategies == list(RunnerMeasure(RunContext([], None, None, tmp_path), BATCH,
+                                            SamplerSetup("sqlite:x", None)).strategies())
+    # every strategy the tool has, and only those
+    assert strategies == ["per-batch", "pooled", "persistent"] == list(CONNECTION_STRATEGIES)
+    contention = next(t for t in doc["tests"] if t["name"] == "contention")
+    measured = {(r["workers"], r["strategy"]) for r in contention["details"]["table"]}
+    assert measured == {(w, s) for w in (1, 2) for s in strategies}
+    assert {r["n"] for r in contention["details"]["table"]} == {2}
+    rec = doc["recommendation"]
+    chosen = (rec["configuration"]["workers"], rec["configuration"]["strategy"])
+    assert chosen in measured
+    assert rec["apply"][0] == f"bench run {rec['configuration']['flags']}"
+    assert any(line.startswith("server: accept at least") for line in rec["apply"])
+    assert f"recommendation: {rec['text']}" in res.stdout
+    # the sampled run counted the run's own sessions on the server
+    sampled = next(r for r in json.loads((out / "result.json").read_text())["runs"]
+                   if r["diagnose_test"] == "bottleneck")
+    sessions = [v for v in sampled["samples"]["metrics"]["server.sessions"] if v is not None]
+    assert sessions and max(sessions) >= 1
+
+
+def test_the_strategies_are_the_tools_and_a_runner_without_them_measures_none() -> None:
+    assert [s.name for s in STRATEGIES] == list(CONNECTION_STRATEGIES)
+    assert [s.name for s in supported({"workers", "connection"})] == list(CONNECTION_STRATEGIES)
+    assert BY_NAME["pooled"].flag == "--connection pooled"
+    assert supported({"workers", "pooling"}) == ()  # (a runner without --connection)
+    fake = FakeMeasure({}, strategies=())
+    ContentionTest().run(_ctx(workers=(1,), repeat=1, measure=fake))
+    assert {c[1] for c in fake.calls} == {None}
+
+
+def test_apply_lines_say_where_each_setting_goes() -> None:
+    odbc = Setting("odbc", "postgresql", "PostgreSQL Unicode", "/etc/odbcinst.ini", False)
+    pooled = apply_lines("pooled", 2, odbc)
+    assert pooled[0] == f"bench run {flags(2, 'pooled')}"
+    assert "/etc/odbcinst.ini: [ODBC] Pooling = Yes" in pooled
+    assert "/etc/odbcinst.ini: [PostgreSQL Unicode] CPTimeout = 120" in pooled
+    assert pooled[-1].startswith("server: accept at least 3 concurrent sessions")
+    trap = apply_lines("per-batch", 1, Setting("odbc", "mssql", "X", "/o/odbcinst.ini", True))
+    assert trap[1].startswith("/o/odbcinst.ini: [ODBC] Pooling = No")
+    assert apply_lines("per-batch", 1, Setting()) == [f"bench run {flags(1, 'per-batch')}"]
+    embedded = apply_lines("pooled", 1, Setting())
+    assert "in-process pool" in embedded[1] and not any("odbcinst" in x for x in embedded)
+    assert "one connection per worker" in apply_lines("persistent", 4, Setting())[1]

@@ -8,14 +8,20 @@ Nothing asserts on elapsed wall time.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from diagnostics.attribution import StageTimings, attribute
 from diagnostics.host import IGNORED_DEVICES, HostSampler, device_for_path
+from diagnostics.sampler import SamplingSession
 
 pytestmark = pytest.mark.skipif(not Path("/proc/diskstats").exists(), reason="Linux /proc needed")
 
@@ -169,3 +175,79 @@ def test_sample_flattens_to_unit_suffixed_metrics() -> None:
     assert second["host.cpu.total_pct"] is not None
     assert "host.client.cpu_pct" in second
     assert host.info()["cores"] == os.cpu_count()
+
+
+BURN = "import sys; sum(i * i for i in range(int(sys.argv[1]))); print('done', flush=True);" \
+       " sys.stdin.read()"
+
+
+def test_a_process_and_its_children_are_counted_once() -> None:
+    """`bench run` lists itself and its workers: each worker's CPU is counted once, not once
+    as a pid of its own and again inside its parent's tree."""
+    with subprocess.Popen([sys.executable, "-c", BURN, "6000000"], stdin=subprocess.PIPE,
+                          stdout=subprocess.PIPE, text=True) as child:
+        try:
+            host = HostSampler(pids=lambda: [os.getpid(), child.pid])
+            host.open()
+            host.read()
+            ref0 = proc_pid_cpu_s(child.pid) + proc_pid_cpu_s(os.getpid())
+            assert child.stdout is not None
+            assert child.stdout.readline().strip() == "done"
+            ref1 = proc_pid_cpu_s(child.pid) + proc_pid_cpu_s(os.getpid())
+            reading = host.read()
+        finally:
+            child.kill()
+    assert reading.workers is not None and reading.interval_s is not None
+    got_s = reading.workers.cpu_pct / 100 * reading.interval_s
+    assert reading.workers.processes == 1  # one tree: this process's
+    assert got_s == pytest.approx(ref1 - ref0, abs=0.1)  # twice that if counted twice
+    assert reading.run is not None
+    assert reading.run.cpu_pct == pytest.approx(reading.workers.cpu_pct, abs=1.0)
+
+
+@pytest.fixture
+def hogs() -> Iterator[list[int]]:
+    """Two CPU hogs that are not this process's descendants (orphaned by a shell that exits
+    at once), as another user's jobs would be; killed by pid at the end."""
+    out = subprocess.run(
+        ["sh", "-c", f"for i in 1 2; do '{sys.executable}' -c 'while True: pass' "
+                     ">/dev/null 2>&1 & echo $!; done"],
+        capture_output=True, text=True, check=True)
+    pids = [int(x) for x in out.stdout.split()]
+    try:
+        yield pids
+    finally:
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+def test_other_processes_cpu_and_a_busy_host_verdict(hogs: list[int]) -> None:
+    """Two hogs outside the run and a run of two CPU-bound workers on this host: the
+    sampler counts the hogs as other processes, sees the workers wait for a CPU, and the
+    verdict is host-busy."""
+    assert all(Path(f"/proc/{pid}").exists() for pid in hogs)
+    workers = [subprocess.Popen([sys.executable, "-c", "while True: pass"])
+               for _ in range(2)]
+    try:
+        host = HostSampler(pids=lambda: [w.pid for w in workers])
+        with SamplingSession([host], interval=0.2) as session:
+            time.sleep(2.0)  # the sampling window, not an assertion on time
+    finally:
+        for w in workers:
+            w.kill()
+            w.wait()
+    series = session.series
+    assert series is not None
+    others = [v for v in series.values("host.others.cpu_pct") if v is not None]
+    waited = [v for v in series.values("host.run.cpu_wait_pct") if v is not None]
+    assert others and waited
+    cores = os.cpu_count() or 1
+    # two busy hogs: at least a third of a core each, whatever else runs here
+    assert sum(others) / len(others) >= 100 * 0.66 / cores
+    assert sum(waited) / len(waited) > 0
+    verdict = attribute(StageTimings(map_s=9.0, insert_s=1.0, wall_s=2.0, workers=2),
+                        series)
+    if cores <= 2:  # the hogs take cores the workers could use
+        assert verdict.label == "host-busy", verdict.summary()
+        assert verdict.description.startswith("host busy (other processes ")

@@ -32,20 +32,10 @@ from bench.isolated import RunnerMeasure, SamplerSetup
 from bench.preflight import check_target_folder, check_target_reachable, ensure_writable_dir
 from bench.ranges import RangeError, parse_range
 from bench.results import build_result, new_run_dir, write_result
-from bench.sweep import (
-    DEFAULT_RECORDS,
-    DEFAULT_REPEAT,
-    RunContext,
-    ensure_dataset,
-)
-from diagnostics.decision import THRESHOLDS, decision_to_dict, resolve_thresholds
-from diagnostics.pooling import (
-    DiagnosisContext,
-    DiagnosisReport,
-    PoolingDiagnosis,
-    PoolingTest,
-    TestResult,
-)
+from bench.sweep import DEFAULT_RECORDS, RunContext, ensure_dataset
+from diagnostics import diagnosis as dx
+from diagnostics.decision import THRESHOLDS, resolve_thresholds
+from diagnostics.pooling import DiagnosisContext, PoolingDiagnosis, PoolingTest, TestResult
 from migrator.connstr import redact_connection_string
 from migrator.errors import MigratorError
 from migrator.settings import RunSettings
@@ -53,7 +43,11 @@ from migrator.settings import RunSettings
 app = typer.Typer(name="diagnose", help="Diagnose why a migration is as fast as it is.",
                   no_args_is_help=True)
 
-DEFAULT_WORKERS = "1,2,4"
+DEFAULT_REPEAT = 10
+"""Rounds by default: enough for the smallest exact signed-rank p (2 / 2**n) to survive
+Holm's correction over a dozen comparisons."""
+DEFAULT_WORKERS = (1, 2, 4)
+"""Worker counts measured by default: those of them the client has logical cores for."""
 CONFIG_FILE = "bench.toml"
 
 
@@ -100,33 +94,18 @@ def _on_off(value: str | None, option: str) -> bool | None:
     return v == "on"
 
 
-# ---- printing ---------------------------------------------------------------------------------
+# ---- printing: the lines diagnostics.diagnosis renders (the HTML report shows the same) ------
 
-def _show(value: Any) -> str:
-    if isinstance(value, dict):
-        return ", ".join(f"{k}: {_show(v)}" for k, v in value.items())
-    if isinstance(value, float):
-        return f"{value:,.4g}" if abs(value) < 1000 else f"{value:,.0f}"
-    return str(value)
-
-
-def _print_result(test: PoolingTest, result: TestResult) -> None:
+def _print(lines: list[str]) -> None:
     con = ui.console()
-    mark = {"ok": "ok", "ineffective": "INEFFECTIVE", "warning": "warning",
-            "unavailable": "not run", "error": "error"}[result.status]
-    con.print(f"[{test.number}/4] {test.title} ({mark}): {result.verdict}", markup=False)
-    shown = [f"{k} {_show(v)}" for k, v in result.numbers.items() if v is not None]
-    if shown:
-        con.print("      " + " · ".join(shown), markup=False)
-    for m in result.messages:
-        con.print("      ! " + m.replace("\n", "\n        "), markup=False)
+    for line in lines:
+        con.print(line, markup=False, soft_wrap=True)
 
 
-def _print_decision(report: DiagnosisReport) -> None:
-    con = ui.console()
-    con.print("decision path:", markup=False)
-    for line in report.decision.lines():
-        con.print("  " + line, markup=False)
+def default_workers(cores: int | None) -> tuple[int, ...]:
+    """:data:`DEFAULT_WORKERS` up to the client's logical cores (more would measure the
+    client's oversubscription, not the target): ask for more with --workers."""
+    return tuple(w for w in DEFAULT_WORKERS if w <= max(1, cores or 1))
 
 
 # ---- the command ------------------------------------------------------------------------------
@@ -141,15 +120,17 @@ def pooling(
         "--target", "-t", envvar="BENCH_TARGET",
         help="sqlite:PATH or odbc:CONNECTION-STRING (default: a SQLite file in the run "
              "folder).")] = None,
-    workers: Annotated[str, typer.Option(
-        "--workers", "-w", help="Worker counts for the contention test (range grammar).")
-    ] = DEFAULT_WORKERS,
+    workers: Annotated[str | None, typer.Option(
+        "--workers", "-w", help="Worker counts for the contention test (range grammar); "
+        "counts above the client's logical cores are measured and labelled "
+        "oversubscribed. \\[default: 1,2,4 up to the client's logical cores]")] = None,
     records: Annotated[int, typer.Option(
         "--records", "-n", callback=positive("--records"),
         help="Size of the generated, cached dataset each run migrates.")] = DEFAULT_RECORDS,
     repeat: Annotated[int, typer.Option(
         "--repeat", "-r", callback=positive("--repeat"),
-        help="Runs per (workers, pooling) configuration in the contention test.")
+        help="Rounds of the contention test: each runs every (workers, connection "
+             "strategy) configuration once, in a shuffled order.")
     ] = DEFAULT_REPEAT,
     connections: Annotated[int, typer.Option(
         "--connections", callback=positive("--connections"),
@@ -175,8 +156,10 @@ def pooling(
 ) -> None:
     """Run the four pooling tests (configuration, connection cost, contention, bottleneck)
     and walk the pooling decision tree."""
+    cores = os.cpu_count()
     try:
-        worker_counts = tuple(parse_range(workers, name="--workers", series="linear"))
+        worker_counts = (tuple(parse_range(workers, name="--workers", series="linear"))
+                         if workers is not None else default_workers(cores))
     except RangeError as exc:
         raise typer.BadParameter(str(exc), param_hint="--workers") from None
     values = _thresholds(threshold, config_file)
@@ -213,42 +196,37 @@ def pooling(
         ctx = DiagnosisContext(
             target=spec, workers=worker_counts, batch_size=settings.batch_size, repeat=repeat,
             connections=connections, expect=expected, pyodbc_pooling=flag, measure=measure,
-            stats=stats, progress=None if as_json else (
+            stats=stats, client_cores=cores, thresholds=values,
+            progress=None if as_json else (
                 lambda text: err.print(f"  … {text}", markup=False, style="dim")))
 
         def on_result(test: PoolingTest, result: TestResult) -> None:
             if test.name == "configuration":
                 sampling.dialect = str(result.facts.get("dialect") or "sqlite")
             if not as_json:
-                _print_result(test, result)
+                _print(dx.test_lines(result))
 
         report = PoolingDiagnosis(ctx, on_result=on_result, thresholds=values).run()
-        decision = decision_to_dict(report.decision)
-        tests = [r.to_dict() for r in report.results]
+        config = {"target": display, "workers": list(worker_counts), "records": records,
+                  "batch_size": settings.batch_size, "repeat": repeat,
+                  "connections": connections, "expect": expect,
+                  "pyodbc_pooling": pyodbc_pooling, "thresholds": values,
+                  "client_cores": cores, "strategies": list(measure.strategies())}
+        diagnosis = dx.build(report, target=display, settings=config)
         doc = build_result(
-            "diagnose",
-            config={"target": display, "workers": list(worker_counts), "records": records,
-                    "batch_size": settings.batch_size, "repeat": repeat, "connections": connections,
-                    "expect": expect, "pyodbc_pooling": pyodbc_pooling, "thresholds": values},
+            "diagnose", config=config,
             environment=measure.environment or _environment(records),
-            runs=ctx.runs,
-            verdicts=[{"kind": "pooling-test", **t} for t in tests]
-            + [{"kind": "pooling-decision", "leaf": decision["leaf"],
-                "verdict": decision["verdict"], "recommendation": decision["recommendation"],
-                "rationale": decision["rationale"]}],
-            extra={"diagnose": {"tests": tests, "decision": decision,
-                                "exit_code": report.exit_code}})
+            runs=ctx.runs, verdicts=dx.verdict_summaries(diagnosis),
+            extra={"diagnose": diagnosis.to_dict()})
         result_file = write_result(run_dir, doc)
     if as_json:
-        typer.echo(json.dumps({"tests": tests, "decision": decision,
-                               "exit_code": report.exit_code,
-                               "result_file": str(result_file)}, indent=1,
-                              ensure_ascii=False, default=str))
+        typer.echo(json.dumps({**diagnosis.to_dict(), "result_file": str(result_file)},
+                              indent=1, ensure_ascii=False, default=str))
     else:
-        _print_decision(report)
+        _print(dx.decision_lines(diagnosis))
         ui.console().print(f"result: {result_file}", markup=False)
-    if report.exit_code:
-        raise typer.Exit(report.exit_code)
+    if diagnosis.exit_code:
+        raise typer.Exit(diagnosis.exit_code)
 
 
 def _environment(records: int) -> dict[str, Any]:

@@ -11,8 +11,9 @@ documents of :mod:`reports.results`):
   following the SQL Server Express case: knee at 1000, 4 workers best, pooling 29% worse, every run
   sampled), ``sweep_modes.json`` (pipeline × insert method, with overlap efficiency),
   ``compare.json`` (a kind ``compare`` document built with :func:`bench.compare.compare_results`),
-  ``diagnose.json`` (the four pooling tests, the decision tree and its path, contention and
-  bottleneck runs with SQL Server samples and a real attribution verdict) and
+  ``diagnose.json`` (the SQL Server Express story through the diagnosis code: contention
+  runs, a sampled bottleneck run with SQL Server samples and a real attribution verdict,
+  the stored diagnosis) and
   ``hostile.json`` (markup and a password in every field a report prints).
 
 Synthetic numbers come from a seeded RNG, so regeneration is reproducible; the real ones
@@ -298,91 +299,93 @@ def pooling_tree() -> dict[str, Any]:
 
 
 def real_diagnose(work: Path) -> dict[str, Any]:
-    _bench("diagnose", "pooling", "-n", "1000", "-r", "3", "-w", "1,2", "-o",
-           str(work / "diagnose"))
+    _bench("diagnose", "pooling", "-n", "1000", "-r", "3", "-w", "1,2", "--sample-interval",
+           "0.1", "-o", str(work / "diagnose"))
     return load_result(work / "diagnose")
 
 
 def diagnose_doc(rng: random.Random) -> dict[str, Any]:
-    # test 3: contention, workers × pooling, 3 repeats each
+    """The SQL Server Express story through the diagnosis code itself: the contention and
+    bottleneck tests analyse synthetic runs, the tree walks their facts, and the stored
+    diagnosis is :meth:`diagnostics.diagnosis.Diagnosis.to_dict` (as `bench diagnose
+    pooling` stores it)."""
+    from diagnostics import diagnosis as dx
+    from diagnostics.decision import evaluate
+    from diagnostics.pooling import (
+        BottleneckTest,
+        ConfigurationTest,
+        ConnectionCostTest,
+        ContentionTest,
+        DiagnosisReport,
+        decision_facts,
+    )
+    from reports import stats
+
+    # test 3: contention, workers × strategy, 10 rounds, each round shuffled
     runs: list[dict[str, Any]] = []
+    samples: dict[tuple[int, str | None], list[float]] = {}
     seq = 0
-    for round_ in range(3):
-        for workers in (1, 2, 4, 8):
-            for pooling in ("off", "on"):
-                base = {1: 0.42, 2: 0.61, 4: 1.0, 8: 0.97}[workers] * 959.5
-                rpm = base * (0.706 if pooling == "on" else 1.0) * rng.gauss(1, 0.03)
-                metrics = _metrics(rng, 750, rpm, 1000, workers)
-                runs.append({"sequence": seq, "round": round_, "diagnose_test": "contention",
-                             "config": {"batch_size": 1000, "workers": workers,
-                                        "pooling": pooling, "pipeline": "off",
-                                        "insert_method": "fast"},
-                             "metrics": metrics, "reconciliation": {"ok": True},
-                             "samples": None})
-                seq += 1
-    # test 4: one sampled multi-worker run
-    metrics = _metrics(rng, 750, 955.0, 1000, 4)
-    samples = _series(rng, metrics["elapsed_s"], busy=94, cpu=17, server=True)
-    timings = StageTimings.from_mapping(metrics["stages"], metrics["elapsed_s"], 4)
-    verdict = attribute(timings, SampleSeries.from_dict(samples)).to_dict()
-    runs.append({"sequence": seq, "diagnose_test": "bottleneck",
-                 "config": {"batch_size": 1000, "workers": 4, "pooling": "off",
+    configs = [(w, s) for w in (1, 2, 4, 8) for s in ("per-batch", "pooled", "persistent")]
+    factor = {"per-batch": 1.0, "pooled": 0.706, "persistent": 1.002}
+    for round_ in range(10):
+        host = rng.gauss(1, 0.08)  # the host's speed this round
+        for workers, strategy in rng.sample(configs, len(configs)):
+            base = {1: 0.42, 2: 0.61, 4: 1.0, 8: 0.97}[workers] * 959.5
+            rpm = base * factor[strategy] * host * rng.gauss(1, 0.01)
+            samples.setdefault((workers, strategy), []).append(rpm)
+            metrics = _metrics(rng, 750, rpm, 1000, workers)
+            runs.append({"sequence": seq, "order_index": seq, "diagnose_round": round_,
+                         "diagnose_test": "contention", "strategy": strategy,
+                         "config": {"batch_size": 1000, "workers": workers,
+                                    "connection": strategy,
+                                    "pipeline": "off", "insert_method": "fast"},
+                         "metrics": metrics, "reconciliation": {"ok": True},
+                         "samples": None})
+            seq += 1
+    contention = ContentionTest().analyse(stats, [1, 2, 4, 8], samples, cores=8,
+                                          pooling_in_force=True)
+    # test 4: one sampled run at the highest worker count
+    metrics = _metrics(rng, 750, 931.0, 1000, 8)
+    series = _series(rng, metrics["elapsed_s"], busy=94, cpu=17, server=True)
+    timings = StageTimings.from_mapping(metrics["stages"], metrics["elapsed_s"], 8)
+    verdict = attribute(timings, SampleSeries.from_dict(series)).to_dict()
+    runs.append({"sequence": seq, "diagnose_test": "bottleneck", "strategy": "per-batch",
+                 "config": {"batch_size": 1000, "workers": 8, "connection": "per-batch",
                             "pipeline": "off", "insert_method": "fast"},
-                 "metrics": metrics, "reconciliation": {"ok": True}, "samples": samples,
-                 "verdicts": [{"kind": "bottleneck", "scope": "test 4", "verdict": verdict}]})
-    from diagnostics.decision import decision_to_dict, evaluate
+                 "metrics": metrics, "reconciliation": {"ok": True}, "samples": series,
+                 "bottleneck": verdict})
+    bottleneck = BottleneckTest().analyse(verdict, 8, "per-batch", 931.0,
+                                          series.get("info") or {})
+    config = ConfigurationTest().result(
+        "ok", "pooling effective: server sessions are reused",
+        numbers={"sessions (pyodbc.pooling=True)": "1/20", "[ODBC] Pooling": "Yes",
+                 "CPTimeout": "60", "driver": "ODBC Driver 18 for SQL Server 18.03.0003"},
+        facts={"config.intended": "on", "config.effective": True,
+               "config.pool_possible": True, "config.sessions_as_configured": 1,
+               "config.connections": 20, "config.ignored_keywords": "Max Pool Size",
+               "config.ini": "/etc/odbcinst.ini", "dialect": "mssql",
+               "config.driver_section": "ODBC Driver 18 for SQL Server"},
+        messages=["Max Pool Size=100: ADO.NET only; ODBC ignores it"])
+    cost = ConnectionCostTest().result(
+        "ok", "a new connection costs 38.00 ms = 0.40% of a 9434 ms batch of 1000; a pooled "
+              "checkout 0.900 ms",
+        numbers={"unpooled connect+close median ms": 38.0, "unpooled p95 ms": 52.1,
+                 "pooled checkout median ms": 0.9, "batch median ms": 9434.0,
+                 "connect share of a batch %": 0.4},
+        facts={"cost.connect_ms": 38.0, "cost.checkout_ms": 0.9, "cost.batch_ms": 9434.0,
+               "cost.connect_share_pct": 0.4})
+    results = [config, cost, contention, bottleneck]
+    report = DiagnosisReport(results, evaluate(decision_facts(results)), 0)
+    from migrator.connstr import redact_connection_string
 
-    facts: dict[str, Any] = {
-        "config.intended": "on", "config.effective": True, "config.sessions_as_configured": 1,
-        "config.connections": 20, "config.ignored_keywords": "Max Pool Size",
-        "config.ini": "/etc/odbcinst.ini",
-        "contention.pooling_change_pct": -29.4, "contention.pooling_significant": True,
-        "contention.max_workers": 8, "contention.efficiency_pct": 29.0,
-        "contention.scales_to": 4,
-        "cost.connect_ms": 38.0, "cost.checkout_ms": 0.9, "cost.batch_ms": 226.0,
-        "cost.connect_share_pct": 0.4,
-        "bottleneck.label": verdict["label"], "bottleneck.disk_busy_pct": 94.0,
-        "bottleneck.db_cpu_pct": 7.0, "bottleneck.client_cpu_pct": 17.0,
-    }
-    decision = decision_to_dict(evaluate(facts))
-
-    def test(number: int, name: str, verdict_text: str, numbers: dict[str, Any],
-             prefix: str, messages: list[str]) -> dict[str, Any]:
-        return {"number": number, "name": name, "status": "ok", "verdict": verdict_text,
-                "numbers": numbers,
-                "facts": {k: v for k, v in facts.items() if k.startswith(prefix)},
-                "details": {}, "messages": messages}
-
-    tests = [
-        test(1, "configuration", "pooling effective as intended: 1 server session for 20 "
-             "connections (unixODBC Pooling=Yes, CPTimeout=60)",
-             {"distinct sessions": 1, "connections": 20, "pyodbc.pooling": True,
-              "odbcinst Pooling": "Yes", "CPTimeout": 60,
-              "driver": "ODBC Driver 18 for SQL Server 18.03.0003"}, "config.",
-             ["'Max Pool Size' is an ADO.NET keyword: ODBC ignores it"]),
-        test(2, "connection-cost", "a new connection costs 38 ms, a pooled checkout 0.9 ms "
-             "= 0.4% of a 226 ms batch",
-             {"unpooled connect+close median ms": 38.0, "unpooled p95 ms": 52.1,
-              "pooled checkout median ms": 0.9, "batch median ms": 226.0,
-              "connect share of a batch %": 0.4}, "cost.", []),
-        test(3, "contention", "8 workers reach 29% of ideal scaling (gains up to 4); "
-             "pooling on is 29% slower (significant)",
-             {"rec/min off 1/2/4/8": "403 / 588 / 959 / 931",
-              "rec/min on 1/2/4/8": "285 / 415 / 677 / 657", "efficiency at max %": 29},
-             "contention.", []),
-        test(4, "bottleneck", f"bottleneck: {verdict['label']} — {verdict['description']}",
-             {"workers": 4, "label": verdict["label"], "confidence": verdict["level"],
-              "disk busy %": 94.0}, "bottleneck.", []),
-    ]
+    target = "odbc:" + redact_connection_string(MSSQL[5:])
+    settings = {"target": target, "workers": [1, 2, 4, 8], "records": 750,
+                "batch_size": 1000, "repeat": 10, "client_cores": 8,
+                "strategies": ["per-batch", "pooled", "persistent"]}
+    diagnosis = dx.build(report, target=target, settings=settings)
     return build_result(
-        "diagnose", config={"target": MSSQL, "workers": [1, 2, 4, 8], "records": 750,
-                            "batch_size": 1000, "repeat": 3},
-        environment=_env(MSSQL), runs=runs,
-        verdicts=[{"kind": "pooling-test", **t} for t in tests]
-        + [{"kind": "pooling-decision", "leaf": decision["leaf"],
-            "verdict": decision["verdict"], "recommendation": decision["recommendation"],
-            "rationale": decision["rationale"]}],
-        extra={"diagnose": {"tests": tests, "decision": decision, "exit_code": 0}})
+        "diagnose", config=settings, environment=_env(MSSQL), runs=runs,
+        verdicts=dx.verdict_summaries(diagnosis), extra={"diagnose": diagnosis.to_dict()})
 
 
 HOSTILE = '<script>alert("x")</script><img src=http://evil.example/x.png onerror=alert(1)>'
