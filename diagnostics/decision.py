@@ -249,7 +249,7 @@ TREE: tuple[Node, ...] = (
     Node("lock_bound", "Workers do not scale; sessions wait on locks", leaf=Leaf(
         "lock contention",
         _USE + " Sessions wait on locks{bottleneck.blocker}: end or reschedule what holds "
-        "them; {contention.more_text}.",
+        "them. {contention.more_text}.",
         "The sampled run at {bottleneck.workers} workers is lock-contention: "
         "{bottleneck.evidence}; {contention.scaling_text}.")),
     Node("host_busy", "Other processes take the CPU the run needs", leaf=Leaf(

@@ -811,9 +811,10 @@ class Versus:
     outcome: str
     paired: bool
     underpowered: bool
+    family: int = 1  # comparisons its p is corrected over (Holm); 1: none
 
     @classmethod
-    def of(cls, a: str, b: str, cmp: Any) -> Versus:
+    def of(cls, a: str, b: str, cmp: Any, family: int = 1) -> Versus:
         d = cmp.to_dict()
 
         def pct(key: str) -> float | None:
@@ -829,7 +830,7 @@ class Versus:
         return cls(a, b, int(d.get("n_a") or 0), float(d["median_a"]), float(d["median_b"]),
                    pct("change"), pct("change_ci_low"), pct("change_ci_high"),
                    d.get("ci_confidence"), None if p is None else float(p), outcome, paired,
-                   bool(d.get("underpowered")))
+                   bool(d.get("underpowered")), family if paired else 1)
 
     def text(self) -> str:
         """``-29.4% (95% CI -31.0%..-27.2%, p=0.008, 8 paired rounds: worse)``"""
@@ -840,6 +841,8 @@ class Versus:
             level = f"{100 * self.ci_confidence:.0f}% " if self.ci_confidence else ""
             inside.append(f"{level}CI {self.ci_low_pct:+.1f}%..{self.ci_high_pct:+.1f}%")
         inside.append(_p_text(self.p))
+        if self.family > 1:
+            inside.append(f"Holm over {self.family}")
         inside.append(f"{self.n} {'paired rounds' if self.paired else 'runs each'}: "
                       f"{self.meaning()}")
         return f"{self.change_pct:+.1f}% ({', '.join(inside)})"
@@ -959,7 +962,7 @@ class MoreWorkers:
             return f"{_workers(self.workers)} is the most measured{cores}"
         more = _workers_of(v.b)
         if v.outcome == "worse":
-            return (f"more workers measured slower ({more}: {v.text()} against "
+            return (f"More workers measured slower ({more}: {v.text()} against "
                     f"{self.workers}): don't add workers")
         if v.outcome == "better":
             return f"{more} measured {v.text()} against {self.workers}"
@@ -1055,7 +1058,7 @@ class ContentionGrid:
         raw = [self._raw(a, b) for a, b in pairs]
         if self.paired and raw:
             raw = self.stats.holm_family(raw)
-        return [Versus.of(self.label(a), self.label(b), r)
+        return [Versus.of(self.label(a), self.label(b), r, len(pairs))
                 for (a, b), r in zip(pairs, raw, strict=True)]
 
     def get(self, a: Config, b: Config) -> Versus:

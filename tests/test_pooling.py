@@ -199,7 +199,7 @@ def test_workers_measured_slower_are_never_recommended() -> None:
     assert any("4 workers on 2 logical cores: oversubscribed" in m for m in contention.messages)
     assert (f["contention.workers"], f["contention.strategy"]) == (1, "per-batch")
     assert str(f["contention.more_text"]).startswith(
-        "more workers measured slower (2 workers: -3")
+        "More workers measured slower (2 workers: -3")
     assert "don't add workers" in str(f["contention.more_text"])
     bottleneck = {"bottleneck.label": "client-cpu", "bottleneck.workers": 4,
                   "bottleneck.evidence": "stage.client_share_pct = 74% (>= 50: parse+map)",
@@ -209,7 +209,7 @@ def test_workers_measured_slower_are_never_recommended() -> None:
     assert decision.recommendation.startswith("Use the default, 1 worker, per-batch "
                                               f"connections ({flags(1, 'per-batch')})")
     assert "up to the core count" not in decision.recommendation
-    assert "more workers measured slower" in decision.recommendation
+    assert "More workers measured slower" in decision.recommendation
 
 
 BASE_FACTS: dict[str, FactValue] = {

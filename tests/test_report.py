@@ -183,8 +183,9 @@ def test_summary_states_the_verdicts(rendered: dict[str, str]) -> None:
     diag = " ".join(lxml.html.fromstring(rendered["diagnose"]).get_element_by_id(
         "summary").text_content().split())
     assert "Pooling diagnosis (I/O-bound" in diag
-    assert "disable pooling" in diag and "--workers 4 --pooling off" in diag
-    assert "[3/4] Contention (warning): 8 workers reach 29% of ideal scaling" in diag
+    assert "disable pooling" in diag and "--workers 4 --connection per-batch" in diag
+    assert "[3/4] Contention (warning): 8 workers reach 28% of ideal scaling: workers do " \
+           "not scale" in diag
 
 
 def test_decision_tree_highlights_the_path(rendered: dict[str, str]) -> None:
