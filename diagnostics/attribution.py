@@ -267,6 +267,14 @@ RULES: tuple[Rule, ...] = (
     ),
     Rule("host-busy", "host.steal_pct", ">=", 10, 2, "the hypervisor ran other guests (steal)"),
     Rule("host-busy", "host.others_take_pct", "<", 5, -2, "other processes left the run its CPU"),
+    Rule(
+        "host-busy",
+        "client.cpu_demand_pct",
+        "<",
+        40,
+        -3,
+        "the run mostly slept (I/O, locks, the server), it did not wait for a CPU",
+    ),
 )
 
 
@@ -328,6 +336,9 @@ def derive_facts(timings: StageTimings, series: SampleSeries | None = None) -> d
     if waited is not None:
         put("client.cpu_wait_pct", waited / usable, f"% {of_usable}",
             "run-queue delay of the run's threads")
+        if client_cpu is not None:  # running or ready to run: what the run asked of the CPU
+            put("client.cpu_demand_pct", (client_cpu + waited) / usable, f"% {of_usable}",
+                "the run's CPU plus its run-queue delay")
     others = mean("host.others.cpu_pct")
     if others is not None:
         put("host.others_cpu_pct", others, f"% of the host's {cores} cores",

@@ -12,8 +12,9 @@ counters (``/proc/diskstats``, ``/proc/stat``, ``/proc/<pid>/stat``):
   the worker pids) and the local database server's, in % of the host's whole CPU (the
   number ``host busy`` verdicts quote); steal % — time the hypervisor gave to other guests;
 * the run's CPU wait % — Δ(run-queue delay) / Δt summed over the threads of the run's
-  processes (``/proc/<pid>/task/<tid>/schedstat``, Linux): time they were ready to run but
-  waited for a CPU, in % of one core. Other processes' CPU only matters when this is high.
+  processes but the sampler's own (``/proc/<pid>/task/<tid>/schedstat``, Linux): time they
+  were ready to run but waited for a CPU, in % of one core. Other processes' CPU only
+  matters when this is high.
 
 Tests check the disk and CPU figures against an independent parse of ``/proc/diskstats``
 and ``/proc/stat`` taken over the same window.
@@ -24,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -337,9 +339,10 @@ def outermost(table: ProcessTable, pids: Iterable[int]) -> list[int]:
     return sorted(wanted - nested)
 
 
-def run_delay_s(pids: Iterable[int]) -> dict[int, float]:
-    """Per process, the seconds its threads spent runnable but waiting for a CPU (the
-    second field of each ``/proc/<pid>/task/<tid>/schedstat``); Linux only, else empty."""
+def run_delay_s(pids: Iterable[int], skip: frozenset[int] = frozenset()) -> dict[int, float]:
+    """Per process, the seconds its threads (but those in ``skip``) spent runnable but
+    waiting for a CPU (the second field of each ``/proc/<pid>/task/<tid>/schedstat``); Linux
+    only, else empty."""
     out: dict[int, float] = {}
     if not _PROC_STAT:
         return out
@@ -350,6 +353,8 @@ def run_delay_s(pids: Iterable[int]) -> dict[int, float]:
             continue
         total = 0
         for tid in tasks:
+            if int(tid) in skip:
+                continue
             try:
                 with open(f"/proc/{pid}/task/{tid}/schedstat", "rb") as fh:
                     total += int(fh.read().split()[1])
@@ -369,9 +374,10 @@ class _RunDelay:
         self._last_wall: float | None = None
         self._prev_now: float | None = None
 
-    def rate(self, table: ProcessTable, pids: Iterable[int], now: float) -> float | None:
+    def rate(self, table: ProcessTable, pids: Iterable[int], now: float,
+             skip: frozenset[int] = frozenset()) -> float | None:
         wall = time.time()
-        current = run_delay_s(pids)
+        current = run_delay_s(pids, skip)
         increase = 0.0
         for pid, waited in current.items():
             if pid in self._last:
@@ -492,7 +498,9 @@ class HostSampler:
         roots = [self._own_pid, *(self.pids() if self.pids is not None else ())]
         run = self._run.rate(table, roots, now, exclude=server_pids)
         members = {p for root in outermost(table, roots) for p in table.tree(root)}
-        waited = self._run_delay.rate(table, members - server_pids, now)
+        # (not the sampler's own thread: it is no part of the migration's demand for CPU)
+        waited = self._run_delay.rate(table, members - server_pids, now,
+                                      frozenset({threading.get_native_id()}))
         interval = self._interval(now)
         return HostReading(
             interval, cpu, memory, disks, workers, client, server, read_bps, write_bps, run,

@@ -373,6 +373,19 @@ def test_others_busy_while_the_run_sleeps_on_io_are_no_bottleneck() -> None:
     assert verdict.facts["host.others_take_pct"].value == pytest.approx(2.0)
 
 
+def test_a_run_asleep_on_a_lock_is_not_host_busy() -> None:
+    """A busy host delays every wake-up of a run blocked on a lock, but the run asks for
+    little CPU: lock contention, not a busy host."""
+    verdict = attribute(
+        stages(map_=1, insert=9, commit=1, workers=1),
+        series({"host.workers.cpu_pct": 5.0, "host.run.cpu_wait_pct": 30.0,
+                "host.others.cpu_pct": 90.0, "server.wait.lock.sessions": 1.0}),
+    )
+    assert verdict.label == "lock-contention", verdict.summary()
+    assert verdict.facts["client.cpu_demand_pct"].value == pytest.approx(35.0)
+    assert verdict.scores["host-busy"] < verdict.scores["lock-contention"]
+
+
 def test_a_host_saturated_by_others_is_not_client_cpu() -> None:
     """The host's CPU at 99%, but the run's own processes use a fifth of a core: no
     client-cpu evidence from the host's total."""

@@ -335,6 +335,7 @@ def diagnose_doc(rng: random.Random) -> dict[str, Any]:
             samples.setdefault((workers, strategy), []).append(rpm)
             metrics = _metrics(rng, 750, rpm, 1000, workers)
             runs.append({"sequence": seq, "order_index": seq, "diagnose_round": round_,
+                         "status": "complete", "error": None,
                          "diagnose_test": "contention", "strategy": strategy,
                          "config": {"batch_size": 1000, "workers": workers,
                                     "connection": strategy,
@@ -349,7 +350,8 @@ def diagnose_doc(rng: random.Random) -> dict[str, Any]:
     series = _series(rng, metrics["elapsed_s"], busy=94, cpu=17, server=True)
     timings = StageTimings.from_mapping(metrics["stages"], metrics["elapsed_s"], 8)
     verdict = attribute(timings, SampleSeries.from_dict(series)).to_dict()
-    runs.append({"sequence": seq, "diagnose_test": "bottleneck", "strategy": "per-batch",
+    runs.append({"sequence": seq, "status": "complete", "error": None,
+                 "diagnose_test": "bottleneck", "strategy": "per-batch",
                  "config": {"batch_size": 1000, "workers": 8, "connection": "per-batch",
                             "pipeline": "off", "insert_method": "fast"},
                  "metrics": metrics, "reconciliation": {"ok": True}, "samples": series,
