@@ -7,12 +7,14 @@ it to :class:`diagnostics.pooling.Measure`, so ``bench diagnose pooling``'s own 
 test (:class:`diagnostics.pooling.BottleneckTest`) samples it and turns its attributed
 verdict into the decision tree's facts.
 
-The contention test (test 3) repeats every worker count and connection mode several times;
-that is minutes of runs whose statistics a loaded two-core machine cannot make
+The contention test (test 3) repeats every worker count and connection strategy several
+times; that is minutes of runs whose statistics a loaded two-core machine cannot make
 reproducible. :data:`WORKERS_STOPPED_SCALING` stands for its outcome in the case where the
-tree goes on to ask which resource saturates: pooling no significant help, workers far from
-ideal scaling. The facts of the tests that do run (configuration and connection cost where
-a scenario needs them, the bottleneck always) override it.
+tree goes on to ask which resource saturates — no strategy significantly better than
+per-batch, two workers no faster than one — made by the contention test's own analysis
+from rounds of that shape (:func:`contention_facts`). The facts of the tests that do run
+(configuration and connection cost where a scenario needs them, the bottleneck always)
+override it.
 """
 
 from __future__ import annotations
@@ -28,14 +30,32 @@ from bench.runner import RunRequest, execute_run
 from diagnostics.decision import Decision, FactValue, evaluate
 from diagnostics.pooling import (
     BottleneckTest,
+    ContentionTest,
     DiagnosisContext,
     RunMeasurement,
     TestResult,
     decision_facts,
 )
+from diagnostics.strategies import STRATEGIES
 from migrator.connection import DEFAULT_STRATEGY, ConnectionStrategy
+from reports import stats
 
 SAMPLE_INTERVAL = 0.1
+ROUNDS = 10
+
+
+def contention_facts(rates: Mapping[tuple[int, str], float],
+                     pooling_in_force: bool = False) -> dict[str, FactValue]:
+    """The contention test's facts over :data:`ROUNDS` rounds at the given rates (rec/min
+    per (workers, strategy)), each round a little faster or slower for all alike, as a
+    host's speed drifts."""
+    host = [1 + 0.01 * ((7 * r) % 5 - 2) for r in range(ROUNDS)]
+    samples = {key: [rate * h * (1 + 0.002 * ((3 * r + len(key[1])) % 3 - 1))
+                     for r, h in enumerate(host)] for key, rate in rates.items()}
+    workers = sorted({w for w, _ in rates})
+    return ContentionTest().analyse(stats, workers, samples, cores=2,
+                                    pooling_in_force=pooling_in_force).facts
+
 
 WORKERS_STOPPED_SCALING: dict[str, FactValue] = {
     # test 1: pooling is off and believed off (nothing says otherwise)
@@ -45,10 +65,8 @@ WORKERS_STOPPED_SCALING: dict[str, FactValue] = {
     # test 2: connecting is cheap next to a batch
     "cost.connect_ms": 4.0, "cost.checkout_ms": 0.05, "cost.batch_ms": 400.0,
     "cost.connect_share_pct": 1.0,
-    # test 3: pooling no significant change; 2 workers far from twice one worker's rate
-    "contention.max_workers": 2, "contention.efficiency_pct": 45.0,
-    "contention.scales_to": 1, "contention.pooling_change_pct": -1.0,
-    "contention.pooling_significant": False,
+    # test 3: every strategy alike; 2 workers no faster than one (half of ideal scaling)
+    **contention_facts({(w, s.name): 1000.0 for w in (1, 2) for s in STRATEGIES}),
 }
 
 
@@ -87,7 +105,10 @@ class LiveMeasure:
                               float(metrics["elapsed_s"]), dict(metrics["stages"]), batch_ms,
                               workers or 1, connection, run.get("bottleneck"), run)
 
-    def unsupported(self, *, workers: bool, pooling: bool) -> str | None:
+    def strategies(self) -> tuple[str, ...]:
+        return tuple(s.name for s in STRATEGIES)
+
+    def unsupported(self, *, workers: bool) -> str | None:
         return None
 
     @property
@@ -125,6 +146,32 @@ def why(result: TestResult) -> str:
 def label_of(result: TestResult) -> str:
     verdict: dict[str, Any] = result.details["verdict"]
     return str(verdict["label"])
+
+
+BUSY_TAKE_PCT = 30.0
+"""The share of the run's CPU other processes must have been measured taking (while its
+threads waited for a CPU) for a scenario on this shared machine to come out host-busy."""
+
+
+def reproduced(result: TestResult, label: str) -> str:
+    """The label the scenario reproduced: ``label``, or — when other processes on the test
+    machine measurably took the CPU the run waited for — host-busy, with ``label`` the
+    runner-up. The label the tree was walked with is returned; anything else fails."""
+    verdict: dict[str, Any] = result.details["verdict"]
+    if verdict["label"] == "host-busy" and label != "host-busy":
+        take = (verdict["facts"].get("host.others_take_pct") or {}).get("value")
+        assert take is not None and take >= BUSY_TAKE_PCT, why(result)
+        assert verdict["runner_up"] == label, why(result)
+        return "host-busy"
+    assert verdict["label"] == label, why(result)
+    return label
+
+
+def walk_as(label: str, *results: TestResult,
+            context: Mapping[str, FactValue] = WORKERS_STOPPED_SCALING) -> Decision:
+    """The tree over the results as if the sampled run had been attributed ``label`` (the
+    runner-up of a busy host's verdict): the path the scenario's own label takes."""
+    return evaluate({**context, **decision_facts(results), "bottleneck.label": label})
 
 
 class LockHolder:
