@@ -504,8 +504,10 @@ def test_postgres_contention_and_bottleneck(postgres: Server, dataset: str,
     assert contention.status in ("ok", "warning"), contention
     assert contention.facts["contention.max_workers"] == 2
     assert contention.facts["contention.efficiency_pct"] is not None
-    assert bottleneck.status == "ok", bottleneck
-    assert bottleneck.facts["bottleneck.label"]
+    label = bottleneck.facts["bottleneck.label"]
+    assert label, bottleneck
+    # "unknown" is no verdict to act on: said as a warning, not ok
+    assert bottleneck.status == ("warning" if label == "unknown" else "ok"), bottleneck
     sampled = ctx.runs[-1]
     assert sampled["diagnose_test"] == "bottleneck" and sampled["samples"]
     assert any(name.startswith("server.") for name in sampled["samples"].get("names", [])
