@@ -257,11 +257,13 @@ class TaskRecord:
     records: int
     started_s: float
     ended_s: float
+    session: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return {"unit": self.unit, "worker": self.worker, "host": self.host,
                 "status": self.status, "records": self.records,
-                "started_s": round(self.started_s, 6), "ended_s": round(self.ended_s, 6)}
+                "started_s": round(self.started_s, 6), "ended_s": round(self.ended_s, 6),
+                "session": self.session}
 
 
 @dataclass
@@ -555,7 +557,8 @@ class ClusterCoordinator:
         self.report.tasks.append(TaskRecord(outcome.unit, outcome.worker, outcome.host,
                                             outcome.status, records,
                                             outcome.started - wall0 if outcome.started else 0,
-                                            outcome.ended - wall0 if outcome.ended else 0))
+                                            outcome.ended - wall0 if outcome.ended else 0,
+                                            outcome.session))
 
     def _watch_workers(self, since: float | None) -> float | None:
         """Note the chosen workers that left; give up when the cluster has had none for

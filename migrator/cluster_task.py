@@ -44,6 +44,7 @@ class UnitOutcome:
     ended: float
     error: str = ""
     detail: str = ""
+    session: str = ""  # the server's id of the session a persistent worker thread kept
 
 
 @dataclass(frozen=True)

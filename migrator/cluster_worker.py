@@ -130,8 +130,9 @@ class RunPlugin(WorkerPlugin):
         except Exception as exc:
             status, stats = "failed", partial[0]
             error, detail = describe_error(exc), traceback.format_exc()
+        session = target.held_session() if isinstance(target, HeldTarget) else ""
         return UnitOutcome(unit.id, status, at_start, stats, self.address, host, pid,
-                           started, time.time(), error, detail)
+                           started, time.time(), error, detail, session)
 
 
 class HeldTarget:
@@ -151,6 +152,14 @@ class HeldTarget:
         if self._held is None:
             self._held = self._target.connect()
         return cast(Connection, _Kept(self._held, self))
+
+    def held_session(self) -> str:
+        """The server's id of the kept session ("" when none is open)."""
+        if self._held is None:
+            return ""
+        with contextlib.suppress(Exception):
+            return str(self._held.session_id())
+        return ""
 
     def forget(self, conn: Connection) -> None:
         if self._held is conn:

@@ -473,13 +473,34 @@ def test_a_local_cluster_switches_odbc_pooling_between_runs(small: Source, tmp_p
     # still get what it asks for (a local cluster's processes are restarted for it).
     spec = "odbc:" + postgres.odbc("Protocol=7.4-1")
     workers = []
-    for pooling in ("on", "off"):
+    for connection in ("pooled", "per-batch"):
         request = RunRequest(inputs=[str(small.dir)], target=spec, batch_size=100,
-                             pooling=pooling, schema="mb_cl_pool", cluster="local:2",
-                             out=tmp_path / pooling, sample_interval=None)
+                             connection=connection, schema="mb_cl_pool", cluster="local:2",
+                             out=tmp_path / connection, sample_interval=None)
         assert execute_run(request, cluster=cluster).status == "complete"
-        run = result(tmp_path / pooling)
-        assert run["config"]["pooling"] == pooling
+        run = result(tmp_path / connection)
+        assert run["config"]["connection"] == connection
         workers.append(set(run["cluster"]["workers"]))
         check_exactly_once(spec, small, Namespace("mb_cl_pool"))
     assert not workers[0] & workers[1], "the workers were not restarted for the switch"
+
+
+@pytest.mark.postgres
+@pytest.mark.odbc
+def test_persistent_keeps_one_session_per_worker_for_the_whole_run(
+        small: Source, tmp_path: Path, postgres: Any, cluster: Cluster) -> None:
+    spec = "odbc:" + postgres.odbc("Protocol=7.4-1")
+    request = RunRequest(inputs=[str(small.dir)], target=spec, batch_size=50,
+                         connection="persistent", schema="mb_cl_keep", cluster="local:2",
+                         insert_method="values", out=tmp_path / "r", sample_interval=None)
+    assert execute_run(request, cluster=cluster).status == "complete"
+    check_exactly_once(spec, small, Namespace("mb_cl_keep"))
+    tasks = result(tmp_path / "r")["cluster"]["tasks"]
+    assert len(tasks) > 2  # more tasks than worker threads ...
+    sessions = {t["worker"]: set() for t in tasks}
+    for t in tasks:
+        assert t["session"].isdigit(), t  # (a PostgreSQL backend's pid)
+        sessions[t["worker"]].add(t["session"])
+    # ... and one session per worker thread, kept from its first task to its last.
+    assert all(len(kept) == 1 for kept in sessions.values()), sessions
+    assert len(set().union(*sessions.values())) == len(sessions) == 2
