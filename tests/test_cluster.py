@@ -504,3 +504,20 @@ def test_persistent_keeps_one_session_per_worker_for_the_whole_run(
     # ... and one session per worker thread, kept from its first task to its last.
     assert all(len(kept) == 1 for kept in sessions.values()), sessions
     assert len(set().union(*sessions.values())) == len(sessions) == 2
+
+
+def test_a_baseline_runs_on_one_cluster(small: Source, tmp_path: Path) -> None:
+    res = runner.invoke(app, ["baseline", "-i", str(small.dir), "-t",
+                              f"sqlite:{tmp_path / 'b.db'}", "--cluster", "local:2",
+                              "--cluster-workers", "1", "--iterations", "2", "--warmup", "0",
+                              "--out", str(tmp_path / "b"), "--json"])
+    assert res.exit_code == 0, res.output
+    doc = json.loads((tmp_path / "b" / "result.json").read_text())
+    runs = [r for r in doc["runs"] if not r.get("warmup")]
+    assert len(runs) == 2
+    for run in runs:
+        assert run["config"]["cluster"] == "local:2" and run["reconciliation"]["ok"]
+        assert len({t["worker"] for t in run["cluster"]["tasks"]}) == 1
+    alone = runner.invoke(app, ["baseline", "-i", str(small.dir), "--cluster-workers", "1",
+                                "--out", str(tmp_path / "x")])
+    assert alone.exit_code == 2 and "--cluster-workers needs --cluster" in alone.output
