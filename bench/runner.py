@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import environment
+from bench.clusters import open_cluster, sample_worker_hosts, server_counters
 from bench.preflight import check_target_folder, ensure_writable_dir
 from bench.results import build_result, new_run_dir, write_pyperf, write_result
 from bench.sampling import attribute_run, start_sampling
@@ -40,6 +41,7 @@ from migrator import (
     open_target,
     reconcile_retrying,
 )
+from migrator.cluster import Cluster, ClusterCoordinator
 from migrator.connection import apply_strategy, can_apply
 from migrator.errors import MigratorError
 from migrator.mapping import Mapping, describe as describe_mapping
@@ -52,12 +54,14 @@ from reports.results import (
     FAILED,
     INTERRUPTED,
     Bottleneck,
+    ClusterRun,
     Metrics,
     Reconciliation as ReconciliationRecord,
     Run,
     RunConfig,
     RunDocument,
     Samples,
+    ServerThroughput,
 )
 
 
@@ -73,6 +77,9 @@ class RunRequest(RunSettings):
     out: Path | None = None
     # Names every database session of the run (migrator.session); None: a new one.
     run_id: str | None = None
+    # Run the units on a Dask cluster (local[:N] or tcp://HOST:PORT) instead of --workers
+    # processes (the cluster_workers and max_sessions settings size such a run).
+    cluster: str | None = None
 
 
 @dataclass
@@ -127,6 +134,8 @@ class RunOutcome:
             "files_without_records": list(self.files_without_records),
             "errors": list(s.errors),
             "bottleneck": self.extra.get("bottleneck"),
+            "cluster": self.extra.get("cluster"),
+            "server_throughput": self.extra.get("server_throughput"),
             "run_id": self.extra.get("run_id"),
             "result_file": str(self.result_file),
             "pyperf_file": str(self.pyperf_file) if self.pyperf_file else None,
@@ -177,8 +186,13 @@ def _dataset_facts(units: list[WorkUnit]) -> dict[str, Any]:
     return facts
 
 
-def execute_run(request: RunRequest,
-                progress: Callable[..., None] | None = None) -> RunOutcome:
+def execute_run(request: RunRequest, progress: Callable[..., None] | None = None,
+                cluster: Cluster | None = None) -> RunOutcome:
+    """One measured run; with ``request.cluster``, on ``cluster`` when given (a sweep keeps
+    one open for all its runs), else on one opened for this run."""
+    if request.cluster and cluster is None:
+        with open_cluster(request.cluster, request.cluster_workers) as opened:
+            return execute_run(request, progress, opened)
     run_dir = request.out or new_run_dir()
     mapping = load_mapping(request.mapping) if request.mapping else default_mapping()
     mapping = mapping.with_dtd_dir(check_dtd_dir(request.dtd_dir))
@@ -190,7 +204,7 @@ def execute_run(request: RunRequest,
     try:
         with run_scope(request.run_id) as run_id:  # (inherited by the workers it spawns)
             return _migrate(request, run_dir, mapping, units, without_records, progress,
-                            run_id)
+                            run_id, cluster)
     except BaseException:
         if created:  # a refusal (nothing to resume, say) leaves no empty run folder behind
             with contextlib.suppress(OSError):
@@ -200,7 +214,7 @@ def execute_run(request: RunRequest,
 
 def _migrate(request: RunRequest, run_dir: Path, mapping: Mapping, units: list[WorkUnit],
              without_records: list[str], progress: Callable[..., None] | None,
-             run_id: str) -> RunOutcome:
+             run_id: str, cluster: Cluster | None) -> RunOutcome:
     target_spec = request.target or f"sqlite:{run_dir / 'mig.db'}"
     target = open_target(target_spec)
     target.set_namespace(Namespace(request.schema, request.table_prefix))
@@ -218,15 +232,26 @@ def _migrate(request: RunRequest, run_dir: Path, mapping: Mapping, units: list[W
         if progress is not None:
             progress(done_bytes, total=total_bytes, info=f"{records:,} records")
 
-    coordinator = ParallelCoordinator(target, mapping, config, workers=request.workers,
-                                      on_progress=on_progress)
+    counters = server_counters(target, target_spec, mapping, run_id)
+    started = counters.before if counters is not None else None
+    coordinator: ParallelCoordinator | ClusterCoordinator
+    if cluster is not None:
+        coordinator = ClusterCoordinator(target, mapping, config, cluster=cluster,
+                                         workers=request.cluster_workers,
+                                         max_sessions=request.max_sessions,
+                                         on_progress=on_progress, on_started=started)
+    else:
+        coordinator = ParallelCoordinator(target, mapping, config, workers=request.workers,
+                                          on_progress=on_progress, on_started=started)
     # One run per target: held from before the checkpoints are read until the final count
     # check; a second run is refused here, before it touches anything (TargetBusy).
     with RunLock(target, run_id=run_id, results=str(run_dir)):
-        session = None
+        session = hosts = None
         if request.sample_interval:
             session = start_sampling(target, target_spec, request.sample_interval,
                                      t0=time.monotonic())
+            if cluster is not None:
+                hosts = sample_worker_hosts(cluster, request.sample_interval)
         stopped_by: BaseException | None = None
         try:
             stats = coordinator.run(units, resume=request.resume,
@@ -238,6 +263,10 @@ def _migrate(request: RunRequest, run_dir: Path, mapping: Mapping, units: list[W
             stats, stopped_by = coordinator.partial, exc
         finally:
             series = session.stop() if session is not None else None
+            host_samples = hosts.stop() if hosts is not None else None
+        target.close()  # (pooled sessions end: their counters reach the server's views)
+        if counters is not None and counters.before_reading is not None:
+            counters.after()
         try:
             status, error, rec = _ending(stopped_by, stats, target, mapping,
                                          config.retry)
@@ -245,6 +274,15 @@ def _migrate(request: RunRequest, run_dir: Path, mapping: Mapping, units: list[W
             status, error, rec, stopped_by = FAILED, str(exc), None, exc
     info = target.info()
     tables_in = {"schema": target.dialect.schema, "table_prefix": request.table_prefix}
+    workers_used = len(coordinator.report.workers) if isinstance(
+        coordinator, ClusterCoordinator) else request.workers
+    throughput = counters.to_dict(client_rows=sum(stats.rows.values()),
+                                  client_commits=len(stats.batches),
+                                  client_elapsed_s=stats.elapsed_s) \
+        if counters is not None and counters.before_reading is not None else None
+    cluster_doc = None
+    if isinstance(coordinator, ClusterCoordinator):
+        cluster_doc = {**coordinator.report.to_dict(), "host_samples": host_samples}
     run = Run(
         status=status, error=error, run_id=run_id, session_name=session_name(run_id=run_id),
         config=RunConfig(batch_size=request.batch_size, workers=request.workers,
@@ -254,13 +292,18 @@ def _migrate(request: RunRequest, run_dir: Path, mapping: Mapping, units: list[W
                          or target.dialect.default_insert_method, resume=request.resume,
                          sample_interval=request.sample_interval,
                          schema=target.dialect.schema, table_prefix=request.table_prefix,
-                         retry_window=request.retry_window),
+                         retry_window=request.retry_window, cluster=request.cluster,
+                         cluster_workers=request.cluster_workers,
+                         max_sessions=request.max_sessions),
         metrics=Metrics.from_dict(stats.to_dict()),
         reconciliation=None if rec is None else ReconciliationRecord.from_dict(
             _reconciliation(rec)),
         files_without_records=without_records,
         samples=Samples.from_dict(series.to_dict()) if series is not None else None,
-        bottleneck=Bottleneck.from_dict(attribute_run(stats, series, request.workers))
+        server_throughput=None if throughput is None
+        else ServerThroughput.from_dict(throughput),
+        cluster=None if cluster_doc is None else ClusterRun.from_dict(cluster_doc),
+        bottleneck=Bottleneck.from_dict(attribute_run(stats, series, workers_used))
         if series is not None and status == COMPLETE else None,
     )
     doc = build_result(
@@ -272,7 +315,8 @@ def _migrate(request: RunRequest, run_dir: Path, mapping: Mapping, units: list[W
                 "queue_depth": request.queue_depth,
                 "connection": request.connection.value,
                 "insert_method": request.insert_method, "resume": request.resume,
-                **tables_in, "replace_existing_tables": request.replace_existing_tables},
+                **tables_in, "replace_existing_tables": request.replace_existing_tables,
+                **_cluster_config(request)},
         environment=environment.collect(info, _dataset_facts(units)),
         runs=[run], status=status, error=error,
     )
@@ -287,13 +331,33 @@ def _migrate(request: RunRequest, run_dir: Path, mapping: Mapping, units: list[W
                          doc, {"bottleneck": None if run.bottleneck is None
                                else run.bottleneck.to_dict(),
                                "schema": tables_in["schema"], "run_id": run_id,
-                               "dtd_dir": mapping.dtd_dir},
+                               "dtd_dir": mapping.dtd_dir,
+                               "cluster": _cluster_summary(cluster_doc),
+                               "server_throughput": throughput},
                          status, error, without_records)
     if isinstance(stopped_by, KeyboardInterrupt):
         raise RunInterrupted(outcome) from stopped_by
     if stopped_by is not None:
         raise RunFailed(str(stopped_by), outcome) from stopped_by
     return outcome
+
+
+def _cluster_config(request: RunRequest) -> dict[str, Any]:
+    """The cluster settings of a run's configuration (none for a run without one)."""
+    if not request.cluster:
+        return {}
+    return {"cluster": request.cluster, "cluster_workers": request.cluster_workers,
+            "max_sessions": request.max_sessions}
+
+
+def _cluster_summary(doc: dict[str, Any] | None) -> dict[str, Any] | None:
+    """What `bench run --json` says about the cluster (the result file has the rest)."""
+    if doc is None:
+        return None
+    return {"cluster": doc["cluster"], "workers": doc["workers"],
+            "hosts": sorted(doc.get("host_samples") or {}),
+            "lost_workers": doc["lost_workers"], "rerun_units": doc["rerun_units"],
+            "max_sessions": doc["max_sessions"]}
 
 
 def _ending(stopped_by: BaseException | None, stats: RunStats, target: Any,

@@ -239,6 +239,8 @@ class SweepPlan:
     noise_band: float = NOISE_BAND
     sweep_id: str | None = None                 # pairs result files of one sweep
     racing: bool = True                         # budgeted: drop what is clearly worse
+    cluster: str | None = None                  # --cluster: runs on a Dask cluster
+    max_sessions: int | None = None
 
     def __post_init__(self) -> None:
         if not self.configurations:
@@ -298,6 +300,9 @@ class RunContext:
     mapping: Path | None
     work_dir: Path  # scratch folder: the run's own result files, the default SQLite file
     settings: RunSettings = field(default_factory=RunSettings)
+    # --cluster, and the cluster open for the sweep's runs (run_plan opens it once).
+    cluster: str | None = None
+    open_cluster: Any = field(default=None, compare=False, repr=False)
 
 
 #: Configuration keys that name a configuration without setting anything (the labels of an
@@ -312,7 +317,8 @@ def build_request(config: Mapping[str, ConfigValue], context: RunContext,
     (default: a new id)."""
     kwargs: dict[str, Any] = {**context.settings.values(), "inputs": list(context.inputs),
                               "target": context.target, "mapping": context.mapping,
-                              "resume": False, "out": context.work_dir, "run_id": run_id}
+                              "resume": False, "out": context.work_dir, "run_id": run_id,
+                              "cluster": context.cluster}
     for name, value in config.items():
         if name not in LABEL_KEYS:
             kwargs[DIMENSION_BY_NAME[name].field] = value
@@ -343,7 +349,7 @@ def execute_point(config: Mapping[str, ConfigValue], context: RunContext,
     before = noise_gate.mark()
     t0 = time.perf_counter()
     try:
-        outcome = runner.execute_run(request)
+        outcome = runner.execute_run(request, cluster=context.open_cluster)
     except runner.RunFailed as exc:  # (its result file says failed, with the error)
         outcome = exc.outcome
     wall = time.perf_counter() - t0
@@ -466,6 +472,15 @@ def run_plan(plan: SweepPlan, store: RunStore, context: RunContext,
     process. They are stored with ``warmup: true`` and never enter the statistics.
     """
     context.work_dir.mkdir(parents=True, exist_ok=True)
+    if context.cluster and context.open_cluster is None:
+        # One cluster for every run of the sweep (big enough for its largest run).
+        from bench.clusters import open_cluster
+
+        largest = max((int(c.get("cluster_workers") or 0) for c in plan.configurations),
+                      default=0)
+        with open_cluster(context.cluster, largest or None) as cluster:
+            return run_plan(plan, store, dataclasses.replace(context, open_cluster=cluster),
+                            on_progress)
     if plan.budgeted:
         _run_budgeted(plan, store, context, on_progress)
     else:

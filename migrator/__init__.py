@@ -10,6 +10,7 @@ The public API is the names below; everything else is an implementation detail.
 from __future__ import annotations
 
 from migrator.batch import Checkpoint
+from migrator.cluster import Cluster, ClusterCoordinator, ClusterError, ClusterSpec
 from migrator.config import PIPELINE_MODES, EngineConfig
 from migrator.connection import ConnectionStrategy
 from migrator.coordinator import ParallelCoordinator, WorkerFailed
@@ -57,8 +58,8 @@ def migrate(units: list[WorkUnit], target: Target, mapping: Mapping,
 
 
 __all__ = [
-    "PIPELINE_MODES", "STAGES", "BatchStat", "CheckReport", "Checkpoint", "ConnectionStrategy",
-    "EngineConfig",
+    "PIPELINE_MODES", "STAGES", "BatchStat", "CheckReport", "Checkpoint", "Cluster",
+    "ClusterCoordinator", "ClusterError", "ClusterSpec", "ConnectionStrategy", "EngineConfig",
     "InputError", "MalformedXMLError", "Mapping", "MappingError", "MigrationEngine",
     "MigratorError", "Namespace", "NothingToResume", "ParallelCoordinator", "PipelineError",
     "RangeUnit", "Reconciliation", "RecordMapper", "RecordRejected", "ResumeError",

@@ -28,6 +28,11 @@ class EngineConfig:
     # How long transient database errors (a restart, a killed session, a deadlock) are
     # retried: reconnecting, the "did this batch commit?" check and the retry itself.
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    # Check in every batch transaction, under a lock on the units' checkpoint rows, that
+    # each unit is where this engine left it. Set where the same unit may be read by two
+    # engines at once (a cluster that reran the task of a worker it believed lost): the
+    # second one stops with UnitTaken instead of committing the records again.
+    fence_units: bool = False
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:

@@ -116,7 +116,7 @@ class ParallelCoordinator:
     def __init__(self, target: Target, mapping: Mapping, config: EngineConfig | None = None,
                  *, workers: int = 1, partitions_per_worker: int = 1,
                  on_progress: ProgressFn | None = None, worker_init: WorkerInit | None = None,
-                 grace_s: float = 10.0) -> None:
+                 grace_s: float = 10.0, on_started: Callable[[], None] | None = None) -> None:
         if workers < 1:
             raise ValueError("workers must be >= 1")
         self.target = target
@@ -127,6 +127,9 @@ class ParallelCoordinator:
         self.on_progress = on_progress
         self.worker_init = worker_init
         self.grace_s = grace_s
+        # Called once the target is prepared, before the first record is inserted (a
+        # before-reading of the server's counters); its time is not the run's.
+        self.on_started = on_started
         # After run() raised: did the migration start (the schema was prepared), and what
         # had the engines committed by then (counts, batches, stages)? None when nothing.
         self.started = False
@@ -227,8 +230,10 @@ class ParallelCoordinator:
         checkpoints = prepare_target(self.target, self.mapping, units, resume=resume,
                                      replace_existing=self._replace_existing,
                                      retry=self.config.retry)
-        self._prepare_s = time.perf_counter() - t
         self.started = True
+        if self.on_started is not None:
+            self.on_started()
+        self._prepare_s = time.perf_counter() - t
         return units, checkpoints, self._prepare_s
 
     def _run_here(self, units: list[WorkUnit],

@@ -400,11 +400,15 @@ class MigrationEngine:
         # Every unit of the run (a worker reads only some): which duplicate is kept depends
         # on the whole input's order. None: the units given to run() are the whole input.
         self.order = order
+        self._checkpoints: dict[str, Checkpoint] = {}
 
     def writer(self, stats: RunStats, t0: float) -> BatchWriter:
         assert self.order is not None, "run() sets the input order"
-        return BatchWriter(self.target, self.mapping, self.config, stats, t0,
-                           order=self.order, on_batch=self.on_batch, worker=self.worker)
+        writer = BatchWriter(self.target, self.mapping, self.config, stats, t0,
+                             order=self.order, on_batch=self.on_batch, worker=self.worker)
+        if self.config.fence_units:
+            writer.fence = {uid: cp.records_done for uid, cp in self._checkpoints.items()}
+        return writer
 
     def run(self, units: Sequence[WorkUnit],
             checkpoints: dict[str, Checkpoint] | None = None) -> RunStats:
@@ -420,6 +424,7 @@ class MigrationEngine:
         """
         if self.order is None:
             self.order = InputOrder(units)
+        self._checkpoints = dict(checkpoints or {})
         halves = Halves(self.target, self.mapping, self.mapper, self.config, self.writer,
                         self.stop)
         gc.freeze()

@@ -12,6 +12,17 @@ class MigratorError(Exception):
     """An error caused by input or environment, reported to the user as one line."""
 
 
+class UnitTaken(MigratorError):
+    """Another engine committed records of a unit this one reads (``EngineConfig.
+    fence_units``): this engine stopped before committing any of them again."""
+
+    def __init__(self, unit: str, expected: int, found: int | None) -> None:
+        where = "is gone" if found is None else f"says {found}"
+        super().__init__(f"{unit}: another attempt at this unit is writing it (its checkpoint "
+                         f"{where}, this attempt expected {expected}); this one stopped")
+        self.unit = unit
+
+
 class MappingError(MigratorError):
     """The mapping file is invalid. The message names the file, the key and the fix."""
 

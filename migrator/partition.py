@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from migrator.errors import InputError
+from migrator.inputs import open_input
 from migrator.reader import Elements, RecordStream, WorkUnit, as_elements, shown_elements
 
 _CHUNK = 1 << 20
@@ -90,7 +91,7 @@ class Prolog:
 
 def read_prolog(path: str, limit: int = 1 << 20) -> Prolog | None:
     """Locate the root start tag; None for an empty root, odd encodings or a huge prolog."""
-    with open(path, "rb") as f:
+    with open_input(path) as f:
         head = f.read(limit)
     if head.startswith((b"\xfe\xff", b"\xff\xfe", b"\x00", b"\x4c\x6f\xa7\x94")) or \
             b"\x00" in head[:4]:
@@ -230,7 +231,7 @@ def record_starts(path: str, record_element: Elements, targets: Sequence[int],
     cuts: list[int] = []
     first_record = -1
     depth = 1  # inside the root
-    with open(path, "rb") as f:
+    with open_input(path) as f:
         f.seek(prolog.body)
         base = prolog.body  # file offset of buf[0]
         buf = b""
@@ -328,7 +329,7 @@ def _record_tag_ends(path: str, record_element: Elements, begin: int, stop: int
     ``[begin, stop)``, skipping comments, CDATA sections and PIs; ``begin`` must be outside
     any of them (the end of the root start tag is)."""
     pattern = _opener(record_element)
-    with open(path, "rb") as f:
+    with open_input(path) as f:
         f.seek(begin)
         base, buf, scan, eof = begin, b"", 0, False
         while True:
@@ -368,7 +369,7 @@ def range_first_seq(unit: RangeUnit, record_element: Elements, prolog: Prolog) -
     """How many records before the range's first one report the same line as it."""
     if unit.start <= prolog.body:
         return 0
-    with open(unit.path, "rb") as f:
+    with open_input(unit.path) as f:
         tag_end = _start_tag_end(f, unit.start)
         f.seek(unit.start)
         if b"\n" in f.read(tag_end - unit.start):
@@ -399,7 +400,7 @@ def range_origins(units: Sequence[WorkUnit], record_element: Elements
         if prolog is None:
             raise InputError(f"{unit.id}: cannot read the file's prolog to place this "
                              f"record range")
-        with open(unit.path, "rb") as f:
+        with open_input(unit.path) as f:
             tag_end = _start_tag_end(f, unit.start)
         lines += count_lines(unit.path, tag_end, counted)
         counted = tag_end
@@ -417,7 +418,7 @@ def records_before(path: str, offset: int, elements: Elements) -> dict[str, int]
     if prolog is None or offset <= prolog.body:
         return counts
     pattern = _opener(elements)
-    with open(path, "rb") as f:
+    with open_input(path) as f:
         f.seek(prolog.body)
         left = offset - prolog.body
         buf = b""
@@ -458,7 +459,7 @@ def count_lines(path: str, end: int, start: int = 0) -> int:
     """Newlines in bytes ``[start, end)`` of a file (chunked: memory stays flat)."""
     n = 0
     left = end - start
-    with open(path, "rb") as f:
+    with open_input(path) as f:
         f.seek(start)
         while left > 0:
             chunk = f.read(min(_CHUNK, left))
@@ -601,7 +602,7 @@ def deep_record_starts(path: str, record_elements: Elements, targets: Sequence[i
     cuts: list[Cut] = []
     stack: list[bytes] = []
     records, first, first_depth = 0, -1, -1
-    with open(path, "rb") as f:
+    with open_input(path) as f:
         w = _Window(f, prolog.body)
         pos = prolog.body
         while pending:
@@ -766,7 +767,7 @@ def _cut(f: WorkUnit, elements: Elements, inside: list[int]) -> tuple[list[WorkU
 
 
 def _why_no_prolog(path: str) -> str:
-    with open(path, "rb") as f:
+    with open_input(path) as f:
         head = f.read(4)
     if head.startswith((b"\xfe\xff", b"\xff\xfe")) or b"\x00" in head:
         return ("it is in UTF-16 or UTF-32, and byte ranges are cut only in encodings that "
@@ -880,7 +881,7 @@ class RangeRecordStream(RecordStream):
                              f"range; run it with --workers 1")
         enclosing, closing = (u.head, u.tail) if u.head is not None and u.tail is not None \
             else range_context(u, self.elements)
-        f = open(u.path, "rb")  # noqa: SIM115 - closed by the stream's finally
+        f = open_input(u.path)  # (closed by the stream's finally)
         tail = b"" if u.end >= u.size else \
             b"".join(b"</" + tag_name(t) + b">" for t in reversed(closing)) \
             + b"</" + prolog.root + b">"
@@ -897,7 +898,7 @@ class RangeRecordStream(RecordStream):
         try:
             src, shift = self._open()
         except OSError as exc:
-            raise InputError(f"{self.path}: cannot open: {exc.strerror}") from None
+            raise InputError(f"{self.path}: cannot open: {exc.strerror or exc}") from None
         self._range = src
         self._file = None
         try:

@@ -39,6 +39,7 @@ from typing import IO, Any
 from lxml import etree
 
 from migrator.errors import InputError, MalformedXMLError
+from migrator.inputs import expand_url, is_url, local_path, open_input
 
 _POSITION = re.compile(r",? line \d+, column \d+\s*$")
 _DECLARED = re.compile(rb"""^\s*<\?xml[^>]*?encoding\s*=\s*["']([A-Za-z0-9._\-]+)["']""")
@@ -85,7 +86,7 @@ def describe_syntax_error(path: str, raw: str) -> str:
 
 def _declared_encoding(path: str) -> str | None:
     try:
-        with open(path, "rb") as f:
+        with open_input(path) as f:
             head = f.read(256)
     except OSError:
         return None
@@ -113,11 +114,17 @@ class WorkUnit:
 
 
 def expand_inputs(inputs: Sequence[str]) -> list[WorkUnit]:
-    """Files, directories (``*.xml`` inside, recursively) and globs → sorted work units."""
+    """Files, directories (``*.xml`` inside, recursively) and globs → sorted work units;
+    ``file://`` URLs are local paths, other URLs are listed and read with fsspec."""
     if not inputs:
         raise InputError("no input given; pass --input FILE, DIR or GLOB")
     seen: dict[str, WorkUnit] = {}
-    for item in inputs:
+    for given in inputs:
+        item = local_path(given)  # (a file:// URL is a local path)
+        if is_url(item):  # read with fsspec by whoever reads the unit (migrator.inputs)
+            for url, size in expand_url(item):
+                seen.setdefault(url, WorkUnit(url, size))
+            continue
         if any(ch in item for ch in "*?["):
             matches = sorted(glob.glob(item, recursive=True))
             if not matches:
@@ -224,7 +231,7 @@ _BOMS = ((codecs.BOM_UTF8, "utf-8"), (codecs.BOM_UTF16_LE, "utf-16-le"),
 
 def doctype_text(path: str, limit: int = 1 << 20) -> str:
     """The file's document type declaration, internal subset included ("" if none)."""
-    with open(path, "rb") as f:
+    with open_input(path) as f:
         head = f.read(limit)
     encoding = "utf-8"
     for bom, name in _BOMS:
@@ -308,6 +315,16 @@ class EntityExpander:
         if len(root) or (catalog.misses and not root.text):
             return None
         return root.text or ""
+
+
+def _empty(f: IO[bytes]) -> bool:
+    """Is the file that ``f`` just opened empty? (Its position is left at the start.)"""
+    try:
+        return os.fstat(f.fileno()).st_size == 0
+    except (OSError, AttributeError, ValueError):  # not an OS file (a URL's)
+        empty = not f.read(1)
+        f.seek(0)
+        return empty
 
 
 class RecordStream:
@@ -415,11 +432,11 @@ class RecordStream:
 
     def __iter__(self) -> Iterator[tuple[int, Any]]:
         try:
-            self._file = open(self.path, "rb")  # noqa: SIM115 - closed in finally below
+            self._file = open_input(self.path)  # (closed in the finally below)
         except OSError as exc:
-            raise InputError(f"{self.path}: cannot open: {exc.strerror}") from None
+            raise InputError(f"{self.path}: cannot open: {exc.strerror or exc}") from None
         try:
-            if os.fstat(self._file.fileno()).st_size == 0:
+            if _empty(self._file):
                 raise MalformedXMLError(self.path, 1, "malformed XML: the file is empty "
                                         "(0 bytes), not an XML document")
             yield from self._records(self._file)
@@ -450,7 +467,7 @@ def scan_for_records(path: str, record_elements: Elements) -> FileScan:
     root: str | None = None
     namespace: str | None = None
     try:
-        with open(path, "rb") as f:
+        with open_input(path) as f:
             events = etree.iterparse(f, events=("start", "end"), resolve_entities=False,
                                      no_network=True, load_dtd=False, dtd_validation=False,
                                      huge_tree=False)

@@ -238,6 +238,20 @@ class RunSettings:
         None, "--dtd-dir", "A trusted local DTD catalog: named entities and default attributes "
         "come from the DTD files in DIR (never from the network) [default: the mapping's "
         "[input].dtd_dir].", cli_type=Path | None)
+    # A cluster run (`--cluster`, bench.runner.RunRequest): on how many of the cluster's
+    # workers (None: all of them), and how many units may write at once across the cluster
+    # (None: one per worker thread). A sweep varies the first like the worker count.
+    cluster_workers: int | None = setting(
+        None, "--cluster-workers", "With --cluster: use this many of the cluster's workers "
+        "[default: all].", check=_at_least(1),
+        sweep=Sweep("--cluster-workers", "Cluster workers to sweep (needs --cluster): "
+                    "{grammar}.", series="linear"),
+        aliases=("cluster_worker",), title="Client workers of a cluster",
+        anchor="cluster-workers")
+    max_sessions: int | None = setting(
+        None, "--max-sessions", "With --cluster: at most this many units write at once "
+        "across the cluster (database sessions) [default: one per worker thread].",
+        check=_at_least(1))
 
     def __post_init__(self) -> None:
         for s in SETTINGS:

@@ -22,7 +22,7 @@ from migrator.duplicates import (
     find_holder,
     key_text,
 )
-from migrator.errors import TargetError
+from migrator.errors import TargetError, UnitTaken
 from migrator.mapping import POSITION_COLUMN, Mapping
 from migrator.rowmap import Rows
 from migrator.stats import BatchStat, Progress, RunStats
@@ -64,6 +64,8 @@ class BatchWriter:
         for element, _ in self._roots:
             stats.records.setdefault(element, {"read": 0, "inserted": 0, "quarantined": 0})
         self.connections = BatchConnections(target, config.connection, self._connected)
+        # Unit id → records_done as this writer last committed it (config.fence_units).
+        self.fence: dict[str, int] | None = None
 
     def _connected(self, seconds: float) -> None:
         self.stats.stages["connect"] += seconds
@@ -105,6 +107,8 @@ class BatchWriter:
         finally:
             self.stats.retries += retry.failures
             self.stats.retry_wait_s += retry.waited
+        if self.fence is not None:
+            self.fence.update((uid, p[0]) for uid, p in batch.progress.items())
         self._account(batch, *timing)
 
     def _write_once(self, batch: MappedBatch) -> tuple[float, float, float, float]:
@@ -346,7 +350,26 @@ class BatchWriter:
         prog[1] -= 1
         prog[2] += 1
 
+    @staticmethod
+    def _check_fence(conn: Connection, batch: MappedBatch, fence: dict[str, int]) -> None:
+        """Lock the batch's checkpoint rows (in key order) and check that each unit's is
+        where this writer left it; else UnitTaken, and the transaction rolls back with
+        everything the batch wrote. Done last, just before the checkpoint rows are written,
+        on the session that writes them (the batch's rows may have moved to a COPY
+        session): a locking read waits for another writer of the row and sees what it
+        committed, and on SQLite the batch's first write already holds the database."""
+        sql = conn.dialect.select_for_update_sql(CHECKPOINT_TABLE, ["records_done"],
+                                                 "unit_key")
+        for uid in sorted(batch.progress, key=unit_key):
+            row = conn.query(sql, (unit_key(uid),))
+            found = int(row[0][0]) if row else None
+            expected = fence.get(uid, 0)
+            if found != expected:
+                raise UnitTaken(uid, expected, found)
+
     def _save_checkpoints(self, conn: Connection, batch: MappedBatch) -> None:
+        if self.fence is not None:
+            self._check_fence(conn, batch, self.fence)
         d = conn.dialect
         p = d.placeholder
         table = d.table_ref(CHECKPOINT_TABLE)

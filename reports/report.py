@@ -498,10 +498,17 @@ def _sections(data: _Data) -> list[Section]:
         if s.title and s.anchor:
             sections.extend(_dimension_section(data, s.name, s.title, s.anchor))
     for build in (_compare_sections, _bottleneck_section, _diagnosis_sections, _tree_sections,
-                  _timeline_section,
-                  _run_order_section, _stages_section, _environment_section):
+                  _timeline_section, _cluster_sections, _run_order_section, _stages_section,
+                  _environment_section):
         sections.extend(build(data))
     return [s for s in sections if s.blocks]
+
+
+def _cluster_sections(data: _Data) -> list[Section]:
+    """Measured at the server, and the machines of a cluster (reports.cluster)."""
+    from reports.cluster import Kit, cluster_sections
+
+    return cluster_sections(data.docs, Kit(Section, Table))
 
 
 # ---- summary

@@ -36,7 +36,10 @@ Format history (bump :data:`SCHEMA_VERSION` and add an upgrader for every change
   connection) replaces ``pooling`` in every configuration — the document's, each run's,
   a sweep's dimensions, configurations and summary. Older ``pooling`` values become
   ``connection`` (``on`` → ``pooled``, ``off`` → ``per-batch``), and so do the labels that
-  name them (``pooling=on`` → ``connection=pooled``).
+  name them (``pooling=on`` → ``connection=pooled``). Runs written since may also hold
+  ``server_throughput`` (the server's own counters beside the clients') and, for a cluster
+  run, ``cluster`` (with ``cluster``, ``cluster_workers`` and ``max_sessions`` in their
+  configuration); readers treat them as optional.
 """
 
 from __future__ import annotations
@@ -81,6 +84,8 @@ __all__ = [
     "BaselineSummary",
     "Bottleneck",
     "CalibrationDocument",
+    "ClusterHost",
+    "ClusterRun",
     "CompareDocument",
     "CompareSummary",
     "ConfigValue",
@@ -93,6 +98,7 @@ __all__ = [
     "Run",
     "RunConfig",
     "RunDocument",
+    "ServerThroughput",
     "SweepDocument",
     "SweepSummary",
     "Verdict",
@@ -403,6 +409,11 @@ class RunConfig(Record):
     schema: str | None = None
     table_prefix: str | None = None
     retry_window: float | None = None
+    #: A cluster run's: the cluster (`--cluster`), how many of its workers the run used
+    #: (a sweep dimension: always written) and its cap on units writing at once.
+    cluster: str | None = field(default=None, metadata=OMIT)
+    cluster_workers: int | None = None
+    max_sessions: int | None = field(default=None, metadata=OMIT)
 
     def value(self, name: str) -> ConfigValue | None:
         """A setting by its name (a modelled one, or one a sweep's configuration added)."""
@@ -601,6 +612,47 @@ class HostLoad(Record):
 
 
 @dataclass(kw_only=True)
+class ServerThroughput(Record):
+    """Throughput as the server counted it, from its own counters read before and after
+    the run (``diagnostics.server_counters``), beside what the clients counted: ``server``
+    and ``clients`` hold ``rows_inserted``, ``commits``, ``rows_per_s``, ``commits_per_s``
+    (and the server's ``window_s``, the clients' ``elapsed_s``)."""
+
+    dialect: str | None = None
+    rows_source: str | None = None
+    commits_source: str | None = None
+    clients: dict[str, Any] = field(default_factory=dict)
+    server: dict[str, Any] | None = None
+    rows_ratio: float | None = field(default=None, metadata=OMIT)
+    error: str | None = None
+    warning: str | None = None
+
+
+@dataclass(kw_only=True)
+class ClusterHost(Record):
+    """One machine of a cluster run: its workers and the longest of their host series."""
+
+    workers: list[str] = field(default_factory=list)
+    samples: Samples | None = None
+
+
+@dataclass(kw_only=True)
+class ClusterRun(Record):
+    """How a cluster ran a run's units (``migrator.cluster.ClusterReport``): its workers,
+    the task attempts (seconds since the run's start), lost workers, units run again, and
+    per machine its host samples."""
+
+    cluster: str | None = None
+    workers: list[str] = field(default_factory=list)
+    hosts: dict[str, str] = field(default_factory=dict)  # worker address → its host
+    lost_workers: list[str] = field(default_factory=list)
+    rerun_units: list[str] = field(default_factory=list)
+    max_sessions: int | None = None
+    tasks: list[dict[str, Any]] = field(default_factory=list)
+    host_samples: dict[str, ClusterHost] | None = None
+
+
+@dataclass(kw_only=True)
 class Run(Record):
     """One migration: its settings, what it measured, how it ended, and — in a sweep — its
     place in the schedule (``order_index``, ``round``, ``config_index``, ``warmup``)."""
@@ -622,6 +674,8 @@ class Run(Record):
     reconciliation: Reconciliation | None = None
     files_without_records: list[str] = field(default_factory=list)
     samples: Samples | None = None
+    server_throughput: ServerThroughput | None = field(default=None, metadata=OMIT)
+    cluster: ClusterRun | None = field(default=None, metadata=OMIT)
     bottleneck: Bottleneck | None = None
     verdicts: list[Verdict] | None = field(default=None, metadata=OMIT)
     # how a sweep measured it
@@ -972,6 +1026,9 @@ class RunInvocation(Record):
     schema: str | None = field(default=None, metadata=OMIT)
     table_prefix: str | None = field(default=None, metadata=OMIT)
     replace_existing_tables: bool | None = field(default=None, metadata=OMIT)
+    cluster: str | None = field(default=None, metadata=OMIT)
+    cluster_workers: int | None = field(default=None, metadata=OMIT)
+    max_sessions: int | None = field(default=None, metadata=OMIT)
 
 
 @dataclass(kw_only=True)

@@ -80,7 +80,7 @@ def test_every_setting_is_a_bench_run_option_with_its_default_and_help(s: Settin
 
 def test_bench_run_has_no_setting_option_the_declaration_does_not_know() -> None:
     own = {"--input", "--target", "--mapping", "--resume", "--out", "--report", "--json",
-           "--help"}
+           "--help", "--cluster"}  # (where it runs, like --target: bench.runner.RunRequest)
     declared = ({s.flag for s in SETTINGS} | {s.off_flag for s in SETTINGS if s.off_flag}
                 | {s.alias.flag for s in SETTINGS if s.alias})
     flags = {o for o in _params("run") if o.startswith("--")}
@@ -263,7 +263,7 @@ CHANGED: dict[str, Any] = {
     "queue_depth": 3,
     "insert_method": "executemany", "sample_interval": 0.2, "schema": "settings_s",
     "table_prefix": "st_", "replace_existing_tables": True, "retry_window": 5.0,
-    "dtd_dir": "<dtd>",
+    "dtd_dir": "<dtd>", "cluster_workers": 1, "max_sessions": 1,
 }
 
 
@@ -293,6 +293,8 @@ def test_bench_run_json_carries_every_setting(backend: str, data: Path, tmp_path
     values = {**CHANGED, "dtd_dir": str(dtd), "table_prefix": f"st_{backend[:2]}_"}
     if backend != "postgres":
         del values["schema"]  # (a schema is PostgreSQL's and SQL Server's)
+    for name in ("cluster_workers", "max_sessions"):  # (they size a --cluster run, which
+        del values[name]  # needs no --workers: tests/test_cluster.py gives them)
     result = runner.invoke(app, ["run", "-i", str(data), "-t", _target(backend, request,
                                                                        tmp_path),
                                  *_args(values), "--out", str(tmp_path / "r"), "--json"])

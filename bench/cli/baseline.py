@@ -10,6 +10,7 @@ import typer
 
 from bench import console as ui
 from bench.baseline import DEFAULT_ITERATIONS, finish_baseline
+from bench.cli.cluster import ClusterOption, check_cluster_options
 from bench.cli.options import (
     TABLE_SETTINGS,
     JsonOption,
@@ -63,10 +64,13 @@ def baseline(
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted baseline "
                                                           "(--out DIR).")] = False,
     settings: RunSettings,  # what every run of the baseline shares
+    cluster: ClusterOption = None,
     out: RunFolderOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Run one configuration N times: mean, median, stdev, CV, CI, drift, warnings."""
+    check_cluster_options(cluster, configuration.get("cluster_workers"), None,
+                          workers=configuration.get("workers"))
     dims = one_configuration(configuration)
     if resume:
         store, stored = open_store(out, resume=True)
@@ -77,7 +81,7 @@ def baseline(
         requested = {"dimensions": {**stored.dimensions, **explicit}, "repeat": iterations,
                      "warmup": warmup, "target": target, "name": name, "records": records,
                      "inputs": [os.path.abspath(p) for p in inputs] if inputs else None,
-                     "mapping": abspath(mapping),
+                     "mapping": abspath(mapping), "cluster": cluster,
                      **tables_requested(settings)}
         plan = check_resume(stored, "baseline", requested, store)
         refresh_dataset(plan, as_json)
@@ -91,7 +95,8 @@ def baseline(
                          inputs=run_inputs, target=target, mapping=abspath(mapping),
                          dataset=dataset, name=name, schema=settings.schema,
                          table_prefix=settings.table_prefix,
-                         replace_existing_tables=settings.replace_existing_tables)
+                         replace_existing_tables=settings.replace_existing_tables,
+                         cluster=cluster)
         store.write_plan(plan.to_dict())
 
     run_with_progress(plan, store, Path(plan.mapping) if plan.mapping else None, as_json,

@@ -28,6 +28,7 @@ from bench.sweep import (
     resume_conflicts,
     run_plan,
 )
+from migrator.inputs import is_url
 from migrator.retry import DEFAULT_WINDOW_S
 from migrator.settings import SWEPT, RunSettings
 
@@ -42,7 +43,7 @@ def dataset_inputs(records: int | None, inputs: list[str] | None, quiet: bool
             raise usage("--records and --input exclude each other: --records sizes the "
                          "generated default dataset, --input brings your own")
         # absolute, so that `--resume` from another folder finds the same files
-        return [os.path.abspath(p) for p in inputs], None
+        return [p if is_url(p) else os.path.abspath(p) for p in inputs], None
     count = records if records is not None else DEFAULT_RECORDS
     progress = ui.progress_bar("generating dataset", count, enabled=not quiet)
     with user_errors(datasets.DatasetError), progress as update:
@@ -83,7 +84,9 @@ def run_with_progress(plan: SweepPlan, store: RunStore, mapping: Path | None, qu
                          work_dir=store.run_dir / "work",
                          settings=RunSettings(schema=plan.schema, table_prefix=plan.table_prefix,
                                               replace_existing_tables=plan.replace_existing_tables,
-                                              retry_window=retry_window))
+                                              retry_window=retry_window,
+                                              max_sessions=plan.max_sessions),
+                         cluster=plan.cluster)
     budgeted = plan.budget_s is not None
     total = round(plan.budget_s) if plan.budget_s is not None else \
         len(plan.configurations) * plan.repeat

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from bench import console as ui
+from bench.cli.cluster import ClusterOption, check_cluster_options, describe_cluster_run
 from bench.cli.options import (
     JsonOption,
     settings_options,
@@ -43,11 +44,14 @@ def run(
     ] = None,
     report: Annotated[bool, typer.Option(
         "--report", help="Also write report.html next to the result file.")] = False,
+    cluster: ClusterOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Migrate XML into a database once, measuring every stage."""
+    check_cluster_options(cluster, settings.cluster_workers, settings.max_sessions,
+                          workers=settings.workers)
     request = RunRequest(inputs=inputs, target=target, mapping=mapping, resume=resume,
-                         out=out, **settings.values())
+                         out=out, cluster=cluster, **settings.values())
     progress = ui.progress_bar("migrating", None, unit="bytes", enabled=not as_json)
     stopped: RunFailed | RunInterrupted | None = None
     with user_errors(), progress as update:
@@ -126,7 +130,7 @@ def _print_run(s: dict[str, Any]) -> None:
         con.print("records: " + " · ".join(
             f"<{k}> {v['read']:,} read → {v['inserted']:,} inserted + {v['quarantined']:,} "
             f"quarantined" for k, v in per_type.items()), markup=False)
-    if s.get("workers", 1) > 1 or s.get("pipeline", "off") != "off":
+    if s.get("workers", 1) > 1 or s.get("pipeline", "off") != "off" or s.get("cluster"):
         busy_s = " · ".join(f"{k} {v:.2f} s" for k, v in s["stage_busy_s"].items())
         con.print(f"workers {s['workers']} · pipeline {s['pipeline']} · busy {busy_s} · "
                   f"overlap efficiency {s['overlap_efficiency']:.2f}", markup=False)
@@ -142,6 +146,8 @@ def _print_run(s: dict[str, Any]) -> None:
                   f"as they are ({why})", markup=False)
     for note in s.get("notes") or []:
         con.print(note, markup=False)
+    for line in describe_cluster_run(s):
+        con.print(line, markup=False)
     empty = s.get("files_without_records") or []
     if empty:
         con.print(f"input files without records (the others had some): {', '.join(empty)}",

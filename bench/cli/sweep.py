@@ -11,6 +11,7 @@ from typing import Annotated, Any
 import typer
 
 from bench import console as ui
+from bench.cli.cluster import ClusterOption, check_cluster_options
 from bench.cli.options import (
     TABLE_SETTINGS,
     JsonOption,
@@ -53,7 +54,7 @@ app = typer.Typer()
 
 @app.command()
 @sweep_options()
-@settings_options(*TABLE_SETTINGS, "retry_window")
+@settings_options(*TABLE_SETTINGS, "retry_window", "max_sessions")
 def sweep(
     *,
     dimensions: dict[str, str | None],  # each sweep dimension's option, in declared order
@@ -94,6 +95,7 @@ def sweep(
         "--resume", help="Continue an interrupted sweep (--out DIR, default: the latest "
                          "unfinished one under runs/).")] = False,
     settings: RunSettings,  # what every run of the sweep shares
+    cluster: ClusterOption = None,
     out: RunFolderOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -105,6 +107,8 @@ def sweep(
     if budget_s is not None and repeat is not None:
         raise usage("--budget and --repeat exclude each other: --budget races the "
                      "configurations for a time, --repeat runs a fixed number of rounds")
+    check_cluster_options(cluster, dimensions.get("cluster_workers"), settings.max_sessions,
+                          workers=dimensions.get("workers"))
     if resume:
         store, stored = open_store(out, resume=True)
         assert stored is not None  # open(resume=True) refuses a store without a plan
@@ -112,7 +116,8 @@ def sweep(
                      "noise_band": band, "warmup": warmup, "records": records,
                      "seed": seed, "target": target, "baseline": baseline,
                      "inputs": [os.path.abspath(p) for p in inputs] if inputs else None,
-                     "mapping": abspath(mapping),
+                     "mapping": abspath(mapping), "cluster": cluster,
+                     "max_sessions": settings.max_sessions,
                      **tables_requested(settings)}
         plan = check_resume(stored, "sweep", requested, store)
         refresh_dataset(plan, as_json)
@@ -129,7 +134,8 @@ def sweep(
                          replace_existing_tables=settings.replace_existing_tables,
                          budget_s=None if fixed else (budget_s or DEFAULT_BUDGET_S),
                          noise_band=NOISE_BAND if band is None else band,
-                         sweep_id=uuid.uuid4().hex)
+                         sweep_id=uuid.uuid4().hex, cluster=cluster,
+                         max_sessions=settings.max_sessions)
         if baseline is not None:
             try:
                 resolve_baseline(parse_baseline(baseline, list(dims)), plan.configurations)
