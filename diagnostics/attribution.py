@@ -266,6 +266,14 @@ RULES: tuple[Rule, ...] = (
         "other processes took a noticeable share of the CPU the run could use",
     ),
     Rule("host-busy", "host.steal_pct", ">=", 10, 2, "the hypervisor ran other guests (steal)"),
+    Rule(
+        "host-busy",
+        "host.others_cpu_pct",
+        ">=",
+        50,
+        1,
+        "other processes use half the host's CPU or more",
+    ),
     Rule("host-busy", "host.others_take_pct", "<", 5, -2, "other processes left the run its CPU"),
     Rule(
         "host-busy",
@@ -328,29 +336,47 @@ def derive_facts(timings: StageTimings, series: SampleSeries | None = None) -> d
     if client_cpu is not None:
         put("client.cpu_pct", client_cpu, "% of a core", source)
         put("client.cpu_cores", client_cpu / 100, of_usable, source)
-        put("client.cpu_of_capacity_pct", client_cpu / usable, f"% {of_usable}",
-            source)
-        put("client.host_share_pct", client_cpu / cores, f"% of the host's {cores} cores",
-            source)
+        put("client.cpu_of_capacity_pct", client_cpu / usable, f"% {of_usable}", source)
+        put("client.host_share_pct", client_cpu / cores, f"% of the host's {cores} cores", source)
     waited = mean("host.run.cpu_wait_pct")
     if waited is not None:
-        put("client.cpu_wait_pct", waited / usable, f"% {of_usable}",
-            "run-queue delay of the run's threads")
+        put(
+            "client.cpu_wait_pct",
+            waited / usable,
+            f"% {of_usable}",
+            "run-queue delay of the run's threads",
+        )
         if client_cpu is not None:  # running or ready to run: what the run asked of the CPU
-            put("client.cpu_demand_pct", (client_cpu + waited) / usable, f"% {of_usable}",
-                "the run's CPU plus its run-queue delay")
+            put(
+                "client.cpu_demand_pct",
+                (client_cpu + waited) / usable,
+                f"% {of_usable}",
+                "the run's CPU plus its run-queue delay",
+            )
     others = mean("host.others.cpu_pct")
     if others is not None:
-        put("host.others_cpu_pct", others, f"% of the host's {cores} cores",
-            "host CPU less the run's and the database server's processes")
-        # Others only slow the run down when they take cores it could use (what they use
-        # beyond the cores the run leaves idle) and the run's threads were kept waiting for
-        # a CPU meanwhile: the smaller of the two, in % of the cores the run can use.
-        taken = 100 * max(0.0, others / 100 * cores + usable - cores) / usable
+        put(
+            "host.others_cpu_pct",
+            others,
+            f"% of the host's {cores} cores",
+            "host CPU less the run's and the database server's processes",
+        )
+        # Others slow the run down by the CPU its threads waited for while they ran: no more
+        # than the others used, nor than what the run fell short of its usable cores; in %
+        # of those cores. (Without the wait measured: what others used beyond the cores the
+        # run did not use.)
+        others_cores = others / 100 * cores
+        short = max(0.0, usable - (client_cpu or 0.0) / 100)
         if waited is not None:
-            taken = min(taken, waited / usable)
-        put("host.others_take_pct", taken, f"% {of_usable}",
-            "CPU other processes took while the run's threads waited for one")
+            taken = min(waited / 100, others_cores, short)
+        else:
+            taken = max(0.0, others_cores + usable - cores)
+        put(
+            "host.others_take_pct",
+            100 * taken / usable,
+            f"% {of_usable}",
+            "CPU other processes took while the run's threads waited for one",
+        )
 
     db_cpu = mean("server.cpu_pct")
     local = mean("host.dbserver.cpu_pct")

@@ -374,8 +374,13 @@ class _RunDelay:
         self._last_wall: float | None = None
         self._prev_now: float | None = None
 
-    def rate(self, table: ProcessTable, pids: Iterable[int], now: float,
-             skip: frozenset[int] = frozenset()) -> float | None:
+    def rate(
+        self,
+        table: ProcessTable,
+        pids: Iterable[int],
+        now: float,
+        skip: frozenset[int] = frozenset(),
+    ) -> float | None:
         wall = time.time()
         current = run_delay_s(pids, skip)
         increase = 0.0
@@ -499,12 +504,23 @@ class HostSampler:
         run = self._run.rate(table, roots, now, exclude=server_pids)
         members = {p for root in outermost(table, roots) for p in table.tree(root)}
         # (not the sampler's own thread: it is no part of the migration's demand for CPU)
-        waited = self._run_delay.rate(table, members - server_pids, now,
-                                      frozenset({threading.get_native_id()}))
+        waited = self._run_delay.rate(
+            table, members - server_pids, now, frozenset({threading.get_native_id()})
+        )
         interval = self._interval(now)
         return HostReading(
-            interval, cpu, memory, disks, workers, client, server, read_bps, write_bps, run,
-            others_cpu_pct(cpu, run, server), waited,
+            interval,
+            cpu,
+            memory,
+            disks,
+            workers,
+            client,
+            server,
+            read_bps,
+            write_bps,
+            run,
+            others_cpu_pct(cpu, run, server),
+            waited,
         )
 
     def _interval(self, now: float) -> float | None:

@@ -358,7 +358,7 @@ def test_others_on_cores_the_run_leaves_idle_are_no_bottleneck() -> None:
                 "host.run.cpu_wait_pct": 3.0}, cores=4),
     )
     assert verdict.label == "client-cpu", verdict.summary()
-    assert verdict.facts["host.others_take_pct"].value == 0.0
+    assert verdict.facts["host.others_take_pct"].value < 5
     assert verdict.scores["host-busy"] < 0
 
 
