@@ -634,7 +634,7 @@ class ClusterCoordinator:
             r = o.stats
             if r is None:
                 continue
-            _add_counts(stats, r)
+            stats.add_counts(r)
             shift = o.started - wall0
             for b in r.batches:
                 b.started += shift
@@ -681,26 +681,6 @@ class ClusterCoordinator:
                 f"came back (a worker was lost): counted from the checkpoints; per-table "
                 f"rows, stage times and batches leave them out")
         return stats
-
-
-def _add_counts(stats: RunStats, r: RunStats) -> None:
-    for table, n in r.rows.items():
-        stats.rows[table] = stats.rows.get(table, 0) + n
-    for element, counts in r.records.items():
-        mine = stats.records.setdefault(element, dict.fromkeys(counts, 0))
-        for k, n in counts.items():
-            mine[k] = mine.get(k, 0) + n
-    for stage, s in r.stages.items():
-        stats.stages[stage] = stats.stages.get(stage, 0.0) + s
-    for half, s in r.stage_busy.items():
-        stats.stage_busy[half] = stats.stage_busy.get(half, 0.0) + s
-    stats.errors.extend(r.errors)
-    stats.max_in_flight = max(stats.max_in_flight, r.max_in_flight)
-    stats.converted_by_inserter += r.converted_by_inserter
-    stats.unexpanded_entities += r.unexpanded_entities
-    stats.read_map_cpu_s += r.read_map_cpu_s
-    stats.retries += r.retries
-    stats.retry_wait_s += r.retry_wait_s
 
 
 def _worker_number(chosen: Sequence[str], address: str) -> int:

@@ -386,23 +386,7 @@ class ParallelCoordinator:
             stats.records_read += r.records_read
             stats.inserted += r.inserted
             stats.quarantined += r.quarantined
-            for table, n in r.rows.items():
-                stats.rows[table] = stats.rows.get(table, 0) + n
-            for element, counts in r.records.items():
-                mine = stats.records.setdefault(element, dict.fromkeys(counts, 0))
-                for k, n in counts.items():
-                    mine[k] = mine.get(k, 0) + n
-            for stage, s in r.stages.items():
-                stats.stages[stage] = stats.stages.get(stage, 0.0) + s
-            for half, s in r.stage_busy.items():
-                stats.stage_busy[half] = stats.stage_busy.get(half, 0.0) + s
-            stats.errors.extend(r.errors)
-            stats.max_in_flight = max(stats.max_in_flight, r.max_in_flight)
-            stats.converted_by_inserter += r.converted_by_inserter
-            stats.unexpanded_entities += r.unexpanded_entities
-            stats.read_map_cpu_s += r.read_map_cpu_s
-            stats.retries += r.retries
-            stats.retry_wait_s += r.retry_wait_s
+            stats.add_counts(r)
             stats.connects += r.connects
             shift = w.started - t_run  # perf_counter is system-wide monotonic on Linux
             for b in r.batches:

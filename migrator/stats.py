@@ -122,6 +122,26 @@ class RunStats:
         """(sum of stage busy times) / wall: 1.0 is no overlap, 2.0 two stages fully busy."""
         return sum(self.stage_busy.values()) / self.elapsed_s if self.elapsed_s > 0 else 0.0
 
+    def add_counts(self, r: RunStats) -> None:
+        """Add another part's rows, record counts, stage times, errors and retries."""
+        for table, n in r.rows.items():
+            self.rows[table] = self.rows.get(table, 0) + n
+        for element, counts in r.records.items():
+            mine = self.records.setdefault(element, dict.fromkeys(counts, 0))
+            for k, n in counts.items():
+                mine[k] = mine.get(k, 0) + n
+        for stage, s in r.stages.items():
+            self.stages[stage] = self.stages.get(stage, 0.0) + s
+        for half, s in r.stage_busy.items():
+            self.stage_busy[half] = self.stage_busy.get(half, 0.0) + s
+        self.errors.extend(r.errors)
+        self.max_in_flight = max(self.max_in_flight, r.max_in_flight)
+        self.converted_by_inserter += r.converted_by_inserter
+        self.unexpanded_entities += r.unexpanded_entities
+        self.read_map_cpu_s += r.read_map_cpu_s
+        self.retries += r.retries
+        self.retry_wait_s += r.retry_wait_s
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "records_read": self.records_read,
